@@ -1,0 +1,363 @@
+//! Detection: from an application directory and its environment, decide how the platform
+//! would deploy it, as a [`Plan`]. `detect` prints it; `uvbuild APP_DIR` reuses it.
+
+mod error;
+mod flow;
+mod health;
+
+pub use error::DetectError;
+pub use flow::request_flow;
+pub use health::health_check;
+
+use plan::command::{self, CommandError};
+use plan::{
+    Build, Env, Environment, Mode, Plan, Ports, Run, RunSource, DEFAULT_APP_PORT,
+    DEFAULT_PUBLIC_PORT, SCHEMA,
+};
+use std::path::{Path, PathBuf};
+
+/// Variables of the legacy backend (uWSGI/Gunicorn + Nginx) that a uv deployment ignores:
+/// "CC_PYTHON_MODULE and CC_PYTHON_BACKEND are ignored", "Server configuration settings do
+/// not apply" (the platform's Python documentation lists these).
+const LEGACY_ONLY: &[&str] = &[
+    "CC_PYTHON_MODULE",
+    "CC_PYTHON_BACKEND",
+    "CC_PYTHON_USE_GEVENT",
+    "CC_PIP_REQUIREMENTS_FILE",
+    "CC_PYTHON_MANAGE_TASKS",
+    "CC_GUNICORN_TIMEOUT",
+    "GUNICORN_WORKER_CLASS",
+    "HARAKIRI",
+    "PYTHON_SETUP_PY_GOAL",
+    "STATIC_FILES_PATH",
+    "STATIC_URL_PREFIX",
+    "STATIC_WEBROOT",
+    "ENABLE_GZIP_COMPRESSION",
+    "GZIP_TYPES",
+    "NGINX_READ_TIMEOUT",
+    "CC_NGINX_PROXY_BUFFERS",
+    "CC_NGINX_PROXY_BUFFER_SIZE",
+    "CC_HTTP_BASIC_AUTH",
+    "UWSGI_ASYNC",
+    "UWSGI_ASYNC_ENGINE",
+    "UWSGI_INTERCEPT_ERRORS",
+    "WSGI_WORKERS",
+    "WSGI_THREADS",
+    "WSGI_BUFFER_SIZE",
+    "WSGI_POST_BUFFERING",
+];
+
+/// The ports to plan with; the platform's by default, shifted for tests or a busy machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortSettings {
+    pub public: u16,
+    /// Where the app listens behind middlewares.
+    pub app: u16,
+}
+
+impl Default for PortSettings {
+    fn default() -> Self {
+        PortSettings {
+            public: DEFAULT_PUBLIC_PORT,
+            app: DEFAULT_APP_PORT,
+        }
+    }
+}
+
+impl PortSettings {
+    /// The app listens on the public port itself unless something sits in front of it.
+    pub fn plan(self, proxied: bool) -> Ports {
+        Ports {
+            public: self.public,
+            app: if proxied { self.app } else { self.public },
+        }
+    }
+}
+
+/// Makes the plan for the repository at `repo_dir` (the application is its `APP_FOLDER`).
+pub fn detect(repo_dir: &Path, env: &Env, ports: PortSettings) -> Result<Plan, DetectError> {
+    let app_dir = app_dir(repo_dir, env)?;
+    let run = run_command(env)?;
+    let (mode, reasons) = mode(&app_dir, env);
+    let environment = match env.get("ENVIRONMENT").map(str::trim) {
+        Some("development") => Environment::Development,
+        _ => Environment::Production,
+    };
+    let (request_flow, flow_ignored) = request_flow(env, &app_dir)?;
+    let proxied = request_flow.blocked || !request_flow.middlewares.is_empty();
+    let mut ignored = Vec::new();
+    if mode == Mode::Uv {
+        ignored.extend(
+            LEGACY_ONLY
+                .iter()
+                .filter(|v| env.non_empty(v).is_some())
+                .map(|v| v.to_string()),
+        );
+    }
+    ignored.extend(flow_ignored);
+    Ok(Plan {
+        schema: SCHEMA,
+        build: Build {
+            argv: build_argv(environment),
+            cache_dir: cache_dir(env)?,
+            result: None,
+        },
+        app_dir,
+        mode,
+        reasons,
+        environment,
+        run,
+        ports: ports.plan(proxied),
+        ignored,
+        health_check: health_check(env)?,
+        request_flow,
+        hops: None,
+        extra: Default::default(),
+    })
+}
+
+/// The repository directory, made absolute, then its `APP_FOLDER` when set.
+fn app_dir(repo_dir: &Path, env: &Env) -> Result<PathBuf, DetectError> {
+    if !repo_dir.exists() {
+        return Err(DetectError::AppDirMissing(repo_dir.into()));
+    }
+    if !repo_dir.is_dir() {
+        return Err(DetectError::AppDirNotDir(repo_dir.into()));
+    }
+    let repo = repo_dir
+        .canonicalize()
+        .map_err(|_| DetectError::AppDirMissing(repo_dir.into()))?;
+    let Some(folder) = env.non_empty("APP_FOLDER").map(str::trim) else {
+        return Ok(repo);
+    };
+    let candidate = repo.join(folder.trim_start_matches('/'));
+    match candidate.canonicalize() {
+        Ok(dir) if dir.is_dir() && dir.starts_with(&repo) => Ok(dir),
+        _ => Err(DetectError::AppFolder {
+            value: folder.into(),
+            repo,
+        }),
+    }
+}
+
+/// `CC_RUN_COMMAND` wins over `CC_PYTHON_UV_RUN_COMMAND`; blank counts as unset.
+fn run_command(env: &Env) -> Result<Option<Run>, DetectError> {
+    let chosen = [RunSource::CcRunCommand, RunSource::CcPythonUvRunCommand]
+        .into_iter()
+        .find_map(|source| Some((source, env.non_empty(source.variable())?.trim())));
+    let Some((source, command)) = chosen else {
+        return Ok(None);
+    };
+    let argv = command::split(command).map_err(|e| DetectError::RunCommand {
+        variable: source.variable(),
+        value: command.into(),
+        reason: match e {
+            CommandError::Unparseable(r) => r,
+            CommandError::Empty => "nothing to run".into(),
+        },
+    })?;
+    Ok(Some(Run {
+        source,
+        command: command.into(),
+        argv,
+    }))
+}
+
+/// uv mode needs both `uv.lock` at the app's root and `CC_PYTHON_UV_RUN_COMMAND`.
+fn mode(app_dir: &Path, env: &Env) -> (Mode, Vec<String>) {
+    let has_lock = app_dir.join("uv.lock").is_file();
+    let has_uv_command = env.non_empty("CC_PYTHON_UV_RUN_COMMAND").is_some();
+    if has_lock && has_uv_command {
+        return (
+            Mode::Uv,
+            vec![
+                "uv.lock found at the project root".into(),
+                "CC_PYTHON_UV_RUN_COMMAND is set".into(),
+            ],
+        );
+    }
+    let mut reasons = Vec::new();
+    if !has_lock {
+        reasons.push(format!("uv.lock not found at the project root ({})", app_dir.display()));
+    }
+    if !has_uv_command {
+        let mut reason = "CC_PYTHON_UV_RUN_COMMAND is not set".to_string();
+        if env.non_empty("CC_RUN_COMMAND").is_some() {
+            reason.push_str(" (CC_RUN_COMMAND alone does not activate uv mode)");
+        }
+        reasons.push(reason);
+    }
+    (Mode::Legacy, reasons)
+}
+
+fn build_argv(environment: Environment) -> Vec<String> {
+    let mut argv: Vec<String> = ["uv", "sync", "--locked", "--no-progress"]
+        .map(String::from)
+        .to_vec();
+    if environment == Environment::Production {
+        argv.push("--no-dev".into());
+    }
+    argv
+}
+
+/// Where uv keeps its cache, by uv's own rules.
+fn cache_dir(env: &Env) -> Result<PathBuf, DetectError> {
+    if let Some(dir) = env.non_empty("UV_CACHE_DIR") {
+        return Ok(dir.into());
+    }
+    if let Some(dir) = env.non_empty("XDG_CACHE_HOME") {
+        return Ok(Path::new(dir).join("uv"));
+    }
+    env.non_empty("HOME")
+        .map(|home| Path::new(home).join(".cache/uv"))
+        .ok_or(DetectError::NoCacheDir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct App {
+        dir: tempfile::TempDir,
+    }
+
+    fn app(with_lock: bool) -> App {
+        let dir = tempfile::tempdir().unwrap();
+        if with_lock {
+            std::fs::write(dir.path().join("uv.lock"), "version = 1\n").unwrap();
+        }
+        App { dir }
+    }
+
+    fn env(vars: &[(&str, &str)]) -> Env {
+        let mut env: Env = [("HOME", "/home/deploy")].into_iter().collect();
+        for (k, v) in vars {
+            env.set(*k, *v);
+        }
+        env
+    }
+
+    fn plan_for(app: &App, vars: &[(&str, &str)]) -> Plan {
+        detect(app.dir.path(), &env(vars), PortSettings::default()).unwrap()
+    }
+
+    const UV_RUN: (&str, &str) = ("CC_PYTHON_UV_RUN_COMMAND", "uv run python app.py");
+
+    #[test]
+    fn uv_mode_needs_lock_and_command() {
+        let cases: &[(bool, &[(&str, &str)], Mode, &[&str])] = &[
+            (true, &[UV_RUN], Mode::Uv, &["uv.lock found at the project root", "CC_PYTHON_UV_RUN_COMMAND is set"]),
+            (false, &[UV_RUN], Mode::Legacy, &["uv.lock not found at the project root"]),
+            (true, &[], Mode::Legacy, &["CC_PYTHON_UV_RUN_COMMAND is not set"]),
+            (true, &[("CC_PYTHON_UV_RUN_COMMAND", "  ")], Mode::Legacy, &["CC_PYTHON_UV_RUN_COMMAND is not set"]),
+            (true, &[("CC_RUN_COMMAND", "python app.py")], Mode::Legacy, &["CC_PYTHON_UV_RUN_COMMAND is not set (CC_RUN_COMMAND alone does not activate uv mode)"]),
+            (false, &[], Mode::Legacy, &["uv.lock not found", "CC_PYTHON_UV_RUN_COMMAND is not set"]),
+        ];
+        for (lock, vars, mode, reasons) in cases {
+            let plan = plan_for(&app(*lock), vars);
+            assert_eq!(plan.mode, *mode, "{vars:?}");
+            assert_eq!(plan.reasons.len(), reasons.len(), "{:?}", plan.reasons);
+            for (got, want) in plan.reasons.iter().zip(reasons.iter()) {
+                assert!(got.starts_with(want), "{got} / {want}");
+            }
+        }
+    }
+
+    #[test]
+    fn build_argv_follows_environment() {
+        let a = app(true);
+        assert_eq!(
+            plan_for(&a, &[UV_RUN]).build.argv,
+            ["uv", "sync", "--locked", "--no-progress", "--no-dev"]
+        );
+        let dev = plan_for(&a, &[UV_RUN, ("ENVIRONMENT", "development")]);
+        assert_eq!(dev.environment, Environment::Development);
+        assert_eq!(dev.build.argv, ["uv", "sync", "--locked", "--no-progress"]);
+        let other = plan_for(&a, &[UV_RUN, ("ENVIRONMENT", "staging")]);
+        assert_eq!(other.environment, Environment::Production);
+    }
+
+    #[test]
+    fn cache_dir_by_uv_rules() {
+        let a = app(true);
+        assert_eq!(plan_for(&a, &[]).build.cache_dir, Path::new("/home/deploy/.cache/uv"));
+        assert_eq!(plan_for(&a, &[("XDG_CACHE_HOME", "/xdg")]).build.cache_dir, Path::new("/xdg/uv"));
+        assert_eq!(
+            plan_for(&a, &[("XDG_CACHE_HOME", "/xdg"), ("UV_CACHE_DIR", "/c")]).build.cache_dir,
+            Path::new("/c")
+        );
+        let no_home: Env = Env::default();
+        assert_eq!(
+            detect(a.dir.path(), &no_home, PortSettings::default()).unwrap_err(),
+            DetectError::NoCacheDir
+        );
+    }
+
+    #[test]
+    fn run_command_precedence_and_splitting() {
+        let a = app(true);
+        let run = plan_for(&a, &[UV_RUN]).run.unwrap();
+        assert_eq!(run.source, RunSource::CcPythonUvRunCommand);
+        assert_eq!(run.argv.unwrap(), ["uv", "run", "python", "app.py"]);
+
+        let run = plan_for(&a, &[UV_RUN, ("CC_RUN_COMMAND", "gunicorn app:app -b 0.0.0.0:$PORT")])
+            .run
+            .unwrap();
+        assert_eq!(run.source, RunSource::CcRunCommand);
+        assert_eq!(run.command, "gunicorn app:app -b 0.0.0.0:$PORT");
+        assert_eq!(run.argv, None);
+
+        assert_eq!(plan_for(&app(false), &[]).run, None);
+
+        let err = detect(a.dir.path(), &env(&[("CC_PYTHON_UV_RUN_COMMAND", "python 'app.py")]), PortSettings::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("CC_PYTHON_UV_RUN_COMMAND: missing closing quote in `python 'app.py`"), "{err}");
+    }
+
+    #[test]
+    fn ports_follow_the_request_flow() {
+        let a = app(true);
+        assert_eq!(plan_for(&a, &[UV_RUN]).ports, Ports { public: 8080, app: 8080 });
+        let proxied = plan_for(&a, &[UV_RUN, ("OTOROSHI_CHALLENGE_SECRET", "s")]);
+        assert_eq!(proxied.ports, Ports { public: 8080, app: 9000 });
+        let blocked = plan_for(&a, &[UV_RUN, ("CC_REQUEST_FLOW", "block")]);
+        assert_eq!(blocked.ports, Ports { public: 8080, app: 9000 });
+        let shifted = detect(
+            a.dir.path(),
+            &env(&[UV_RUN, ("OTOROSHI_CHALLENGE_SECRET", "s")]),
+            PortSettings { public: 18080, app: 19000 },
+        )
+        .unwrap();
+        assert_eq!(shifted.ports, Ports { public: 18080, app: 19000 });
+    }
+
+    #[test]
+    fn ignored_variables_in_uv_mode_only() {
+        let vars = [UV_RUN, ("CC_PYTHON_MODULE", "app:app"), ("CC_PYTHON_BACKEND", "gunicorn")];
+        assert_eq!(plan_for(&app(true), &vars).ignored, ["CC_PYTHON_MODULE", "CC_PYTHON_BACKEND"]);
+        assert!(plan_for(&app(false), &vars).ignored.is_empty());
+    }
+
+    #[test]
+    fn app_folder_and_app_dir() {
+        let repo = app(false);
+        std::fs::create_dir(repo.dir.path().join("backend")).unwrap();
+        std::fs::write(repo.dir.path().join("backend/uv.lock"), "").unwrap();
+        let plan = plan_for(&repo, &[UV_RUN, ("APP_FOLDER", "backend")]);
+        assert_eq!(plan.mode, Mode::Uv);
+        assert!(plan.app_dir.ends_with("backend"));
+        assert!(plan.app_dir.is_absolute());
+
+        let e = env(&[("APP_FOLDER", "nope")]);
+        assert!(matches!(detect(repo.dir.path(), &e, PortSettings::default()), Err(DetectError::AppFolder { .. })));
+        let e = env(&[("APP_FOLDER", "../..")]);
+        assert!(matches!(detect(repo.dir.path(), &e, PortSettings::default()), Err(DetectError::AppFolder { .. })));
+        assert!(matches!(
+            detect(Path::new("/nonexistent/app"), &env(&[]), PortSettings::default()),
+            Err(DetectError::AppDirMissing(_))
+        ));
+        let file = repo.dir.path().join("backend/uv.lock");
+        assert!(matches!(detect(&file, &env(&[]), PortSettings::default()), Err(DetectError::AppDirNotDir(_))));
+    }
+}

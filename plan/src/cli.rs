@@ -1,0 +1,65 @@
+//! What every tool's command line shares: the environment flags, the port flags, the plan
+//! flag, and one way to end with an `error:` line and an exit code.
+
+use crate::env::{Env, EnvError};
+use crate::model::{DEFAULT_APP_PORT, DEFAULT_PUBLIC_PORT};
+use crate::PlanSource;
+use std::fmt::Display;
+use std::path::PathBuf;
+
+/// Exit codes shared by every tool.
+pub mod exit {
+    /// The check or the build failed.
+    pub const FAILED: i32 = 1;
+    /// Bad usage or configuration.
+    pub const USAGE: i32 = 2;
+}
+
+/// `--env-file FILE` and `--env KEY=VALUE`, layered over the process environment.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct EnvArgs {
+    /// Read variables from FILE (`KEY=VALUE` lines, as `clever env` prints them); repeatable.
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_files: Vec<PathBuf>,
+    /// Set one variable, over the environment and env files; repeatable.
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    pub assignments: Vec<String>,
+}
+
+impl EnvArgs {
+    pub fn env(&self) -> Result<Env, EnvError> {
+        Env::layered(&self.env_files, &self.assignments)
+    }
+}
+
+/// `--public-port` and `--app-port`: the platform's 8080 and 9000 unless shifted.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct PortArgs {
+    /// The public port, where the first hop (or the app) listens.
+    #[arg(long, value_name = "PORT", default_value_t = DEFAULT_PUBLIC_PORT)]
+    pub public_port: u16,
+    /// Where the app listens when middlewares sit in front of it.
+    #[arg(long, value_name = "PORT", default_value_t = DEFAULT_APP_PORT)]
+    pub app_port: u16,
+}
+
+/// `--plan FILE` (or `-`, or nothing: stdin).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct PlanArgs {
+    /// Read the plan from FILE instead of stdin (`-` for stdin).
+    #[arg(long = "plan", value_name = "FILE")]
+    pub plan: Option<PathBuf>,
+}
+
+impl PlanArgs {
+    pub fn source(&self) -> PlanSource {
+        PlanSource::from_flag(self.plan.as_deref())
+    }
+}
+
+/// Prints `error: MESSAGE` on stderr (a message may carry a `hint:` after a blank line) and
+/// exits with `code`.
+pub fn fail(error: impl Display, code: i32) -> ! {
+    eprintln!("error: {error}");
+    std::process::exit(code)
+}

@@ -1,0 +1,167 @@
+//! Run commands: split into words with shell rules when that is all they need, or left to
+//! `/bin/sh` when they use shell syntax (pipes, `&&`, `$VAR`, redirections, globs).
+
+/// Why a command cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error("the command is empty")]
+    Empty,
+    #[error("the command cannot be parsed: {0}")]
+    Unparseable(String),
+}
+
+/// The command's words, or `None` when it needs a shell.
+pub fn split(command: &str) -> Result<Option<Vec<String>>, CommandError> {
+    let words =
+        shell_words::split(command).map_err(|e| CommandError::Unparseable(e.to_string()))?;
+    if words.is_empty() {
+        return Err(CommandError::Empty);
+    }
+    let scan = scan(command);
+    Ok((!scan.needs_shell).then_some(words))
+}
+
+/// The argv that runs `command` through `/bin/sh`, so that the process the shell ends in is
+/// the command itself: a single command gets `exec`; a list (`a && b`) is left as written,
+/// and `sh` runs its last command without forking.
+pub fn shell_argv(command: &str) -> Vec<String> {
+    let script = if scan(command).has_list {
+        command.to_string()
+    } else {
+        format!("exec {command}")
+    };
+    vec!["/bin/sh".to_string(), "-c".to_string(), script]
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Scan {
+    /// Shell syntax outside quotes: the words alone would not mean what the user wrote.
+    needs_shell: bool,
+    /// More than one command (`;`, `&`, `|`, `&&`, `||`, a newline, a subshell).
+    has_list: bool,
+}
+
+fn scan(command: &str) -> Scan {
+    #[derive(PartialEq)]
+    enum Quote {
+        None,
+        Single,
+        Double,
+    }
+    let mut scan = Scan::default();
+    let mut quote = Quote::None;
+    let mut escaped = false;
+    let mut word_start = true;
+    let mut first_word = true;
+    for c in command.chars() {
+        if escaped {
+            escaped = false;
+            word_start = false;
+            continue;
+        }
+        match quote {
+            Quote::Single => {
+                if c == '\'' {
+                    quote = Quote::None;
+                }
+                continue;
+            }
+            Quote::Double => {
+                match c {
+                    '"' => quote = Quote::None,
+                    '\\' => escaped = true,
+                    '$' | '`' => scan.needs_shell = true,
+                    _ => {}
+                }
+                continue;
+            }
+            Quote::None => {}
+        }
+        match c {
+            '\\' => escaped = true,
+            '\'' => quote = Quote::Single,
+            '"' => quote = Quote::Double,
+            ';' | '&' | '|' | '\n' | '(' | ')' => {
+                scan.needs_shell = true;
+                scan.has_list = true;
+            }
+            '<' | '>' | '$' | '`' | '*' | '?' | '[' => scan.needs_shell = true,
+            '~' | '#' if word_start => scan.needs_shell = true,
+            // `VAR=value cmd`: an assignment before the command.
+            '=' if first_word => scan.needs_shell = true,
+            c if c.is_whitespace() => {
+                if !word_start {
+                    first_word = false;
+                }
+                word_start = true;
+                continue;
+            }
+            _ => {}
+        }
+        word_start = false;
+    }
+    scan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(v: &[&str]) -> Option<Vec<String>> {
+        Some(v.iter().map(|s| s.to_string()).collect())
+    }
+
+    #[test]
+    fn plain_commands_are_split() {
+        let cases: &[(&str, Option<Vec<String>>)] = &[
+            ("uv run python app.py", words(&["uv", "run", "python", "app.py"])),
+            (
+                "uv run gunicorn 'app:create_app()' --bind 0.0.0.0:8080",
+                words(&["uv", "run", "gunicorn", "app:create_app()", "--bind", "0.0.0.0:8080"]),
+            ),
+            ("python -c 'print(1); x=$y'", words(&["python", "-c", "print(1); x=$y"])),
+            ("echo \"a b\" c=d", words(&["echo", "a b", "c=d"])),
+            ("echo a\\;b", words(&["echo", "a;b"])),
+        ];
+        for (command, expected) in cases {
+            assert_eq!(&split(command).unwrap(), expected, "{command}");
+        }
+    }
+
+    #[test]
+    fn shell_syntax_is_left_to_the_shell() {
+        for command in [
+            "uv run gunicorn app:app --bind 0.0.0.0:$PORT",
+            "echo \"$PORT\"",
+            "migrate && serve",
+            "serve | tee log",
+            "serve > log 2>&1",
+            "serve; echo done",
+            "serve &",
+            "PYTHONUNBUFFERED=1 python app.py",
+            "python *.py",
+            "cd ~/app",
+            "echo `date`",
+            "(cd sub && serve)",
+        ] {
+            assert_eq!(split(command).unwrap(), None, "{command}");
+        }
+    }
+
+    #[test]
+    fn broken_commands_are_errors() {
+        assert!(matches!(split("echo 'open"), Err(CommandError::Unparseable(_))));
+        assert!(matches!(split("echo \"open"), Err(CommandError::Unparseable(_))));
+        assert_eq!(split("   "), Err(CommandError::Empty));
+    }
+
+    #[test]
+    fn the_shell_execs_a_single_command_and_keeps_lists() {
+        assert_eq!(
+            shell_argv("serve --port $PORT > log"),
+            ["/bin/sh", "-c", "exec serve --port $PORT > log"]
+        );
+        assert_eq!(shell_argv("migrate && serve"), ["/bin/sh", "-c", "migrate && serve"]);
+        assert_eq!(shell_argv("echo 'a;b' $X"), ["/bin/sh", "-c", "exec echo 'a;b' $X"]);
+    }
+}

@@ -1,0 +1,177 @@
+//! Reading and writing plans. A plan is one JSON object; a tool refuses a schema it does not know.
+
+use crate::model::{Plan, SCHEMA};
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// Where a tool reads its plan: `--plan FILE`, or stdin (also `--plan -`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlanSource {
+    Stdin,
+    File(PathBuf),
+}
+
+impl PlanSource {
+    /// `None` or `-` mean stdin, as the Unix tradition has it.
+    pub fn from_flag(flag: Option<&Path>) -> Self {
+        match flag {
+            Some(p) if p != Path::new("-") => PlanSource::File(p.to_path_buf()),
+            _ => PlanSource::Stdin,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            PlanSource::Stdin => "the plan on stdin".to_string(),
+            PlanSource::File(p) => format!("the plan `{}`", p.display()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("no plan on stdin: stdin is a terminal\n\nhint: pipe one in (`detect APP_DIR | {tool}`) or pass `--plan FILE`")]
+    StdinIsTerminal { tool: String },
+    #[error("cannot read {what}: {source}")]
+    Read {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("{what} is empty\n\nhint: make one with `detect APP_DIR`")]
+    Empty { what: String },
+    #[error("{what} is not JSON: {detail}")]
+    NotJson { what: String, detail: String },
+    #[error("{what} has no `schema` field: it is not a uvdeploy plan\n\nhint: make one with `detect APP_DIR`")]
+    NoSchema { what: String },
+    #[error("{what} has schema {found}, this tool reads schema {SCHEMA} only\n\nhint: make the plan with the `detect` of the same uvdeploy version")]
+    UnknownSchema { what: String, found: Value },
+    #[error("{what} does not fit schema {SCHEMA}: {detail}")]
+    Invalid { what: String, detail: String },
+}
+
+use serde_json::Value;
+
+/// Reads and checks a plan. `tool` names the reader in hints.
+pub fn read_plan(source: &PlanSource, tool: &str) -> Result<Plan, PlanError> {
+    let what = source.describe();
+    let text = match source {
+        PlanSource::Stdin => {
+            let mut stdin = std::io::stdin();
+            if stdin.is_terminal() {
+                return Err(PlanError::StdinIsTerminal {
+                    tool: tool.to_string(),
+                });
+            }
+            let mut text = String::new();
+            stdin
+                .read_to_string(&mut text)
+                .map_err(|source| PlanError::Read {
+                    what: what.clone(),
+                    source,
+                })?;
+            text
+        }
+        PlanSource::File(path) => {
+            std::fs::read_to_string(path).map_err(|source| PlanError::Read {
+                what: what.clone(),
+                source,
+            })?
+        }
+    };
+    parse_plan(&text, &what)
+}
+
+/// Parses plan text; `what` names where it came from in errors.
+pub fn parse_plan(text: &str, what: &str) -> Result<Plan, PlanError> {
+    let what = what.to_string();
+    if text.trim().is_empty() {
+        return Err(PlanError::Empty { what });
+    }
+    let value: Value = serde_json::from_str(text).map_err(|e| PlanError::NotJson {
+        what: what.clone(),
+        detail: e.to_string(),
+    })?;
+    match value.get("schema") {
+        None => return Err(PlanError::NoSchema { what }),
+        Some(Value::Number(n)) if n.as_u64() == Some(u64::from(SCHEMA)) => {}
+        Some(other) => {
+            return Err(PlanError::UnknownSchema {
+                what,
+                found: other.clone(),
+            })
+        }
+    }
+    serde_json::from_value(value).map_err(|e| PlanError::Invalid {
+        what,
+        detail: e.to_string(),
+    })
+}
+
+/// Writes the plan as one JSON document and a newline; `pretty` for people.
+pub fn write_plan(plan: &Plan, pretty: bool, out: &mut impl Write) -> std::io::Result<()> {
+    let text = if pretty {
+        serde_json::to_string_pretty(plan)
+    } else {
+        serde_json::to_string(plan)
+    }
+    .map_err(std::io::Error::other)?;
+    writeln!(out, "{text}")?;
+    out.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../tests/plan-example.json");
+
+    #[test]
+    fn the_spec_example_parses_and_round_trips() {
+        let plan = parse_plan(EXAMPLE, "example").unwrap();
+        assert_eq!(plan.ports.app, 9000);
+        assert_eq!(plan.hops.as_ref().unwrap().len(), 2);
+        let mut out = Vec::new();
+        write_plan(&plan, false, &mut out).unwrap();
+        let again = parse_plan(std::str::from_utf8(&out).unwrap(), "again").unwrap();
+        assert_eq!(plan, again);
+    }
+
+    #[test]
+    fn unknown_fields_are_passed_on() {
+        let mut value: Value = serde_json::from_str(EXAMPLE).unwrap();
+        value["added_by_a_newer_tool"] = serde_json::json!({"x": 1});
+        let plan = parse_plan(&value.to_string(), "p").unwrap();
+        let out = serde_json::to_value(&plan).unwrap();
+        assert_eq!(out["added_by_a_newer_tool"]["x"], 1);
+    }
+
+    #[test]
+    fn an_unknown_schema_is_refused_by_number() {
+        let err = parse_plan(r#"{"schema": 2}"#, "the plan on stdin").unwrap_err();
+        assert_eq!(
+            err.to_string().lines().next().unwrap(),
+            "the plan on stdin has schema 2, this tool reads schema 1 only"
+        );
+    }
+
+    #[test]
+    fn bad_input_says_what_is_wrong() {
+        assert!(matches!(parse_plan("  \n", "p"), Err(PlanError::Empty { .. })));
+        assert!(matches!(parse_plan("{", "p"), Err(PlanError::NotJson { .. })));
+        assert!(matches!(parse_plan("{}", "p"), Err(PlanError::NoSchema { .. })));
+        assert!(matches!(
+            parse_plan(r#"{"schema": 1}"#, "p"),
+            Err(PlanError::Invalid { .. })
+        ));
+    }
+
+    #[test]
+    fn dash_means_stdin() {
+        assert_eq!(PlanSource::from_flag(Some(Path::new("-"))), PlanSource::Stdin);
+        assert_eq!(PlanSource::from_flag(None), PlanSource::Stdin);
+        assert_eq!(
+            PlanSource::from_flag(Some(Path::new("p.json"))),
+            PlanSource::File("p.json".into())
+        );
+    }
+}

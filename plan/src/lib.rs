@@ -1,0 +1,20 @@
+//! The deployment plan: the JSON object that `detect` prints and every other uvdeploy tool
+//! reads on stdin (or `--plan FILE`), adds to, and passes on.
+//!
+//! - [`model`]: the typed plan (`schema: 1`), field names as in `SPEC.md`.
+//! - [`io`]: reading a plan (refusing an unknown schema) and writing it.
+//! - [`env`]: the environment a tool sees: the process's, plus `--env-file` and `--env`.
+//! - [`secret`]: which variables are secrets, and redaction.
+//! - [`cli`]: flags every tool shares, and how `main` reports an error.
+//! - [`command`]: how a run command is split into words, or left to the shell.
+
+pub mod cli;
+pub mod command;
+pub mod env;
+pub mod io;
+pub mod model;
+pub mod secret;
+
+pub use env::Env;
+pub use io::{read_plan, write_plan, PlanSource};
+pub use model::*;

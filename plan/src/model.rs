@@ -1,0 +1,195 @@
+//! The plan's types. Field names are the contract between the tools: add fields, never rename
+//! or drop one. Unknown fields are kept (`extra`) so a tool passes on what a newer tool added.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// The only plan schema these tools understand.
+pub const SCHEMA: u32 = 1;
+
+/// The platform's public port: where the first hop (or the app) listens.
+pub const DEFAULT_PUBLIC_PORT: u16 = 8080;
+/// Where the app listens when at least one middleware sits in front of it.
+pub const DEFAULT_APP_PORT: u16 = 9000;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub schema: u32,
+    /// Absolute path of the application (the repository, or its `APP_FOLDER`).
+    pub app_dir: PathBuf,
+    pub mode: Mode,
+    /// Why this mode, one sentence each.
+    pub reasons: Vec<String>,
+    pub environment: Environment,
+    pub build: Build,
+    /// `None` when neither run command variable is set (legacy mode only).
+    pub run: Option<Run>,
+    pub ports: Ports,
+    /// Variables that are set but have no effect in this deployment.
+    pub ignored: Vec<String>,
+    pub health_check: HealthCheck,
+    pub request_flow: RequestFlow,
+    /// Added by `flowctl`: one per middleware, in chain order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hops: Option<Vec<Hop>>,
+    /// Fields this version does not know, passed on unchanged.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Uv,
+    Legacy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    Production,
+    Development,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Build {
+    pub argv: Vec<String>,
+    /// The uv cache kept between builds.
+    pub cache_dir: PathBuf,
+    /// Added by `uvbuild` once the build ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<BuildResult>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BuildResult {
+    /// `"ok"` (a failed build prints no plan).
+    pub status: String,
+    pub duration_ms: u64,
+    pub venv: PathBuf,
+    /// As the venv's interpreter reports it, e.g. `3.11.7`.
+    pub python_version: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RunSource {
+    #[serde(rename = "CC_RUN_COMMAND")]
+    CcRunCommand,
+    #[serde(rename = "CC_PYTHON_UV_RUN_COMMAND")]
+    CcPythonUvRunCommand,
+}
+
+impl RunSource {
+    pub fn variable(self) -> &'static str {
+        match self {
+            RunSource::CcRunCommand => "CC_RUN_COMMAND",
+            RunSource::CcPythonUvRunCommand => "CC_PYTHON_UV_RUN_COMMAND",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    pub source: RunSource,
+    /// The command as the user wrote it.
+    pub command: String,
+    /// Its words; `None` when the command needs a shell.
+    pub argv: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ports {
+    pub public: u16,
+    /// Equal to `public` without middleware.
+    pub app: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthCheck {
+    /// `"CC_HEALTH_CHECK_PATH"`, `"CC_HEALTH_CHECK_PATH_N"` or `"default"`.
+    pub source: String,
+    pub paths: Vec<String>,
+}
+
+impl HealthCheck {
+    /// The default check (`/`, nothing configured) is lenient: any answer below 500 passes.
+    pub fn is_default(&self) -> bool {
+        self.source == "default"
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestFlow {
+    /// `"auto"`, `"CC_REQUEST_FLOW"`.
+    pub source: String,
+    pub blocked: bool,
+    pub middlewares: Vec<Middleware>,
+}
+
+/// One service of the request flow, with the settings it needs. Secrets are named, never held.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "name")]
+pub enum Middleware {
+    #[serde(rename = "otoroshi-challenge")]
+    OtoroshiChallenge { secret_env: String },
+    #[serde(rename = "varnish")]
+    Varnish {
+        /// Path of the user's VCL, relative to `app_dir`.
+        vcl: String,
+        storage_size: String,
+    },
+    #[serde(rename = "redirectionio")]
+    Redirectionio {
+        project_key_env: String,
+        instance_name: String,
+    },
+    #[serde(rename = "custom")]
+    Custom {
+        /// `CC_REQUEST_FLOW_CUSTOM` with its `@@LISTEN_PORT@@` / `@@FORWARD_PORT@@` placeholders.
+        command: String,
+    },
+}
+
+impl Middleware {
+    /// The names `CC_REQUEST_FLOW` accepts for middlewares.
+    pub const NAMES: [&'static str; 4] = ["otoroshi-challenge", "varnish", "redirectionio", "custom"];
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Middleware::OtoroshiChallenge { .. } => "otoroshi-challenge",
+            Middleware::Varnish { .. } => "varnish",
+            Middleware::Redirectionio { .. } => "redirectionio",
+            Middleware::Custom { .. } => "custom",
+        }
+    }
+}
+
+/// One process of the proxy chain, as `flowctl` planned it and `launcher --hop` runs it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hop {
+    pub name: String,
+    pub listen: u16,
+    /// `None` for the blocking hop, which forwards nothing.
+    pub forward: Option<u16>,
+    pub argv: Vec<String>,
+    pub env: BTreeMap<String, EnvValue>,
+    /// Rendered configuration files the hop reads; `launcher` writes them before the exec.
+    pub files: Vec<HopFile>,
+}
+
+/// A hop's environment variable: a literal, or taken from the launcher's own environment
+/// (how secrets travel: the plan names them, the process reads them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum EnvValue {
+    FromEnv { from_env: String },
+    Literal(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HopFile {
+    pub path: PathBuf,
+    pub content: String,
+}

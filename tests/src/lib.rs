@@ -1,0 +1,195 @@
+//! The test kit shared by every crate's tests and the end-to-end tests: where the built
+//! binaries are, copies of the example apps, free ports, waiting with a deadline (never a
+//! bare sleep), a tiny HTTP client, and a guard that stops what a test started.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// A binary of the workspace, built by `cargo test` in the same target directory as the test.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/debug/deps/<test> -> target/debug/<name>
+    let path = exe.parent().unwrap().parent().unwrap().join(name);
+    assert!(path.exists(), "{} is not built: run `cargo build --workspace`", path.display());
+    path
+}
+
+/// A directory that other users can read: `varnishd` drops privileges and must read the
+/// files a test renders. `tempfile` makes 0700 directories, so open this one up.
+pub fn shared_tempdir() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new().prefix("uvdeploy-test-").tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+/// A copy of `examples/NAME` in a fresh readable temp dir; returns (guard, app path).
+pub fn copy_example(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = shared_tempdir();
+    let app = dir.path().join(name);
+    copy_tree(&root().join("examples").join(name), &app);
+    (dir, app)
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if name == ".venv" || name == "__pycache__" {
+            continue;
+        }
+        let target = to.join(&name);
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// `count` consecutive ports that are free on 127.0.0.1 now, in a range that tests running
+/// in parallel do not share (each call moves on).
+pub fn free_ports(count: u16) -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    // Start from a per-process offset so that test binaries running at once rarely collide.
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let offset = (std::process::id() % 200) as u16 * 100;
+    loop {
+        let base = 20000 + offset + NEXT.fetch_add(count + 1, Ordering::SeqCst) % 10000;
+        if (base..base + count).all(|p| TcpListener::bind(("0.0.0.0", p)).is_ok()) {
+            return base;
+        }
+    }
+}
+
+pub fn free_port() -> u16 {
+    free_ports(1)
+}
+
+/// Waits until `port` accepts connections on 127.0.0.1, or the deadline passes.
+pub fn wait_for_port(port: u16, within: Duration) -> bool {
+    wait_until(within, || TcpStream::connect(("127.0.0.1", port)).is_ok())
+}
+
+/// Polls `done` every 20 ms until it is true or `within` has passed.
+pub fn wait_until(within: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A process started by a test, in its own process group; dropping the guard kills the whole
+/// group, so nothing outlives the test even when it fails.
+pub struct ProcessGuard {
+    pub child: Child,
+}
+
+impl ProcessGuard {
+    pub fn spawn(command: &mut Command) -> Self {
+        command.process_group(0);
+        let child = command.spawn().unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+        ProcessGuard { child }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Sends `signal` to the process (not its group).
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), signal);
+    }
+
+    /// Waits for the exit with a deadline; `None` if it is still running.
+    pub fn wait_timeout(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let mut status = None;
+        wait_until(within, || {
+            status = self.child.try_wait().unwrap();
+            status.is_some()
+        });
+        status
+    }
+}
+
+impl Drop for ProcessGuard {
+    fn drop(&mut self) {
+        let group = nix::unistd::Pid::from_raw(-self.pid());
+        let _ = nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGKILL);
+        let _ = self.child.wait();
+    }
+}
+
+/// A parsed HTTP response.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One HTTP/1.1 GET on 127.0.0.1 with extra headers; the connection is closed after it.
+pub fn http_get(port: u16, path: &str, headers: &[(&str, &str)]) -> std::io::Result<Response> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes())?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    parse_response(&raw)
+}
+
+fn parse_response(raw: &[u8]) -> std::io::Result<Response> {
+    let text = String::from_utf8_lossy(raw);
+    let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, format!("bad response: {text:?}"));
+    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(bad)?;
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(bad)?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    Ok(Response {
+        status,
+        headers,
+        body: body.to_string(),
+    })
+}
+
+/// The environment every test gives uv: never download an interpreter.
+pub fn uv_env(command: &mut Command) -> &mut Command {
+    command.env("UV_PYTHON_DOWNLOADS", "never").env("NO_COLOR", "1")
+}
