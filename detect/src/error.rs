@@ -30,11 +30,17 @@ pub enum DetectError {
     #[error("CC_REQUEST_FLOW: \"{keyword}\" cannot be combined with other names in \"{value}\" (set `CC_REQUEST_FLOW={keyword}` alone)")]
     KeywordNotAlone { keyword: String, value: String },
     #[error("CC_REQUEST_FLOW names \"{name}\" but {variable} is not set (set {variable}, or remove \"{name}\" from CC_REQUEST_FLOW)")]
-    MiddlewareNotConfigured { name: &'static str, variable: &'static str },
+    MiddlewareNotConfigured {
+        name: &'static str,
+        variable: &'static str,
+    },
     #[error("CC_REQUEST_FLOW names \"varnish\" but there is no Varnish configuration (add `clevercloud/varnish.vcl` to the application, or set CC_VARNISH_FILE)")]
     VarnishNotConfigured,
     #[error("CC_REQUEST_FLOW_CUSTOM: `{value}` lacks {missing} (the command must contain both @@LISTEN_PORT@@ and @@FORWARD_PORT@@)")]
-    CustomPlaceholder { value: String, missing: &'static str },
+    CustomPlaceholder {
+        value: String,
+        missing: &'static str,
+    },
     #[error("CC_VARNISH_FILE: `{value}` does not exist (looked for `{looked}`; the path is taken from the application's root, e.g. `/config/varnish.vcl`)")]
     VarnishFileMissing { value: String, looked: PathBuf },
     #[error("CC_VARNISH_STORAGE_SIZE: `{0}` is not a size (a number with an optional unit k, M, G or T, e.g. `512M`, `1G`)")]

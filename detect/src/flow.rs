@@ -218,7 +218,10 @@ mod tests {
     const ALL: &[(&str, &str)] = &[
         ("OTOROSHI_CHALLENGE_SECRET", "s"),
         ("CC_REDIRECTIONIO_PROJECT_KEY", "k"),
-        ("CC_REQUEST_FLOW_CUSTOM", "proxy @@LISTEN_PORT@@ @@FORWARD_PORT@@"),
+        (
+            "CC_REQUEST_FLOW_CUSTOM",
+            "proxy @@LISTEN_PORT@@ @@FORWARD_PORT@@",
+        ),
     ];
 
     #[test]
@@ -230,11 +233,20 @@ mod tests {
             v.extend_from_slice(extra);
             v
         };
-        let cases: Vec<(Vec<(&str, &str)>, &Path, Vec<&str>)> = vec![
+        type Case<'a> = (Vec<(&'a str, &'a str)>, &'a Path, Vec<&'a str>);
+        let cases: Vec<Case> = vec![
             (vec![], empty.path(), vec![]),
             (vec![], app.path(), vec!["varnish"]),
-            (ALL.to_vec(), app.path(), vec!["otoroshi-challenge", "varnish", "redirectionio"]),
-            (ALL.to_vec(), empty.path(), vec!["otoroshi-challenge", "redirectionio"]),
+            (
+                ALL.to_vec(),
+                app.path(),
+                vec!["otoroshi-challenge", "varnish", "redirectionio"],
+            ),
+            (
+                ALL.to_vec(),
+                empty.path(),
+                vec!["otoroshi-challenge", "redirectionio"],
+            ),
             (
                 with(&[("CC_REQUEST_FLOW", "redirectionio,varnish")]),
                 app.path(),
@@ -262,7 +274,11 @@ mod tests {
         assert!(flow.blocked);
         assert_eq!(
             ignored,
-            ["OTOROSHI_CHALLENGE_SECRET", "CC_REDIRECTIONIO_PROJECT_KEY", "CC_REQUEST_FLOW_CUSTOM"]
+            [
+                "OTOROSHI_CHALLENGE_SECRET",
+                "CC_REDIRECTIONIO_PROJECT_KEY",
+                "CC_REQUEST_FLOW_CUSTOM"
+            ]
         );
         let (_, ignored) = request_flow(&ALL.iter().copied().collect(), app.path()).unwrap();
         assert_eq!(ignored, ["CC_REQUEST_FLOW_CUSTOM"]);
@@ -272,9 +288,12 @@ mod tests {
     fn varnish_file_and_storage() {
         let app = app_with_vcl();
         let (flow, _) = request_flow(
-            &[("CC_VARNISH_FILE", "/config/other.vcl"), ("CC_VARNISH_STORAGE_SIZE", "256M")]
-                .into_iter()
-                .collect(),
+            &[
+                ("CC_VARNISH_FILE", "/config/other.vcl"),
+                ("CC_VARNISH_STORAGE_SIZE", "256M"),
+            ]
+            .into_iter()
+            .collect(),
             app.path(),
         )
         .unwrap();
@@ -302,18 +321,30 @@ mod tests {
             err(&[("CC_REQUEST_FLOW", "varnsh")], app.path()),
             "CC_REQUEST_FLOW: unknown middleware \"varnsh\" (known: otoroshi-challenge, varnish, redirectionio, custom, block, disable)"
         );
-        assert!(err(&[("CC_REQUEST_FLOW", "custom")], app.path()).contains("CC_REQUEST_FLOW_CUSTOM is not set"));
+        assert!(err(&[("CC_REQUEST_FLOW", "custom")], app.path())
+            .contains("CC_REQUEST_FLOW_CUSTOM is not set"));
         assert!(err(
-            &[("CC_REQUEST_FLOW", "custom"), ("CC_REQUEST_FLOW_CUSTOM", "p @@LISTEN_PORT@@")],
+            &[
+                ("CC_REQUEST_FLOW", "custom"),
+                ("CC_REQUEST_FLOW_CUSTOM", "p @@LISTEN_PORT@@")
+            ],
             app.path()
         )
         .contains("lacks @@FORWARD_PORT@@"));
-        assert!(err(&[("CC_VARNISH_FILE", "/nope.vcl")], app.path()).starts_with("CC_VARNISH_FILE: `/nope.vcl` does not exist"));
-        assert!(err(&[("CC_REQUEST_FLOW", "varnish")], empty.path()).contains("no Varnish configuration"));
-        assert!(err(&[("CC_REQUEST_FLOW", "otoroshi-challenge")], app.path()).contains("OTOROSHI_CHALLENGE_SECRET is not set"));
-        assert!(err(&[("CC_REQUEST_FLOW", "block,varnish")], app.path()).contains("cannot be combined"));
+        assert!(err(&[("CC_VARNISH_FILE", "/nope.vcl")], app.path())
+            .starts_with("CC_VARNISH_FILE: `/nope.vcl` does not exist"));
+        assert!(err(&[("CC_REQUEST_FLOW", "varnish")], empty.path())
+            .contains("no Varnish configuration"));
+        assert!(
+            err(&[("CC_REQUEST_FLOW", "otoroshi-challenge")], app.path())
+                .contains("OTOROSHI_CHALLENGE_SECRET is not set")
+        );
+        assert!(
+            err(&[("CC_REQUEST_FLOW", "block,varnish")], app.path()).contains("cannot be combined")
+        );
         assert!(err(&[("CC_REQUEST_FLOW", "varnish,,")], app.path()).contains("empty name"));
         assert!(err(&[("CC_REQUEST_FLOW", "varnish,varnish")], app.path()).contains("named twice"));
-        assert!(err(&[("CC_VARNISH_STORAGE_SIZE", "lots")], app.path()).contains("CC_VARNISH_STORAGE_SIZE: `lots`"));
+        assert!(err(&[("CC_VARNISH_STORAGE_SIZE", "lots")], app.path())
+            .contains("CC_VARNISH_STORAGE_SIZE: `lots`"));
     }
 }

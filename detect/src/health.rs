@@ -64,9 +64,14 @@ mod tests {
 
     #[test]
     fn paths_in_every_form() {
-        let cases: &[(&[(&str, &str)], &str, &[&str])] = &[
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a [&'a str]);
+        let cases: &[Case] = &[
             (&[], "default", &["/"]),
-            (&[("CC_HEALTH_CHECK_PATH", "/health")], "CC_HEALTH_CHECK_PATH", &["/health"]),
+            (
+                &[("CC_HEALTH_CHECK_PATH", "/health")],
+                "CC_HEALTH_CHECK_PATH",
+                &["/health"],
+            ),
             (
                 &[
                     ("CC_HEALTH_CHECK_PATH_10", "/ten"),
@@ -77,7 +82,10 @@ mod tests {
                 &["/zero", "/two", "/ten"],
             ),
             (
-                &[("CC_HEALTH_CHECK_PATH", "/a"), ("CC_HEALTH_CHECK_PATH_0", "/b")],
+                &[
+                    ("CC_HEALTH_CHECK_PATH", "/a"),
+                    ("CC_HEALTH_CHECK_PATH_0", "/b"),
+                ],
                 "CC_HEALTH_CHECK_PATH+CC_HEALTH_CHECK_PATH_N",
                 &["/a", "/b"],
             ),

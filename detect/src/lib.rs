@@ -178,7 +178,10 @@ fn mode(app_dir: &Path, env: &Env) -> (Mode, Vec<String>) {
     }
     let mut reasons = Vec::new();
     if !has_lock {
-        reasons.push(format!("uv.lock not found at the project root ({})", app_dir.display()));
+        reasons.push(format!(
+            "uv.lock not found at the project root ({})",
+            app_dir.display()
+        ));
     }
     if !has_uv_command {
         let mut reason = "CC_PYTHON_UV_RUN_COMMAND is not set".to_string();
@@ -245,7 +248,8 @@ mod tests {
 
     #[test]
     fn uv_mode_needs_lock_and_command() {
-        let cases: &[(bool, &[(&str, &str)], Mode, &[&str])] = &[
+        type Case<'a> = (bool, &'a [(&'a str, &'a str)], Mode, &'a [&'a str]);
+        let cases: &[Case] = &[
             (true, &[UV_RUN], Mode::Uv, &["uv.lock found at the project root", "CC_PYTHON_UV_RUN_COMMAND is set"]),
             (false, &[UV_RUN], Mode::Legacy, &["uv.lock not found at the project root"]),
             (true, &[], Mode::Legacy, &["CC_PYTHON_UV_RUN_COMMAND is not set"]),
@@ -280,10 +284,18 @@ mod tests {
     #[test]
     fn cache_dir_by_uv_rules() {
         let a = app(true);
-        assert_eq!(plan_for(&a, &[]).build.cache_dir, Path::new("/home/deploy/.cache/uv"));
-        assert_eq!(plan_for(&a, &[("XDG_CACHE_HOME", "/xdg")]).build.cache_dir, Path::new("/xdg/uv"));
         assert_eq!(
-            plan_for(&a, &[("XDG_CACHE_HOME", "/xdg"), ("UV_CACHE_DIR", "/c")]).build.cache_dir,
+            plan_for(&a, &[]).build.cache_dir,
+            Path::new("/home/deploy/.cache/uv")
+        );
+        assert_eq!(
+            plan_for(&a, &[("XDG_CACHE_HOME", "/xdg")]).build.cache_dir,
+            Path::new("/xdg/uv")
+        );
+        assert_eq!(
+            plan_for(&a, &[("XDG_CACHE_HOME", "/xdg"), ("UV_CACHE_DIR", "/c")])
+                .build
+                .cache_dir,
             Path::new("/c")
         );
         let no_home: Env = Env::default();
@@ -300,42 +312,89 @@ mod tests {
         assert_eq!(run.source, RunSource::CcPythonUvRunCommand);
         assert_eq!(run.argv.unwrap(), ["uv", "run", "python", "app.py"]);
 
-        let run = plan_for(&a, &[UV_RUN, ("CC_RUN_COMMAND", "gunicorn app:app -b 0.0.0.0:$PORT")])
-            .run
-            .unwrap();
+        let run = plan_for(
+            &a,
+            &[
+                UV_RUN,
+                ("CC_RUN_COMMAND", "gunicorn app:app -b 0.0.0.0:$PORT"),
+            ],
+        )
+        .run
+        .unwrap();
         assert_eq!(run.source, RunSource::CcRunCommand);
         assert_eq!(run.command, "gunicorn app:app -b 0.0.0.0:$PORT");
         assert_eq!(run.argv, None);
 
         assert_eq!(plan_for(&app(false), &[]).run, None);
 
-        let err = detect(a.dir.path(), &env(&[("CC_PYTHON_UV_RUN_COMMAND", "python 'app.py")]), PortSettings::default())
-            .unwrap_err()
-            .to_string();
-        assert!(err.starts_with("CC_PYTHON_UV_RUN_COMMAND: missing closing quote in `python 'app.py`"), "{err}");
+        let err = detect(
+            a.dir.path(),
+            &env(&[("CC_PYTHON_UV_RUN_COMMAND", "python 'app.py")]),
+            PortSettings::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("CC_PYTHON_UV_RUN_COMMAND: missing closing quote in `python 'app.py`"),
+            "{err}"
+        );
     }
 
     #[test]
     fn ports_follow_the_request_flow() {
         let a = app(true);
-        assert_eq!(plan_for(&a, &[UV_RUN]).ports, Ports { public: 8080, app: 8080 });
+        assert_eq!(
+            plan_for(&a, &[UV_RUN]).ports,
+            Ports {
+                public: 8080,
+                app: 8080
+            }
+        );
         let proxied = plan_for(&a, &[UV_RUN, ("OTOROSHI_CHALLENGE_SECRET", "s")]);
-        assert_eq!(proxied.ports, Ports { public: 8080, app: 9000 });
+        assert_eq!(
+            proxied.ports,
+            Ports {
+                public: 8080,
+                app: 9000
+            }
+        );
         let blocked = plan_for(&a, &[UV_RUN, ("CC_REQUEST_FLOW", "block")]);
-        assert_eq!(blocked.ports, Ports { public: 8080, app: 9000 });
+        assert_eq!(
+            blocked.ports,
+            Ports {
+                public: 8080,
+                app: 9000
+            }
+        );
         let shifted = detect(
             a.dir.path(),
             &env(&[UV_RUN, ("OTOROSHI_CHALLENGE_SECRET", "s")]),
-            PortSettings { public: 18080, app: 19000 },
+            PortSettings {
+                public: 18080,
+                app: 19000,
+            },
         )
         .unwrap();
-        assert_eq!(shifted.ports, Ports { public: 18080, app: 19000 });
+        assert_eq!(
+            shifted.ports,
+            Ports {
+                public: 18080,
+                app: 19000
+            }
+        );
     }
 
     #[test]
     fn ignored_variables_in_uv_mode_only() {
-        let vars = [UV_RUN, ("CC_PYTHON_MODULE", "app:app"), ("CC_PYTHON_BACKEND", "gunicorn")];
-        assert_eq!(plan_for(&app(true), &vars).ignored, ["CC_PYTHON_MODULE", "CC_PYTHON_BACKEND"]);
+        let vars = [
+            UV_RUN,
+            ("CC_PYTHON_MODULE", "app:app"),
+            ("CC_PYTHON_BACKEND", "gunicorn"),
+        ];
+        assert_eq!(
+            plan_for(&app(true), &vars).ignored,
+            ["CC_PYTHON_MODULE", "CC_PYTHON_BACKEND"]
+        );
         assert!(plan_for(&app(false), &vars).ignored.is_empty());
     }
 
@@ -350,14 +409,27 @@ mod tests {
         assert!(plan.app_dir.is_absolute());
 
         let e = env(&[("APP_FOLDER", "nope")]);
-        assert!(matches!(detect(repo.dir.path(), &e, PortSettings::default()), Err(DetectError::AppFolder { .. })));
-        let e = env(&[("APP_FOLDER", "../..")]);
-        assert!(matches!(detect(repo.dir.path(), &e, PortSettings::default()), Err(DetectError::AppFolder { .. })));
         assert!(matches!(
-            detect(Path::new("/nonexistent/app"), &env(&[]), PortSettings::default()),
+            detect(repo.dir.path(), &e, PortSettings::default()),
+            Err(DetectError::AppFolder { .. })
+        ));
+        let e = env(&[("APP_FOLDER", "../..")]);
+        assert!(matches!(
+            detect(repo.dir.path(), &e, PortSettings::default()),
+            Err(DetectError::AppFolder { .. })
+        ));
+        assert!(matches!(
+            detect(
+                Path::new("/nonexistent/app"),
+                &env(&[]),
+                PortSettings::default()
+            ),
             Err(DetectError::AppDirMissing(_))
         ));
         let file = repo.dir.path().join("backend/uv.lock");
-        assert!(matches!(detect(&file, &env(&[]), PortSettings::default()), Err(DetectError::AppDirNotDir(_))));
+        assert!(matches!(
+            detect(&file, &env(&[]), PortSettings::default()),
+            Err(DetectError::AppDirNotDir(_))
+        ));
     }
 }

@@ -7,12 +7,18 @@ use std::path::Path;
 fn detect() -> Command {
     let mut cmd = Command::cargo_bin("detect").unwrap();
     // A known environment: nothing of the developer's leaks into the plan.
-    cmd.env_clear().env("HOME", "/home/deploy").env("PATH", "/usr/bin:/bin");
+    cmd.env_clear()
+        .env("HOME", "/home/deploy")
+        .env("PATH", "/usr/bin:/bin");
     cmd
 }
 
 fn example(name: &str) -> String {
-    testkit::root().join("examples").join(name).display().to_string()
+    testkit::root()
+        .join("examples")
+        .join(name)
+        .display()
+        .to_string()
 }
 
 fn plan_of(cmd: &mut Command) -> Value {
@@ -47,8 +53,14 @@ fn hello_is_a_uv_app_on_8080() {
     );
     assert_eq!(plan["build"]["cache_dir"], "/home/deploy/.cache/uv");
     assert_eq!(plan["run"]["source"], "CC_PYTHON_UV_RUN_COMMAND");
-    assert_eq!(plan["run"]["argv"], serde_json::json!(["uv", "run", "python", "app.py"]));
-    assert_eq!(plan["ports"], serde_json::json!({"public": 8080, "app": 8080}));
+    assert_eq!(
+        plan["run"]["argv"],
+        serde_json::json!(["uv", "run", "python", "app.py"])
+    );
+    assert_eq!(
+        plan["ports"],
+        serde_json::json!({"public": 8080, "app": 8080})
+    );
     assert_eq!(plan["health_check"]["paths"], serde_json::json!(["/"]));
     assert_eq!(plan["request_flow"]["middlewares"], serde_json::json!([]));
     assert!(plan.get("hops").is_none());
@@ -59,10 +71,16 @@ fn flask_shop_gets_varnish_and_the_app_moves_to_9000() {
     let plan = plan_of(
         detect()
             .arg(example("flask-shop"))
-            .env("CC_PYTHON_UV_RUN_COMMAND", "uv run gunicorn shop:app --bind 0.0.0.0:$PORT")
+            .env(
+                "CC_PYTHON_UV_RUN_COMMAND",
+                "uv run gunicorn shop:app --bind 0.0.0.0:$PORT",
+            )
             .env("CC_PYTHON_MODULE", "shop:app"),
     );
-    assert_eq!(plan["ports"], serde_json::json!({"public": 8080, "app": 9000}));
+    assert_eq!(
+        plan["ports"],
+        serde_json::json!({"public": 8080, "app": 9000})
+    );
     assert_eq!(
         plan["request_flow"]["middlewares"],
         serde_json::json!([{"name": "varnish", "vcl": "clevercloud/varnish.vcl", "storage_size": "1G"}])
@@ -74,12 +92,20 @@ fn flask_shop_gets_varnish_and_the_app_moves_to_9000() {
 #[test]
 fn legacy_mode_says_why_on_stderr_and_in_the_plan() {
     let dir = tempfile::tempdir().unwrap();
-    let out = detect().arg(dir.path()).assert().success().get_output().clone();
+    let out = detect()
+        .arg(dir.path())
+        .assert()
+        .success()
+        .get_output()
+        .clone();
     let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(plan["mode"], "legacy");
     assert_eq!(plan["run"], Value::Null);
     let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(stderr.contains("legacy mode: uv.lock not found at the project root"), "{stderr}");
+    assert!(
+        stderr.contains("legacy mode: uv.lock not found at the project root"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -101,7 +127,10 @@ fn env_file_and_env_flags_layer_over_the_environment() {
     );
     assert_eq!(plan["mode"], "uv");
     assert_eq!(plan["environment"], "development");
-    assert_eq!(plan["health_check"]["paths"], serde_json::json!(["/health", "/"]));
+    assert_eq!(
+        plan["health_check"]["paths"],
+        serde_json::json!(["/health", "/"])
+    );
 }
 
 #[test]
@@ -125,7 +154,10 @@ fn secrets_are_named_never_printed() {
     );
     assert!(!all.contains("very-secret"), "{all}");
     let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(plan["request_flow"]["middlewares"][0]["secret_env"], "OTOROSHI_CHALLENGE_SECRET");
+    assert_eq!(
+        plan["request_flow"]["middlewares"][0]["secret_env"],
+        "OTOROSHI_CHALLENGE_SECRET"
+    );
     assert_eq!(
         plan["request_flow"]["middlewares"][1]["project_key_env"],
         "CC_REDIRECTIONIO_PROJECT_KEY"
@@ -134,19 +166,24 @@ fn secrets_are_named_never_printed() {
 
 #[test]
 fn shifted_ports() {
-    let plan = plan_of(
-        detect()
-            .arg(example("flask-shop"))
-            .args(["--public-port", "18080", "--app-port", "19000"]),
+    let plan = plan_of(detect().arg(example("flask-shop")).args([
+        "--public-port",
+        "18080",
+        "--app-port",
+        "19000",
+    ]));
+    assert_eq!(
+        plan["ports"],
+        serde_json::json!({"public": 18080, "app": 19000})
     );
-    assert_eq!(plan["ports"], serde_json::json!({"public": 18080, "app": 19000}));
 }
 
 #[test]
 fn every_bad_input_is_one_error_line_and_exit_2() {
     let hello = example("hello");
     let missing_file = "/nonexistent/uvdeploy.env";
-    let cases: &[(&[(&str, &str)], &[&str], &str)] = &[
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str], &'a str);
+    let cases: &[Case] = &[
         (&[("CC_REQUEST_FLOW", "varnsh")], &[], "error: CC_REQUEST_FLOW: unknown middleware \"varnsh\" (known: otoroshi-challenge, varnish, redirectionio, custom, block, disable)"),
         (&[("CC_REQUEST_FLOW", "custom")], &[], "error: CC_REQUEST_FLOW names \"custom\" but CC_REQUEST_FLOW_CUSTOM is not set"),
         (&[("CC_REQUEST_FLOW", "custom"), ("CC_REQUEST_FLOW_CUSTOM", "socat TCP-LISTEN:@@LISTEN_PORT@@ -")], &[], "error: CC_REQUEST_FLOW_CUSTOM: `socat TCP-LISTEN:@@LISTEN_PORT@@ -` lacks @@FORWARD_PORT@@"),

@@ -22,23 +22,29 @@ pub fn split(command: &str) -> Result<Option<Vec<String>>, CommandError> {
 }
 
 /// The argv that runs `command` through `/bin/sh`, so that the process the shell ends in is
-/// the command itself: a single command gets `exec`; a list (`a && b`) is left as written,
-/// and `sh` runs its last command without forking.
+/// the command itself: `exec` goes before the command, or before the last command of a list
+/// (`migrate && exec serve`). Neither dash nor bash does that for a list on its own. A
+/// pipeline, a background job or a subshell at the end is left as written.
 pub fn shell_argv(command: &str) -> Vec<String> {
-    let script = if scan(command).has_list {
-        command.to_string()
+    let scan = scan(command);
+    let tail = &command[scan.last_command_at..];
+    let script = if scan.last_command_is_simple && !tail.trim().is_empty() {
+        let head = &command[..scan.last_command_at + (tail.len() - tail.trim_start().len())];
+        format!("{head}exec {}", tail.trim_start())
     } else {
-        format!("exec {command}")
+        command.to_string()
     };
     vec!["/bin/sh".to_string(), "-c".to_string(), script]
 }
 
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 struct Scan {
     /// Shell syntax outside quotes: the words alone would not mean what the user wrote.
     needs_shell: bool,
-    /// More than one command (`;`, `&`, `|`, `&&`, `||`, a newline, a subshell).
-    has_list: bool,
+    /// Byte offset where the last command of a list (`a && b`, `a; b`, `a || b`) starts.
+    last_command_at: usize,
+    /// The last command is not a pipeline, a background job or a subshell: it can be exec'd.
+    last_command_is_simple: bool,
 }
 
 fn scan(command: &str) -> Scan {
@@ -48,12 +54,17 @@ fn scan(command: &str) -> Scan {
         Single,
         Double,
     }
-    let mut scan = Scan::default();
+    let mut scan = Scan {
+        needs_shell: false,
+        last_command_at: 0,
+        last_command_is_simple: true,
+    };
     let mut quote = Quote::None;
     let mut escaped = false;
     let mut word_start = true;
     let mut first_word = true;
-    for c in command.chars() {
+    let mut chars = command.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
         if escaped {
             escaped = false;
             word_start = false;
@@ -81,9 +92,24 @@ fn scan(command: &str) -> Scan {
             '\\' => escaped = true,
             '\'' => quote = Quote::Single,
             '"' => quote = Quote::Double,
-            ';' | '&' | '|' | '\n' | '(' | ')' => {
+            // A list separator: the next command starts after it.
+            ';' | '\n' | '&' | '|'
+                if c == ';' || c == '\n' || chars.peek().map(|p| p.1) == Some(c) =>
+            {
+                if c == '&' || c == '|' {
+                    chars.next();
+                }
                 scan.needs_shell = true;
-                scan.has_list = true;
+                scan.last_command_at = i + if c == ';' || c == '\n' { 1 } else { 2 };
+                scan.last_command_is_simple = true;
+                first_word = true;
+                word_start = true;
+                continue;
+            }
+            // A pipe, a background job or a subshell: not one process to exec.
+            '&' | '|' | '(' | ')' => {
+                scan.needs_shell = true;
+                scan.last_command_is_simple = false;
             }
             '<' | '>' | '$' | '`' | '*' | '?' | '[' => scan.needs_shell = true,
             '~' | '#' if word_start => scan.needs_shell = true,
@@ -114,12 +140,25 @@ mod tests {
     #[test]
     fn plain_commands_are_split() {
         let cases: &[(&str, Option<Vec<String>>)] = &[
-            ("uv run python app.py", words(&["uv", "run", "python", "app.py"])),
+            (
+                "uv run python app.py",
+                words(&["uv", "run", "python", "app.py"]),
+            ),
             (
                 "uv run gunicorn 'app:create_app()' --bind 0.0.0.0:8080",
-                words(&["uv", "run", "gunicorn", "app:create_app()", "--bind", "0.0.0.0:8080"]),
+                words(&[
+                    "uv",
+                    "run",
+                    "gunicorn",
+                    "app:create_app()",
+                    "--bind",
+                    "0.0.0.0:8080",
+                ]),
             ),
-            ("python -c 'print(1); x=$y'", words(&["python", "-c", "print(1); x=$y"])),
+            (
+                "python -c 'print(1); x=$y'",
+                words(&["python", "-c", "print(1); x=$y"]),
+            ),
             ("echo \"a b\" c=d", words(&["echo", "a b", "c=d"])),
             ("echo a\\;b", words(&["echo", "a;b"])),
         ];
@@ -150,18 +189,34 @@ mod tests {
 
     #[test]
     fn broken_commands_are_errors() {
-        assert!(matches!(split("echo 'open"), Err(CommandError::Unparseable(_))));
-        assert!(matches!(split("echo \"open"), Err(CommandError::Unparseable(_))));
+        assert!(matches!(
+            split("echo 'open"),
+            Err(CommandError::Unparseable(_))
+        ));
+        assert!(matches!(
+            split("echo \"open"),
+            Err(CommandError::Unparseable(_))
+        ));
         assert_eq!(split("   "), Err(CommandError::Empty));
     }
 
     #[test]
-    fn the_shell_execs_a_single_command_and_keeps_lists() {
-        assert_eq!(
-            shell_argv("serve --port $PORT > log"),
-            ["/bin/sh", "-c", "exec serve --port $PORT > log"]
-        );
-        assert_eq!(shell_argv("migrate && serve"), ["/bin/sh", "-c", "migrate && serve"]);
-        assert_eq!(shell_argv("echo 'a;b' $X"), ["/bin/sh", "-c", "exec echo 'a;b' $X"]);
+    fn the_shell_execs_the_last_command() {
+        let cases = [
+            ("serve --port $PORT > log", "exec serve --port $PORT > log"),
+            ("migrate && serve", "migrate && exec serve"),
+            ("migrate&&serve", "migrate&&exec serve"),
+            ("a || b; c", "a || b; exec c"),
+            ("echo 'a;b' $X", "exec echo 'a;b' $X"),
+            ("a &&\nserve", "a &&\nexec serve"),
+            // Not one process: left to the shell.
+            ("serve | tee log", "serve | tee log"),
+            ("a && serve &", "a && serve &"),
+            ("a && (cd x && serve)", "a && (cd x && serve)"),
+            ("serve;", "serve;"),
+        ];
+        for (command, script) in cases {
+            assert_eq!(shell_argv(command), ["/bin/sh", "-c", script], "{command}");
+        }
     }
 }

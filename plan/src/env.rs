@@ -91,7 +91,10 @@ impl Env {
 impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Env {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
         Env {
-            vars: iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+            vars: iter
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
         }
     }
 }
@@ -125,7 +128,10 @@ pub fn parse_env_file(text: &str, path: &Path) -> Result<Vec<(String, String)>, 
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let line = line.strip_prefix("export ").map(str::trim_start).unwrap_or(line);
+        let line = line
+            .strip_prefix("export ")
+            .map(str::trim_start)
+            .unwrap_or(line);
         let (key, rest) = line.split_once('=').ok_or_else(|| bad("no `=`"))?;
         let key = key.trim_end();
         if !is_name(key) {
@@ -231,7 +237,10 @@ ESCAPED="a\nb"
             err.to_string(),
             "env file `app.env` line 2: no `=` (expected `KEY=VALUE`, `export KEY=VALUE` or `# comment`)"
         );
-        assert!(matches!(parse("1X=a"), Err(EnvError::BadLine { line: 1, .. })));
+        assert!(matches!(
+            parse("1X=a"),
+            Err(EnvError::BadLine { line: 1, .. })
+        ));
         assert!(matches!(parse("A=\"open"), Err(EnvError::BadLine { .. })));
         assert!(matches!(parse("A='open"), Err(EnvError::BadLine { .. })));
     }
@@ -240,7 +249,11 @@ ESCAPED="a\nb"
     fn later_layers_win() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("a.env");
-        std::fs::write(&file, "UVDEPLOY_TEST_LAYER=file\nUVDEPLOY_TEST_ONLY_FILE=f\n").unwrap();
+        std::fs::write(
+            &file,
+            "UVDEPLOY_TEST_LAYER=file\nUVDEPLOY_TEST_ONLY_FILE=f\n",
+        )
+        .unwrap();
         let env = Env::layered(&[file], &["UVDEPLOY_TEST_LAYER=flag=with=equals".into()]).unwrap();
         assert_eq!(env.get("UVDEPLOY_TEST_LAYER"), Some("flag=with=equals"));
         assert_eq!(env.get("UVDEPLOY_TEST_ONLY_FILE"), Some("f"));

@@ -156,9 +156,18 @@ mod tests {
 
     #[test]
     fn bad_input_says_what_is_wrong() {
-        assert!(matches!(parse_plan("  \n", "p"), Err(PlanError::Empty { .. })));
-        assert!(matches!(parse_plan("{", "p"), Err(PlanError::NotJson { .. })));
-        assert!(matches!(parse_plan("{}", "p"), Err(PlanError::NoSchema { .. })));
+        assert!(matches!(
+            parse_plan("  \n", "p"),
+            Err(PlanError::Empty { .. })
+        ));
+        assert!(matches!(
+            parse_plan("{", "p"),
+            Err(PlanError::NotJson { .. })
+        ));
+        assert!(matches!(
+            parse_plan("{}", "p"),
+            Err(PlanError::NoSchema { .. })
+        ));
         assert!(matches!(
             parse_plan(r#"{"schema": 1}"#, "p"),
             Err(PlanError::Invalid { .. })
@@ -167,7 +176,10 @@ mod tests {
 
     #[test]
     fn dash_means_stdin() {
-        assert_eq!(PlanSource::from_flag(Some(Path::new("-"))), PlanSource::Stdin);
+        assert_eq!(
+            PlanSource::from_flag(Some(Path::new("-"))),
+            PlanSource::Stdin
+        );
         assert_eq!(PlanSource::from_flag(None), PlanSource::Stdin);
         assert_eq!(
             PlanSource::from_flag(Some(Path::new("p.json"))),

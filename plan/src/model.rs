@@ -154,7 +154,8 @@ pub enum Middleware {
 
 impl Middleware {
     /// The names `CC_REQUEST_FLOW` accepts for middlewares.
-    pub const NAMES: [&'static str; 4] = ["otoroshi-challenge", "varnish", "redirectionio", "custom"];
+    pub const NAMES: [&'static str; 4] =
+        ["otoroshi-challenge", "varnish", "redirectionio", "custom"];
 
     pub fn name(&self) -> &'static str {
         match self {

@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 
 /// The workspace root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// A binary of the workspace, built by `cargo test` in the same target directory as the test.
@@ -20,14 +23,21 @@ pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     // target/debug/deps/<test> -> target/debug/<name>
     let path = exe.parent().unwrap().parent().unwrap().join(name);
-    assert!(path.exists(), "{} is not built: run `cargo build --workspace`", path.display());
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build --workspace`",
+        path.display()
+    );
     path
 }
 
 /// A directory that other users can read: `varnishd` drops privileges and must read the
 /// files a test renders. `tempfile` makes 0700 directories, so open this one up.
 pub fn shared_tempdir() -> tempfile::TempDir {
-    let dir = tempfile::Builder::new().prefix("uvdeploy-test-").tempdir().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("uvdeploy-test-")
+        .tempdir()
+        .unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     dir
 }
@@ -104,7 +114,9 @@ pub struct ProcessGuard {
 impl ProcessGuard {
     pub fn spawn(command: &mut Command) -> Self {
         command.process_group(0);
-        let child = command.spawn().unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
         ProcessGuard { child }
     }
 
@@ -170,7 +182,12 @@ pub fn http_get(port: u16, path: &str, headers: &[(&str, &str)]) -> std::io::Res
 
 fn parse_response(raw: &[u8]) -> std::io::Result<Response> {
     let text = String::from_utf8_lossy(raw);
-    let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, format!("bad response: {text:?}"));
+    let bad = || {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("bad response: {text:?}"),
+        )
+    };
     let (head, body) = text.split_once("\r\n\r\n").ok_or_else(bad)?;
     let mut lines = head.lines();
     let status = lines
@@ -191,5 +208,7 @@ fn parse_response(raw: &[u8]) -> std::io::Result<Response> {
 
 /// The environment every test gives uv: never download an interpreter.
 pub fn uv_env(command: &mut Command) -> &mut Command {
-    command.env("UV_PYTHON_DOWNLOADS", "never").env("NO_COLOR", "1")
+    command
+        .env("UV_PYTHON_DOWNLOADS", "never")
+        .env("NO_COLOR", "1")
 }

@@ -1,0 +1,316 @@
+//! The `launcher` binary becomes the process: same PID, signals, exit status, environment.
+
+use assert_cmd::Command as AssertCommand;
+use detect::PortSettings;
+use plan::{Env, EnvValue, Hop, HopFile, Plan};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use testkit::{bin, ProcessGuard};
+
+/// A uv-mode plan for an app in `dir` whose run command is `command`.
+fn plan_running(dir: &Path, command: &str) -> Plan {
+    std::fs::write(dir.join("uv.lock"), "").unwrap();
+    let env: Env = [("HOME", "/root"), ("CC_PYTHON_UV_RUN_COMMAND", command)]
+        .into_iter()
+        .collect();
+    detect::detect(dir, &env, PortSettings::default()).unwrap()
+}
+
+/// Writes the plan next to the app (not inside it) and returns its path.
+fn save(plan: &Plan, dir: &Path) -> PathBuf {
+    static SAVED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = SAVED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let path = dir.parent().unwrap().join(format!("plan-{n}.json"));
+    std::fs::write(&path, serde_json::to_string(plan).unwrap()).unwrap();
+    path
+}
+
+fn app_dir() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = tmp.path().join("app");
+    std::fs::create_dir(&app).unwrap();
+    (tmp, app.canonicalize().unwrap())
+}
+
+fn launcher() -> Command {
+    let mut cmd = Command::new(bin("launcher"));
+    cmd.env_remove("CC_PRE_RUN_HOOK");
+    cmd
+}
+
+/// Starts the launcher and reads the first line the process prints.
+fn start_and_read_line(cmd: &mut Command) -> (ProcessGuard, String) {
+    cmd.stdout(Stdio::piped());
+    let mut guard = ProcessGuard::spawn(cmd);
+    let stdout = guard.child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    (guard, line.trim().to_string())
+}
+
+const PRINT_PID_AND_WAIT: &str = "python3 -c 'import os, sys, signal, pathlib\nsignal.signal(signal.SIGTERM, lambda *a: (pathlib.Path(\"terminated\").write_text(\"yes\"), sys.exit(7)))\nprint(os.getpid(), flush=True)\nsignal.pause()'";
+
+#[test]
+fn the_app_keeps_the_launchers_pid_and_gets_its_signals() {
+    let (_tmp, app) = app_dir();
+    let plan = save(&plan_running(&app, PRINT_PID_AND_WAIT), &app);
+    let (mut guard, line) = start_and_read_line(launcher().arg("--app").arg("--plan").arg(&plan));
+    assert_eq!(
+        line,
+        guard.pid().to_string(),
+        "the app's PID is the launcher's"
+    );
+    guard.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = guard
+        .wait_timeout(Duration::from_secs(10))
+        .expect("the app exits on SIGTERM");
+    assert_eq!(status.code(), Some(7), "the exit status is the app's own");
+    assert_eq!(
+        std::fs::read_to_string(app.join("terminated")).unwrap(),
+        "yes"
+    );
+}
+
+#[test]
+fn port_and_working_directory() {
+    let (_tmp, app) = app_dir();
+    let plan = plan_running(
+        &app,
+        "python3 -c 'import os; print(os.environ[\"PORT\"], os.getcwd())'",
+    );
+    let out = launcher()
+        .arg("--app")
+        .arg("--plan")
+        .arg(save(&plan, &app))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim(),
+        format!("8080 {}", app.display())
+    );
+
+    let mut proxied = plan.clone();
+    proxied.ports.app = 9000;
+    let out = launcher()
+        .arg("--app")
+        .arg("--plan")
+        .arg(save(&proxied, &app))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8(out.stdout).unwrap().starts_with("9000 "));
+}
+
+#[test]
+fn a_shell_command_with_and_and_port_still_ends_as_the_launchers_pid() {
+    let (_tmp, app) = app_dir();
+    let plan = plan_running(
+        &app,
+        "echo $PORT > port.txt && python3 -c 'import os; print(os.getpid(), flush=True)'",
+    );
+    assert_eq!(plan.run.as_ref().unwrap().argv, None);
+    let (mut guard, line) =
+        start_and_read_line(launcher().arg("--app").arg("--plan").arg(save(&plan, &app)));
+    assert_eq!(line, guard.pid().to_string());
+    assert!(guard
+        .wait_timeout(Duration::from_secs(10))
+        .unwrap()
+        .success());
+    assert_eq!(
+        std::fs::read_to_string(app.join("port.txt")).unwrap(),
+        "8080\n"
+    );
+}
+
+#[test]
+fn the_exit_status_is_the_apps() {
+    let (_tmp, app) = app_dir();
+    let plan = plan_running(&app, "python3 -c 'raise SystemExit(42)'");
+    let status = launcher()
+        .arg("--app")
+        .arg("--plan")
+        .arg(save(&plan, &app))
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(42));
+}
+
+/// A plan with one hop whose process prints its own argv and whether it got the secret.
+fn plan_with_hop(app: &Path, state: &Path) -> PathBuf {
+    let mut plan = plan_running(app, "python3 app.py");
+    plan.hops = Some(vec![Hop {
+        name: "otoroshi-challenge".into(),
+        listen: 8080,
+        forward: Some(9000),
+        argv: vec![
+            "python3".into(),
+            "-c".into(),
+            "import os; print(os.getpid(), os.environ['PORT'], open('/proc/self/cmdline').read().replace(chr(0), ' '), os.environ['OTOROSHI_CHALLENGE_SECRET'][::-1], open(os.environ['CONF']).read(), flush=True)".into(),
+        ],
+        env: [
+            ("OTOROSHI_CHALLENGE_SECRET".to_string(), EnvValue::FromEnv { from_env: "OTOROSHI_CHALLENGE_SECRET".into() }),
+            ("CONF".to_string(), EnvValue::Literal(state.join("conf/hop.conf").display().to_string())),
+        ]
+        .into_iter()
+        .collect(),
+        files: vec![HopFile { path: state.join("conf/hop.conf"), content: "rendered".into() }],
+    }]);
+    save(&plan, app)
+}
+
+#[test]
+fn a_hop_gets_its_port_env_and_files_and_secrets_stay_off_argv() {
+    let (tmp, app) = app_dir();
+    let plan = plan_with_hop(&app, tmp.path());
+    let (_guard, line) = start_and_read_line(
+        launcher()
+            .args(["--hop", "otoroshi-challenge", "--plan"])
+            .arg(&plan)
+            .env("OTOROSHI_CHALLENGE_SECRET", "hunter2-secret"),
+    );
+    let mut words = line.split(' ');
+    let _pid = words.next();
+    assert_eq!(words.next(), Some("8080"), "{line}");
+    assert!(
+        line.ends_with("terces-2retnuh rendered"),
+        "the hop got the secret and its file: {line}"
+    );
+    assert!(
+        !line.contains("hunter2"),
+        "the secret is not on argv: {line}"
+    );
+
+    let missing = launcher()
+        .args(["--hop", "otoroshi-challenge", "--plan"])
+        .arg(&plan)
+        .env_remove("OTOROSHI_CHALLENGE_SECRET")
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr)
+        .contains("hop \"otoroshi-challenge\" needs OTOROSHI_CHALLENGE_SECRET in the environment"));
+}
+
+#[test]
+fn dry_run_shows_everything_but_secret_values() {
+    let (tmp, app) = app_dir();
+    let plan = plan_with_hop(&app, tmp.path());
+    let out = AssertCommand::new(bin("launcher"))
+        .args(["--hop", "otoroshi-challenge", "--dry-run", "--plan"])
+        .arg(&plan)
+        .env("OTOROSHI_CHALLENGE_SECRET", "hunter2-secret")
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.contains("env: OTOROSHI_CHALLENGE_SECRET=***"), "{out}");
+    assert!(out.contains("env: PORT=8080"), "{out}");
+    assert!(out.contains(&format!("cwd: {}", app.display())), "{out}");
+    assert!(out.contains("file: "), "{out}");
+    assert!(!out.contains("hunter2"));
+    assert!(
+        !tmp.path().join("conf").exists(),
+        "a dry run writes nothing"
+    );
+}
+
+#[test]
+fn the_pre_run_hook_runs_first_and_its_failure_stops_the_launch() {
+    let (_tmp, app) = app_dir();
+    let plan = save(
+        &plan_running(&app, "python3 -c 'print(open(\"hook.txt\").read())'"),
+        &app,
+    );
+    let out = launcher()
+        .args(["--app", "--plan"])
+        .arg(&plan)
+        .env("CC_PRE_RUN_HOOK", "echo -n hooked-$PORT > hook.txt")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), "hooked-8080");
+
+    let out = launcher()
+        .args(["--app", "--plan"])
+        .arg(&plan)
+        .env("CC_PRE_RUN_HOOK", "exit 3")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("error: CC_PRE_RUN_HOOK failed (exit status: 3): `exit 3`"));
+}
+
+/// Runs the launcher, expects failure with `code`, and returns stderr.
+fn failure(args: &[&str], plan: Option<&Path>, code: i32) -> String {
+    let mut cmd = launcher();
+    cmd.args(args);
+    if let Some(plan) = plan {
+        cmd.arg("--plan").arg(plan);
+    }
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(code), "{out:?}");
+    String::from_utf8(out.stderr).unwrap()
+}
+
+#[test]
+fn errors_name_what_is_wrong() {
+    let (tmp, app) = app_dir();
+    let plain = save(&plan_running(&app, "python3 app.py"), &app);
+    let with_hop = plan_with_hop(&app, tmp.path());
+
+    let err = failure(&["--hop", "varnish"], Some(&plain), 2);
+    assert!(
+        err.contains("the plan has no hops") && err.contains("pipe the plan through `flowctl`"),
+        "{err}"
+    );
+    let err = failure(&["--hop", "varnish"], Some(&with_hop), 2);
+    assert!(
+        err.contains("the plan has no hop \"varnish\" (its hops: otoroshi-challenge)"),
+        "{err}"
+    );
+
+    let err = failure(&["--", "no-such-command-here"], None, 127);
+    assert!(
+        err.contains("command not found: `no-such-command-here` (searched PATH: "),
+        "{err}"
+    );
+    let err = failure(&["--", "redirectionio-agent"], None, 127);
+    assert!(
+        err.contains("the Redirection.io agent is not installed"),
+        "{err}"
+    );
+
+    let script = tmp.path().join("script.sh");
+    std::fs::write(&script, "echo hi").unwrap();
+    let err = failure(&["--", script.to_str().unwrap()], None, 126);
+    assert!(err.contains("is not executable"), "{err}");
+
+    let mut no_run = plan_running(&app, "python3 app.py");
+    no_run.run = None;
+    let err = failure(&["--app"], Some(&save(&no_run, &app)), 2);
+    assert!(err.contains("the plan has no run command"), "{err}");
+
+    let mut legacy = plan_running(&app, "python3 app.py");
+    legacy.mode = plan::Mode::Legacy;
+    let err = failure(&["--app"], Some(&save(&legacy, &app)), 2);
+    assert!(err.contains("legacy mode"), "{err}");
+
+    let mut empty = plan_running(&app, "python3 app.py");
+    empty.run.as_mut().unwrap().command = " ".into();
+    let err = failure(&["--app"], Some(&save(&empty, &app)), 2);
+    assert!(err.contains("the run command is empty"), "{err}");
+}
+
+#[test]
+fn a_command_by_hand_runs_without_a_plan() {
+    let out = launcher()
+        .args(["--port", "1234", "--", "sh", "-c", "echo $PORT"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "1234\n");
+}
