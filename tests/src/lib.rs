@@ -212,3 +212,104 @@ pub fn uv_env(command: &mut Command) -> &mut Command {
         .env("UV_PYTHON_DOWNLOADS", "never")
         .env("NO_COLOR", "1")
 }
+
+/// A real HTTP server on a thread, answering each path with a chosen status (404 for others;
+/// status 0 means: accept, read, never answer). Stops when dropped.
+pub struct TinyServer {
+    pub port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TinyServer {
+    /// Serves on `bind:port` now.
+    pub fn start(bind: &str, port: u16, routes: &[(&str, u16)]) -> Self {
+        let listener = TcpListener::bind((bind, port)).unwrap();
+        Self::serve(listener, routes)
+    }
+
+    /// Binds `bind:port` only after `delay`, as a slow app would.
+    pub fn start_late(bind: &str, port: u16, routes: &[(&str, u16)], delay: Duration) -> Self {
+        let routes: Vec<(String, u16)> = routes.iter().map(|(p, s)| (p.to_string(), *s)).collect();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let bind = bind.to_string();
+        let handle = std::thread::spawn(move || {
+            // Part of the server's behaviour under test, not synchronisation.
+            std::thread::sleep(delay);
+            if let Ok(listener) = TcpListener::bind((bind.as_str(), port)) {
+                accept_loop(listener, routes, flag);
+            }
+        });
+        TinyServer {
+            port,
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    fn serve(listener: TcpListener, routes: &[(&str, u16)]) -> Self {
+        let port = listener.local_addr().unwrap().port();
+        let routes: Vec<(String, u16)> = routes.iter().map(|(p, s)| (p.to_string(), *s)).collect();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || accept_loop(listener, routes, flag));
+        TinyServer {
+            port,
+            stop,
+            handle: Some(handle),
+        }
+    }
+}
+
+fn accept_loop(
+    listener: TcpListener,
+    routes: Vec<(String, u16)>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::sync::atomic::Ordering;
+    listener.set_nonblocking(true).unwrap();
+    let mut held = Vec::new();
+    while !stop.load(Ordering::SeqCst) {
+        match listener.accept() {
+            Ok((mut stream, _)) => {
+                stream.set_nonblocking(false).unwrap();
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(5)))
+                    .unwrap();
+                let mut buf = [0u8; 4096];
+                let n = stream.read(&mut buf).unwrap_or(0);
+                let request = String::from_utf8_lossy(&buf[..n]);
+                let path = request.split_whitespace().nth(1).unwrap_or("/").to_string();
+                let status = routes
+                    .iter()
+                    .find(|(p, _)| *p == path)
+                    .map(|(_, s)| *s)
+                    .unwrap_or(404);
+                if status == 0 {
+                    held.push(stream);
+                    continue;
+                }
+                let location = if (300..400).contains(&status) {
+                    "Location: /elsewhere\r\n"
+                } else {
+                    ""
+                };
+                let _ = write!(stream, "HTTP/1.1 {status} X\r\n{location}Content-Length: 0\r\nConnection: close\r\n\r\n");
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(2)),
+        }
+    }
+}
+
+impl Drop for TinyServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// SPEC's example plan (a uv app behind Otoroshi challenge and Varnish), to edit in tests.
+pub const EXAMPLE_PLAN: &str = include_str!("../../plan/tests/plan-example.json");
