@@ -1,0 +1,217 @@
+//! The build phase: the platform's pre-build hook, `uv sync --locked --no-progress [--no-dev]`
+//! with the uv cache kept at `build.cache_dir`, then the post-build hook. uv's own output is
+//! streamed to stderr as it comes, and kept, so that a known failure gets a hint.
+
+use plan::{BuildResult, Env, Mode, Plan};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("the plan is in legacy mode: {0}\n\nhint: the platform would build this app with its legacy Python backend; uvbuild builds uv projects only. Commit `uv.lock` at the project root and set CC_PYTHON_UV_RUN_COMMAND for a uv deployment")]
+    Legacy(String),
+    #[error("no `pyproject.toml` in `{0}`\n\nhint: uv builds a project from its `pyproject.toml` and `uv.lock`; run `uv init` there, or set APP_FOLDER to the project's sub-folder")]
+    NoPyproject(PathBuf),
+    #[error("`{0}` is not on PATH\n\nhint: install uv (`pip install uv`, or see https://docs.astral.sh/uv/getting-started/installation/)")]
+    UvNotFound(String),
+    #[error("cannot run `{command}`: {reason}")]
+    Spawn { command: String, reason: String },
+    #[error("the lockfile `uv.lock` is out of date with `pyproject.toml` (uv's message is above)\n\nhint: run `uv lock` in the project, commit `uv.lock`, and build again")]
+    LockfileOutdated,
+    #[error("the project asks for a Python that is not installed here (uv's message is above)\n\nhint: interpreters are not downloaded (UV_PYTHON_DOWNLOADS={downloads}); install that Python, or change `requires-python` in `pyproject.toml` or `.python-version` to one that is installed")]
+    PythonMissing { downloads: String },
+    #[error("`{command}` failed ({status})")]
+    SyncFailed { command: String, status: String },
+    #[error("{hook} failed ({status}): `{command}`")]
+    HookFailed {
+        hook: &'static str,
+        command: String,
+        status: String,
+    },
+}
+
+impl BuildError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            BuildError::Legacy(_) => plan::cli::exit::USAGE,
+            _ => plan::cli::exit::FAILED,
+        }
+    }
+}
+
+/// Builds the app of `plan` and records the result in it.
+pub fn build(plan: &mut Plan, env: &Env) -> Result<(), BuildError> {
+    if plan.mode == Mode::Legacy {
+        return Err(BuildError::Legacy(plan.reasons.join("; ")));
+    }
+    let app_dir = plan.app_dir.clone();
+    if !app_dir.join("pyproject.toml").is_file() {
+        return Err(BuildError::NoPyproject(app_dir));
+    }
+    let started = Instant::now();
+    run_hook("CC_PRE_BUILD_HOOK", env, &app_dir)?;
+    sync(&plan.build.argv, &plan.build.cache_dir, env, &app_dir)?;
+    run_hook("CC_POST_BUILD_HOOK", env, &app_dir)?;
+    let venv = virtual_environment(env, &app_dir);
+    plan.build.result = Some(BuildResult {
+        status: "ok".into(),
+        duration_ms: started.elapsed().as_millis() as u64,
+        python_version: python_version(&venv),
+        venv,
+    });
+    Ok(())
+}
+
+/// Runs `uv sync` in the app with the kept cache; uv's stdout and stderr both go to our
+/// stderr (our stdout carries the plan), and stderr is kept to recognise known failures.
+fn sync(argv: &[String], cache_dir: &Path, env: &Env, app_dir: &Path) -> Result<(), BuildError> {
+    let command = argv.join(" ");
+    eprintln!(
+        "uvbuild: running `{command}` in {} (uv cache: {})",
+        app_dir.display(),
+        cache_dir.display()
+    );
+    let mut child = Command::new(&argv[0])
+        .args(&argv[1..])
+        .current_dir(app_dir)
+        .env_clear()
+        .envs(env.iter())
+        .env("UV_CACHE_DIR", cache_dir)
+        .stdin(Stdio::null())
+        .stdout(std::io::stderr())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => BuildError::UvNotFound(argv[0].clone()),
+            _ => BuildError::Spawn {
+                command: command.clone(),
+                reason: e.to_string(),
+            },
+        })?;
+    let mut output = String::new();
+    if let Some(stderr) = child.stderr.take() {
+        let mut ours = std::io::stderr();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = writeln!(ours, "{line}");
+            output.push_str(&line);
+            output.push('\n');
+        }
+    }
+    let status = child.wait().map_err(|e| BuildError::Spawn {
+        command: command.clone(),
+        reason: e.to_string(),
+    })?;
+    if status.success() {
+        return Ok(());
+    }
+    Err(
+        recognise_failure(&output, env).unwrap_or(BuildError::SyncFailed {
+            command,
+            status: status.to_string(),
+        }),
+    )
+}
+
+/// The failures a user can fix and we can name, from uv's own words.
+fn recognise_failure(uv_output: &str, env: &Env) -> Option<BuildError> {
+    if uv_output.contains("needs to be updated, but `--locked` was provided") {
+        return Some(BuildError::LockfileOutdated);
+    }
+    let no_python = [
+        "No interpreter found for Python",
+        "Failed to inspect Python interpreter",
+        "pyenv: version",
+    ];
+    if no_python.iter().any(|m| uv_output.contains(m)) {
+        return Some(BuildError::PythonMissing {
+            downloads: env
+                .get("UV_PYTHON_DOWNLOADS")
+                .unwrap_or("automatic")
+                .to_string(),
+        });
+    }
+    None
+}
+
+/// Runs a platform build hook through the shell in the app directory, if it is set.
+fn run_hook(hook: &'static str, env: &Env, app_dir: &Path) -> Result<(), BuildError> {
+    let Some(command) = env.non_empty(hook) else {
+        return Ok(());
+    };
+    eprintln!(
+        "uvbuild: running {hook}: {}",
+        plan::secret::redact(command, env)
+    );
+    let status = Command::new("/bin/sh")
+        .args(["-c", command])
+        .current_dir(app_dir)
+        .env_clear()
+        .envs(env.iter())
+        .stdin(Stdio::null())
+        .stdout(std::io::stderr())
+        .status()
+        .map_err(|e| BuildError::Spawn {
+            command: command.to_string(),
+            reason: e.to_string(),
+        })?;
+    if status.success() {
+        return Ok(());
+    }
+    Err(BuildError::HookFailed {
+        hook,
+        command: command.to_string(),
+        status: status.to_string(),
+    })
+}
+
+/// Where uv puts the environment: `.venv`, or `UV_PROJECT_ENVIRONMENT` (relative to the app).
+fn virtual_environment(env: &Env, app_dir: &Path) -> PathBuf {
+    match env.non_empty("UV_PROJECT_ENVIRONMENT") {
+        Some(dir) => app_dir.join(dir),
+        None => app_dir.join(".venv"),
+    }
+}
+
+/// The venv's Python version, from the `version_info` line uv writes in `pyvenv.cfg`.
+fn python_version(venv: &Path) -> Option<String> {
+    let cfg = std::fs::read_to_string(venv.join("pyvenv.cfg")).ok()?;
+    cfg.lines().find_map(|line| {
+        let (key, value) = line.split_once('=')?;
+        matches!(key.trim(), "version_info" | "version").then(|| value.trim().to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_failures_are_recognised() {
+        let env = Env::default();
+        let out = "Resolved 16 packages in 244ms\nerror: The lockfile at `uv.lock` needs to be updated, but `--locked` was provided.\n";
+        assert!(matches!(
+            recognise_failure(out, &env),
+            Some(BuildError::LockfileOutdated)
+        ));
+        let out = "error: No interpreter found for Python >=3.99 in managed installations or search path\n";
+        assert!(matches!(
+            recognise_failure(out, &env),
+            Some(BuildError::PythonMissing { .. })
+        ));
+        assert!(recognise_failure("error: something else", &env).is_none());
+    }
+
+    #[test]
+    fn python_version_from_pyvenv_cfg() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("pyvenv.cfg"),
+            "home = /usr/bin\nimplementation = CPython\nversion_info = 3.11.7\n",
+        )
+        .unwrap();
+        assert_eq!(python_version(dir.path()).as_deref(), Some("3.11.7"));
+        assert_eq!(python_version(&dir.path().join("none")), None);
+    }
+}

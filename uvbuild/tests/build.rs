@@ -1,0 +1,271 @@
+//! `uvbuild` with the real uv on copies of the example apps.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use testkit::{bin, copy_example, uv_env};
+
+const RUN: &str = "uv run gunicorn shop:app --bind 0.0.0.0:$PORT";
+
+/// `uvbuild APP` with its own cache dir and a clean environment of build variables.
+fn uvbuild(app: &Path, cache: &Path) -> Command {
+    let mut cmd = Command::new(bin("uvbuild"));
+    uv_env(&mut cmd)
+        .arg(app)
+        .arg("--cache-dir")
+        .arg(cache)
+        .env("CC_PYTHON_UV_RUN_COMMAND", RUN)
+        .env_remove("ENVIRONMENT")
+        .env_remove("CC_PRE_BUILD_HOOK")
+        .env_remove("CC_POST_BUILD_HOOK")
+        .env_remove("UV_OFFLINE");
+    cmd
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn venv_python(app: &Path) -> PathBuf {
+    app.join(".venv/bin/python")
+}
+
+fn imports(app: &Path, module: &str) -> bool {
+    Command::new(venv_python(app))
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+#[test]
+fn a_clean_build_installs_the_dependencies_and_reports_in_the_plan() {
+    let (tmp, app) = copy_example("flask-shop");
+    let cache = tmp.path().join("cache");
+    let out = uvbuild(&app, &cache).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("uvbuild: running `uv sync --locked --no-progress --no-dev`"));
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let result = &plan["build"]["result"];
+    assert_eq!(result["status"], "ok");
+    assert_eq!(result["venv"], app.join(".venv").display().to_string());
+    assert!(result["python_version"].as_str().unwrap().starts_with("3."));
+    assert!(imports(&app, "flask") && imports(&app, "gunicorn"));
+    assert!(
+        !imports(&app, "pytest"),
+        "no dev dependencies in production"
+    );
+}
+
+#[test]
+fn development_keeps_dev_dependencies() {
+    let (tmp, app) = copy_example("flask-shop");
+    let out = uvbuild(&app, &tmp.path().join("cache"))
+        .env("ENVIRONMENT", "development")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("running `uv sync --locked --no-progress` in"));
+    assert!(imports(&app, "pytest"));
+}
+
+#[test]
+fn a_rebuild_is_served_from_the_kept_cache() {
+    let (tmp, app) = copy_example("flask-shop");
+    let cache = tmp.path().join("cache");
+    assert!(uvbuild(&app, &cache).output().unwrap().status.success());
+    // A fresh checkout, as on every deployment: no .venv, the cache restored.
+    std::fs::remove_dir_all(app.join(".venv")).unwrap();
+    let out = uvbuild(&app, &cache)
+        .env("UV_OFFLINE", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "offline rebuild needs everything in the cache: {}",
+        stderr(&out)
+    );
+    assert!(imports(&app, "flask"));
+}
+
+#[test]
+fn an_outdated_lockfile_fails_with_the_hint_and_changes_nothing() {
+    let (tmp, app) = copy_example("flask-shop");
+    let pyproject = std::fs::read_to_string(app.join("pyproject.toml")).unwrap();
+    std::fs::write(
+        app.join("pyproject.toml"),
+        pyproject.replace("\"gunicorn>=22.0\"", "\"gunicorn>=22.0\", \"six\""),
+    )
+    .unwrap();
+    let before = (
+        std::fs::read(app.join("pyproject.toml")).unwrap(),
+        std::fs::read(app.join("uv.lock")).unwrap(),
+    );
+    let out = uvbuild(&app, &tmp.path().join("cache")).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "no plan after a failed build");
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "error: The lockfile at `uv.lock` needs to be updated, but `--locked` was provided."
+        ),
+        "uv's own message passes through: {err}"
+    );
+    assert!(
+        err.contains("hint: run `uv lock` in the project, commit `uv.lock`, and build again"),
+        "{err}"
+    );
+    let after = (
+        std::fs::read(app.join("pyproject.toml")).unwrap(),
+        std::fs::read(app.join("uv.lock")).unwrap(),
+    );
+    assert_eq!(
+        before, after,
+        "pyproject.toml and uv.lock are byte-identical"
+    );
+}
+
+#[test]
+fn a_build_leaves_the_project_files_untouched() {
+    let (tmp, app) = copy_example("hello");
+    let lock = std::fs::read(app.join("uv.lock")).unwrap();
+    let pyproject = std::fs::read(app.join("pyproject.toml")).unwrap();
+    assert!(uvbuild(&app, &tmp.path().join("cache"))
+        .output()
+        .unwrap()
+        .status
+        .success());
+    assert_eq!(std::fs::read(app.join("uv.lock")).unwrap(), lock);
+    assert_eq!(
+        std::fs::read(app.join("pyproject.toml")).unwrap(),
+        pyproject
+    );
+}
+
+#[test]
+fn a_missing_python_is_named() {
+    let (tmp, app) = copy_example("hello");
+    let pyproject = std::fs::read_to_string(app.join("pyproject.toml")).unwrap();
+    std::fs::write(
+        app.join("pyproject.toml"),
+        pyproject.replace(">=3.11", ">=3.99"),
+    )
+    .unwrap();
+    let out = uvbuild(&app, &tmp.path().join("cache")).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("No interpreter found for Python >=3.99"),
+        "{err}"
+    );
+    assert!(
+        err.contains("error: the project asks for a Python that is not installed here"),
+        "{err}"
+    );
+    assert!(err.contains("UV_PYTHON_DOWNLOADS=never"), "{err}");
+}
+
+#[test]
+fn missing_uv_says_how_to_install_it() {
+    let (tmp, app) = copy_example("hello");
+    let out = uvbuild(&app, &tmp.path().join("cache"))
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("error: `uv` is not on PATH\n\nhint: install uv (`pip install uv`"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn hooks_run_in_order_and_a_failing_hook_fails_the_build() {
+    let (tmp, app) = copy_example("hello");
+    let log = tmp.path().join("hooks.log");
+    let out = uvbuild(&app, &tmp.path().join("cache"))
+        .env(
+            "CC_PRE_BUILD_HOOK",
+            format!("test ! -d .venv && echo pre >> {}", log.display()),
+        )
+        .env(
+            "CC_POST_BUILD_HOOK",
+            format!("test -d .venv && echo post >> {}", log.display()),
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "pre\npost\n");
+
+    std::fs::remove_dir_all(app.join(".venv")).unwrap();
+    let out = uvbuild(&app, &tmp.path().join("cache"))
+        .env("CC_PRE_BUILD_HOOK", "exit 4")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("error: CC_PRE_BUILD_HOOK failed (exit status: 4): `exit 4`"));
+    assert!(
+        !app.join(".venv").exists(),
+        "uv did not run after the failed hook"
+    );
+
+    let out = uvbuild(&app, &tmp.path().join("cache"))
+        .env("CC_POST_BUILD_HOOK", "false")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("error: CC_POST_BUILD_HOOK failed"));
+}
+
+#[test]
+fn what_uvbuild_refuses() {
+    let (tmp, app) = copy_example("hello");
+    // Legacy: no run command.
+    let out = uvbuild(&app, &tmp.path().join("cache"))
+        .env_remove("CC_PYTHON_UV_RUN_COMMAND")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out)
+        .contains("error: the plan is in legacy mode: CC_PYTHON_UV_RUN_COMMAND is not set"));
+
+    // No pyproject.toml.
+    std::fs::remove_file(app.join("pyproject.toml")).unwrap();
+    let out = uvbuild(&app, &tmp.path().join("cache")).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("error: no `pyproject.toml` in"));
+
+    // A plan of an unknown schema, on stdin.
+    let out = assert_cmd::Command::new(bin("uvbuild"))
+        .write_stdin("{\"schema\": 2}")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("has schema 2, this tool reads schema 1 only"));
+}
+
+#[test]
+fn a_plan_on_stdin_goes_on_to_stdout() {
+    let (tmp, app) = copy_example("hello");
+    let plan = Command::new(bin("detect"))
+        .arg(&app)
+        .env("CC_PYTHON_UV_RUN_COMMAND", "uv run python app.py")
+        .output()
+        .unwrap();
+    let out = assert_cmd::Command::new(bin("uvbuild"))
+        .env("UV_PYTHON_DOWNLOADS", "never")
+        .arg("--cache-dir")
+        .arg(tmp.path().join("cache"))
+        .write_stdin(plan.stdout)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["build"]["result"]["status"], "ok");
+    assert_eq!(
+        plan["build"]["cache_dir"],
+        tmp.path().join("cache").display().to_string()
+    );
+}
