@@ -24,23 +24,16 @@ pub struct Check {
 }
 
 impl Check {
-    /// The check a plan asks for. With `block`, only the blocking service is checked.
+    /// The check a plan asks for, on the public port. With `block`, that is the blocking
+    /// service: it answers the default `/` itself and passes configured paths to the app.
     pub fn from_plan(plan: &Plan, timeout: Duration, request_timeout: Duration) -> Self {
         let proxied = plan.ports.app != plan.ports.public;
-        let (paths, lenient) = if plan.request_flow.blocked {
-            (vec!["/".to_string()], false)
-        } else {
-            (
-                plan.health_check.paths.clone(),
-                plan.health_check.is_default(),
-            )
-        };
         Check {
             host: "127.0.0.1".into(),
             port: plan.ports.public,
             app_port: proxied.then_some(plan.ports.app),
-            paths,
-            lenient,
+            paths: plan.health_check.paths.clone(),
+            lenient: plan.health_check.is_default(),
             timeout,
             request_timeout,
         }

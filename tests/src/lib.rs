@@ -313,3 +313,14 @@ impl Drop for TinyServer {
 
 /// SPEC's example plan (a uv app behind Otoroshi challenge and Varnish), to edit in tests.
 pub const EXAMPLE_PLAN: &str = include_str!("../../plan/tests/plan-example.json");
+
+/// `python3 tests/fixtures/proxy.py @@LISTEN_PORT@@ @@FORWARD_PORT@@`: a custom middleware.
+pub fn custom_proxy_command() -> String {
+    format!(
+        "python3 {} @@LISTEN_PORT@@ @@FORWARD_PORT@@",
+        root().join("tests/fixtures/proxy.py").display()
+    )
+}
+
+/// A VCL as users write it on the platform, marking cache hits in `X-Cache`.
+pub const HIT_MARKING_VCL: &str = "sub vcl_deliver {\n    if (obj.hits > 0) {\n        set resp.http.X-Cache = \"HIT\";\n    } else {\n        set resp.http.X-Cache = \"MISS\";\n    }\n}\n";
