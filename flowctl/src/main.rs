@@ -19,7 +19,8 @@ use std::path::PathBuf;
 struct Cli {
     #[command(flatten)]
     plan: PlanArgs,
-    /// `json`: the plan with hops; `text`: the chain for a person.
+    /// `json`: the plan with hops; `text`: the chain for a person; `hops`: hop names, one a
+    /// line, in chain order (for scripts).
     #[arg(long, value_enum, default_value_t = Format::Json)]
     format: Format,
     /// Shift the chain: the first hop (or the app) listens here; hops follow (N+1, N+2, ...).
@@ -43,6 +44,7 @@ struct Cli {
 enum Format {
     Json,
     Text,
+    Hops,
 }
 
 fn main() {
@@ -68,6 +70,11 @@ fn main() {
     }
     match cli.format {
         Format::Text => println!("{}", text::chain(&plan)),
+        Format::Hops => plan
+            .hops
+            .iter()
+            .flatten()
+            .for_each(|hop| println!("{}", hop.name)),
         Format::Json => write_plan(&plan, cli.pretty, &mut std::io::stdout().lock())
             .unwrap_or_else(|e| fail(format!("cannot write the plan: {e}"), exit::FAILED)),
     }

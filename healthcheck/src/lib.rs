@@ -14,8 +14,9 @@ pub struct Check {
     pub host: String,
     /// The public port: where the platform sends the health check.
     pub port: u16,
-    /// The app's port when a middleware sits in front of it: it must listen too.
-    pub app_port: Option<u16>,
+    /// The ports behind the public one that must listen too: each later hop of the chain,
+    /// and the app's port when a middleware sits in front of it.
+    pub inner_ports: Vec<InnerPort>,
     pub paths: Vec<String>,
     /// The default `/` check (nothing configured) passes on any answer below 500.
     pub lenient: bool,
@@ -28,16 +29,41 @@ impl Check {
     /// service: it answers the default `/` itself and passes configured paths to the app.
     pub fn from_plan(plan: &Plan, timeout: Duration, request_timeout: Duration) -> Self {
         let proxied = plan.ports.app != plan.ports.public;
+        let hops = plan
+            .hops
+            .iter()
+            .flatten()
+            .filter(|h| h.listen != plan.ports.public);
+        let mut inner_ports: Vec<InnerPort> = hops
+            .map(|h| InnerPort {
+                port: h.listen,
+                hop: Some(h.name.clone()),
+            })
+            .collect();
+        if proxied {
+            inner_ports.push(InnerPort {
+                port: plan.ports.app,
+                hop: None,
+            });
+        }
         Check {
             host: "127.0.0.1".into(),
             port: plan.ports.public,
-            app_port: proxied.then_some(plan.ports.app),
+            inner_ports,
             paths: plan.health_check.paths.clone(),
             lenient: plan.health_check.is_default(),
             timeout,
             request_timeout,
         }
     }
+}
+
+/// A port behind the public one, and what must listen there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InnerPort {
+    pub port: u16,
+    /// `None` for the app; the hop's name otherwise.
+    pub hop: Option<String>,
 }
 
 /// The answer to one GET.
@@ -131,10 +157,11 @@ fn is_local(host: &str) -> bool {
 
 fn ports_ready(check: &Check, table: &[Listener]) -> bool {
     let public = table.iter().any(|l| l.port == check.port && l.is_public());
-    let app = check
-        .app_port
-        .is_none_or(|port| table.iter().any(|l| l.port == port));
-    public && app
+    let inner = check
+        .inner_ports
+        .iter()
+        .all(|inner| table.iter().any(|l| l.port == inner.port));
+    public && inner
 }
 
 /// The platform's phrase, then what this machine shows instead.
@@ -151,7 +178,7 @@ pub fn diagnose(check: &Check, table: &[Listener]) -> Vec<String> {
                 "It listens on {}:{port}; it must listen on 0.0.0.0:{port} (bind to 0.0.0.0, not 127.0.0.1 or localhost).",
                 local.addr
             ));
-        } else if check.app_port.is_none() && on(DEFAULT_APP_PORT).next().is_some() {
+        } else if check.inner_ports.is_empty() && on(DEFAULT_APP_PORT).next().is_some() {
             lines.push(format!(
                 "Something listens on {DEFAULT_APP_PORT} instead: with no middleware the app must listen on {port} (the PORT it is given), not {DEFAULT_APP_PORT} as in a legacy deployment."
             ));
@@ -159,15 +186,19 @@ pub fn diagnose(check: &Check, table: &[Listener]) -> Vec<String> {
             lines.push(format!("Nothing listens on port {port}."));
         }
     }
-    if let Some(app_port) = check.app_port {
-        if on(app_port).next().is_none() {
-            lines.push(format!(
-                "Some software are not listening as expected: {app_port}"
-            ));
-            lines.push(format!(
-                "With a middleware in front, the app must listen on {app_port} (the PORT it is given), not {port}."
-            ));
-        }
+    for inner in check
+        .inner_ports
+        .iter()
+        .filter(|i| on(i.port).next().is_none())
+    {
+        let missing = inner.port;
+        lines.push(format!(
+            "Some software are not listening as expected: {missing}"
+        ));
+        lines.push(match &inner.hop {
+            None => format!("With a middleware in front, the app must listen on {missing} (the PORT it is given), not {port}."),
+            Some(hop) => format!("The middleware {hop} should listen on {missing}: see its output above."),
+        });
     }
     lines
 }
@@ -331,7 +362,10 @@ If the deployment fails after this message, please update your configuration and
         Check {
             host: "127.0.0.1".into(),
             port: 8080,
-            app_port,
+            inner_ports: app_port
+                .map(|port| InnerPort { port, hop: None })
+                .into_iter()
+                .collect(),
             paths: vec!["/".into()],
             lenient: true,
             timeout: Duration::ZERO,

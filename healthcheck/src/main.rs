@@ -44,7 +44,7 @@ fn main() {
         Some(port) => Check {
             host: cli.host.clone(),
             port,
-            app_port: None,
+            inner_ports: Vec::new(),
             paths: vec!["/".into()],
             lenient: true,
             timeout: cli.timeout,

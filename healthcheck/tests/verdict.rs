@@ -35,6 +35,8 @@ fn plan_file(
 ) -> std::path::PathBuf {
     let mut plan: Value = serde_json::from_str(testkit::EXAMPLE_PLAN).unwrap();
     plan["ports"] = serde_json::json!({"public": port, "app": app_port});
+    // The example's hops listen on 8080 and 8081: this plan has none, only the ports above.
+    plan.as_object_mut().unwrap().remove("hops");
     plan["health_check"] = if paths.is_empty() {
         serde_json::json!({"source": "default", "paths": ["/"]})
     } else {

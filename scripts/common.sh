@@ -1,0 +1,56 @@
+# Shared by scripts/deploy and scripts/plan: where the tools are, and the options both take.
+# Sourced, not run.
+
+# The tools: $UVDEPLOY_BIN, else this checkout's release build, else its debug build.
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+if [[ -z ${UVDEPLOY_BIN:-} ]]; then
+    if [[ -x $root/target/release/detect ]]; then UVDEPLOY_BIN=$root/target/release
+    else UVDEPLOY_BIN=$root/target/debug; fi
+fi
+for tool in detect uvbuild flowctl launcher healthcheck; do
+    if [[ ! -x $UVDEPLOY_BIN/$tool ]]; then
+        echo "error: \`$UVDEPLOY_BIN/$tool\` is missing" >&2
+        echo >&2
+        echo "hint: build the tools first: \`cargo build --release\`" >&2
+        exit 2
+    fi
+done
+
+env_args=() port_args=() state_dir="" timeout=60s app_dir=""
+
+usage_error() {
+    echo "error: $1" >&2
+    echo "usage: $(basename "$0") [--env-file FILE]... [--env KEY=VALUE]... [--public-port N] [--app-port N] [--state-dir DIR] [--timeout 60s] APP_DIR" >&2
+    exit 2
+}
+
+parse_options() {
+    while (($#)); do
+        case $1 in
+            --env-file|--env) (($# >= 2)) || usage_error "$1 needs a value"; env_args+=("$1" "$2"); shift 2 ;;
+            --public-port|--app-port) (($# >= 2)) || usage_error "$1 needs a value"; port_args+=("$1" "$2"); shift 2 ;;
+            --state-dir) (($# >= 2)) || usage_error "$1 needs a value"; state_dir=$2; shift 2 ;;
+            --timeout) (($# >= 2)) || usage_error "$1 needs a value"; timeout=$2; shift 2 ;;
+            -h|--help) sed -n '2,/^$/s/^# \{0,1\}//p' "$0"; exit 0 ;;
+            -*) usage_error "unknown option \`$1\`" ;;
+            *) [[ -z $app_dir ]] || usage_error "one APP_DIR only (got \`$app_dir\` and \`$1\`)"; app_dir=$1; shift ;;
+        esac
+    done
+    [[ -n $app_dir ]] || usage_error "APP_DIR is missing"
+}
+
+# The state directory: rendered files, varnishd's working directory, the plan. Outside the
+# app, and readable by the varnish user, which drops privileges (so not a 0700 temp dir).
+prepare_state_dir() {
+    if [[ -z $state_dir ]]; then
+        local public=8080 i
+        for ((i = 0; i < ${#port_args[@]}; i += 2)); do
+            [[ ${port_args[i]} == --public-port ]] && public=${port_args[i + 1]}
+        done
+        state_dir=${TMPDIR:-/tmp}/uvdeploy/$(basename "$(cd "$app_dir" 2>/dev/null && pwd || echo "$app_dir")")-$public
+    fi
+    mkdir -p "$state_dir" && chmod 755 "$state_dir" || exit 2
+    state_dir=$(cd "$state_dir" && pwd)
+}
+
+say() { echo "==> $*" >&2; }

@@ -1,0 +1,477 @@
+//! `scripts/deploy` end to end: the real pipeline (detect | uvbuild | flowctl, launcher,
+//! healthcheck) on copies of the example apps, with real uv, varnishd and the challenge proxy,
+//! each test on its own ports.
+
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use testkit::{
+    bin, copy_example, custom_proxy_command, free_ports, http_get, processes_in_group, root,
+    ProcessGuard, HIT_MARKING_VCL,
+};
+
+const SECRET: &str = "deploy-test-otoroshi-secret";
+
+/// A running `scripts/deploy`, stopped (TERM, then KILL of its group) when dropped.
+struct Deployment {
+    guard: ProcessGuard,
+    lines: Receiver<String>,
+    output: Arc<Mutex<String>>,
+    public: u16,
+    app: u16,
+    tmp: tempfile::TempDir,
+    app_dir: PathBuf,
+}
+
+struct Setup {
+    example: &'static str,
+    vars: Vec<(&'static str, String)>,
+    /// Middlewares need this many ports from the public one on.
+    chain_ports: u16,
+    extra_args: Vec<String>,
+}
+
+impl Setup {
+    fn new(example: &'static str) -> Self {
+        Setup {
+            example,
+            vars: vec![("CC_PYTHON_UV_RUN_COMMAND", "uv run python app.py".into())],
+            chain_ports: 1,
+            extra_args: vec![],
+        }
+    }
+
+    fn var(mut self, key: &'static str, value: impl Into<String>) -> Self {
+        self.vars.push((key, value.into()));
+        self
+    }
+
+    fn ports(mut self, n: u16) -> Self {
+        self.chain_ports = n;
+        self
+    }
+
+    fn args(mut self, args: &[&str]) -> Self {
+        self.extra_args.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
+    /// Prepares the app copy with `edit`, then starts the deployment.
+    fn start_with(self, edit: impl FnOnce(&Path)) -> Deployment {
+        let (tmp, app_dir) = copy_example(self.example);
+        edit(&app_dir);
+        let public = free_ports(self.chain_ports);
+        let app = free_ports(1);
+        let mut cmd = Command::new("bash");
+        cmd.arg(root().join("scripts/deploy"))
+            .args([
+                "--public-port",
+                &public.to_string(),
+                "--app-port",
+                &app.to_string(),
+            ])
+            .arg("--state-dir")
+            .arg(tmp.path().join("state"))
+            .args(&self.extra_args)
+            .arg(&app_dir)
+            .env("UVDEPLOY_BIN", bin("detect").parent().unwrap())
+            .env("UV_PYTHON_DOWNLOADS", "never")
+            .env("UV_CACHE_DIR", tmp.path().join("uv-cache"))
+            .env("UVDEPLOY_GRACE_SECONDS", "5")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for var in [
+            "CC_REQUEST_FLOW",
+            "CC_REQUEST_FLOW_CUSTOM",
+            "OTOROSHI_CHALLENGE_SECRET",
+            "CC_REDIRECTIONIO_PROJECT_KEY",
+            "CC_HEALTH_CHECK_PATH",
+            "CC_RUN_COMMAND",
+            "CC_PRE_RUN_HOOK",
+            "CC_RUN_SUCCEEDED_HOOK",
+            "CC_RUN_FAILED_HOOK",
+            "ENVIRONMENT",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd.envs(self.vars.iter().map(|(k, v)| (*k, v.as_str())));
+        let mut guard = ProcessGuard::spawn(&mut cmd);
+        let (sender, lines) = channel();
+        let output = Arc::new(Mutex::new(String::new()));
+        for stream in [
+            Box::new(guard.child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(guard.child.stderr.take().unwrap()),
+        ] {
+            let (sender, output) = (sender.clone(), output.clone());
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    output.lock().unwrap().push_str(&format!("{line}\n"));
+                    let _ = sender.send(line);
+                }
+            });
+        }
+        Deployment {
+            guard,
+            lines,
+            output,
+            public,
+            app,
+            tmp,
+            app_dir,
+        }
+    }
+
+    fn start(self) -> Deployment {
+        self.start_with(|_| {})
+    }
+}
+
+impl Deployment {
+    /// Waits for a line containing `needle`, up to `within`.
+    fn wait_for(&self, needle: &str, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+
+    fn deployed(&self) {
+        assert!(
+            self.wait_for("==> deployed", Duration::from_secs(90)),
+            "not deployed:\n{}",
+            self.output()
+        );
+    }
+
+    fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+
+    /// The exit status, waiting up to `within`.
+    fn exit(&mut self, within: Duration) -> ExitStatus {
+        let status = self
+            .guard
+            .wait_timeout(within)
+            .unwrap_or_else(|| panic!("still running:\n{}", self.output()));
+        // Let the reader threads drain the pipes.
+        std::thread::sleep(Duration::from_millis(100));
+        status
+    }
+
+    fn stop(&mut self) -> ExitStatus {
+        self.guard.signal(nix::sys::signal::Signal::SIGTERM);
+        self.exit(Duration::from_secs(30))
+    }
+
+    fn nothing_left(&self) {
+        let left = processes_in_group(self.guard.pid());
+        assert!(
+            left.is_empty(),
+            "processes left: {left:?}\n{}",
+            self.output()
+        );
+    }
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        if self.guard.child.try_wait().ok().flatten().is_none() {
+            self.guard.signal(nix::sys::signal::Signal::SIGTERM);
+            self.guard.wait_timeout(Duration::from_secs(15));
+        }
+    }
+}
+
+fn token() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims =
+        serde_json::json!({"iss": "Otoroshi", "state": "e2e", "iat": now, "exp": now + 30});
+    encode(
+        &Header::new(Algorithm::HS512),
+        &claims,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+fn with_vcl(app: &Path) {
+    std::fs::create_dir_all(app.join("clevercloud")).unwrap();
+    std::fs::write(app.join("clevercloud/varnish.vcl"), HIT_MARKING_VCL).unwrap();
+}
+
+/// Every file of the app (but `.venv`, which uv owns) and its content.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().map(Result::unwrap) {
+            if entry.file_name() == ".venv" {
+                continue;
+            }
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(entry.path());
+            } else {
+                files.insert(entry.path(), std::fs::read(entry.path()).unwrap());
+            }
+        }
+    }
+    files
+}
+
+#[test]
+fn no_middleware_the_app_answers_on_the_public_port_and_term_stops_everything() {
+    let env_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        env_file.path(),
+        "CC_PYTHON_UV_RUN_COMMAND=\"uv run python app.py\"\nCC_HEALTH_CHECK_PATH=/health\n",
+    )
+    .unwrap();
+    let before;
+    let mut deployment = {
+        let setup = Setup {
+            vars: vec![],
+            ..Setup::new("hello")
+        }
+        .args(&["--env-file", env_file.path().to_str().unwrap()]);
+        let (tmp_probe, probe) = copy_example("hello");
+        before = snapshot(&probe);
+        drop(tmp_probe);
+        setup.start()
+    };
+    deployment.deployed();
+    let output = deployment.output();
+    assert!(
+        output.contains("Response from GET /health is 200"),
+        "{output}"
+    );
+    assert!(
+        output.contains(&format!(
+            "==> chain: :{} app (uv run python app.py)",
+            deployment.public
+        )),
+        "{output}"
+    );
+    assert_eq!(
+        http_get(deployment.public, "/", &[]).unwrap().body,
+        "Hello from uv!\n"
+    );
+
+    assert!(deployment.stop().success());
+    deployment.nothing_left();
+    assert!(
+        http_get(deployment.public, "/", &[]).is_err(),
+        "the port is closed"
+    );
+    let after: BTreeMap<PathBuf, Vec<u8>> = snapshot(&deployment.app_dir)
+        .into_iter()
+        .map(|(p, c)| {
+            (
+                p.strip_prefix(&deployment.app_dir).unwrap().to_path_buf(),
+                c,
+            )
+        })
+        .collect();
+    let before: BTreeMap<PathBuf, Vec<u8>> = before
+        .into_iter()
+        .map(|(p, c)| (p.iter().skip_while(|c| *c != "hello").skip(1).collect(), c))
+        .collect();
+    assert_eq!(
+        before, after,
+        "the app directory is byte-identical, but for .venv"
+    );
+}
+
+#[test]
+fn varnish_caches_in_front_of_the_app() {
+    let deployment = Setup::new("hello").start_with(with_vcl);
+    deployment.deployed();
+    assert!(deployment.output().contains(&format!(
+        ":{} varnish → :{} app",
+        deployment.public, deployment.app
+    )));
+    let first = http_get(deployment.public, "/cached", &[]).unwrap();
+    assert!(first.body.starts_with("cached body"), "{first:?}");
+    assert_eq!(first.header("X-Cache"), Some("MISS"));
+    let second = http_get(deployment.public, "/cached", &[]).unwrap();
+    assert_eq!(second.header("X-Cache"), Some("HIT"));
+    assert_eq!(second.body, first.body);
+}
+
+#[test]
+fn otoroshi_custom_and_varnish_in_the_order_of_cc_request_flow() {
+    let deployment = Setup::new("hello")
+        .var("OTOROSHI_CHALLENGE_SECRET", SECRET)
+        .var("CC_REQUEST_FLOW", "otoroshi-challenge,custom,varnish")
+        .var("CC_REQUEST_FLOW_CUSTOM", custom_proxy_command())
+        .ports(3)
+        .start_with(with_vcl);
+    deployment.deployed();
+    let p = deployment.public;
+    assert!(deployment.output().contains(&format!(
+        ":{p} otoroshi-challenge → :{} custom → :{} varnish → :{} app",
+        p + 1,
+        p + 2,
+        deployment.app
+    )));
+    let token = token();
+    let ok = http_get(p, "/", &[("Otoroshi-State", &token)]).unwrap();
+    assert_eq!((ok.status, ok.body.as_str()), (200, "Hello from uv!\n"));
+    assert_eq!(
+        ok.header("X-Custom-Proxy"),
+        Some((p + 1).to_string().as_str())
+    );
+    assert!(ok.header("Otoroshi-State-Resp").is_some());
+    let refused = http_get(p, "/", &[]).unwrap();
+    assert_eq!(refused.status, 401);
+    assert!(refused.body.contains("Missing Otoroshi-State header"));
+}
+
+#[test]
+fn block_answers_200_and_the_app_is_not_reached_through_it() {
+    let deployment = Setup::new("hello").var("CC_REQUEST_FLOW", "block").start();
+    deployment.deployed();
+    for path in ["/", "/count", "/anything"] {
+        let r = http_get(deployment.public, path, &[]).unwrap();
+        assert_eq!((r.status, r.body.as_str()), (200, "OK"), "{path}");
+    }
+    assert_eq!(
+        http_get(deployment.app, "/count", &[]).unwrap().body.trim(),
+        "1",
+        "only this request reached the app"
+    );
+}
+
+#[test]
+fn a_failed_health_check_stops_everything_and_runs_the_failed_hook() {
+    let marker = tempfile::tempdir().unwrap();
+    let failed = marker.path().join("failed");
+    let mut deployment = Setup::new("hello")
+        .var("CC_HEALTH_CHECK_PATH", "/health")
+        .var("HELLO_FAIL_PATH", "/health")
+        .var(
+            "CC_RUN_FAILED_HOOK",
+            format!("echo ran > {}", failed.display()),
+        )
+        .var(
+            "CC_RUN_SUCCEEDED_HOOK",
+            format!("echo wrong > {}", failed.display()),
+        )
+        .start_with(with_vcl);
+    assert_eq!(deployment.exit(Duration::from_secs(90)).code(), Some(1));
+    let output = deployment.output();
+    assert!(
+        output.contains("Response from GET /health is 500\nHealth check failed:\n- GET /health returned 500.\nIf the deployment fails after this message, please update your configuration and redeploy.\n"),
+        "{output}"
+    );
+    assert_eq!(std::fs::read_to_string(&failed).unwrap(), "ran\n");
+    deployment.nothing_left();
+}
+
+#[test]
+fn an_app_that_crashes_after_start_stops_the_deployment() {
+    let mut deployment = Setup::new("hello")
+        .var("HELLO_CRASH_AFTER", "3")
+        .start_with(with_vcl);
+    deployment.deployed();
+    let status = deployment.exit(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        deployment
+            .output()
+            .contains("deploy: app exited with status 3: stopping the deployment"),
+        "{}",
+        deployment.output()
+    );
+    deployment.nothing_left();
+}
+
+#[test]
+fn an_app_bound_to_localhost_fails_with_the_diagnosis() {
+    let mut deployment = Setup::new("hello")
+        .var("HELLO_BIND", "127.0.0.1")
+        .args(&["--timeout", "3s"])
+        .start();
+    assert_eq!(deployment.exit(Duration::from_secs(60)).code(), Some(1));
+    let output = deployment.output();
+    assert!(
+        output.contains(&format!(
+            "Your application is not listening on {}",
+            deployment.public
+        )),
+        "{output}"
+    );
+    assert!(
+        output.contains("Your application is listening on localhost instead of publicly"),
+        "{output}"
+    );
+    deployment.nothing_left();
+}
+
+#[test]
+fn legacy_mode_is_refused_before_anything_starts() {
+    let mut deployment =
+        Setup::new("hello").start_with(|app| std::fs::remove_file(app.join("uv.lock")).unwrap());
+    assert_eq!(deployment.exit(Duration::from_secs(30)).code(), Some(2));
+    let output = deployment.output();
+    assert!(
+        output.contains("error: the plan is in legacy mode: uv.lock not found at the project root"),
+        "{output}"
+    );
+    assert!(output.contains("legacy Python backend"), "{output}");
+    assert!(!output.contains("==> start"), "{output}");
+}
+
+#[test]
+fn secrets_never_reach_the_state_dir_argv_or_output() {
+    let password = "db-password-never-shown";
+    let deployment = Setup::new("hello")
+        .var("OTOROSHI_CHALLENGE_SECRET", SECRET)
+        .var("DATABASE_PASSWORD", password)
+        .start_with(with_vcl);
+    deployment.deployed();
+    let secrets = [SECRET, password];
+    for pid in processes_in_group(deployment.guard.pid()) {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        assert!(
+            secrets.iter().all(|s| !cmdline.contains(s)),
+            "argv of {pid}: {cmdline}"
+        );
+    }
+    let mut stack = vec![deployment.tmp.path().join("state")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().map(Result::unwrap) {
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(entry.path());
+            } else if let Ok(text) = std::fs::read_to_string(entry.path()) {
+                assert!(
+                    secrets.iter().all(|s| !text.contains(s)),
+                    "{}",
+                    entry.path().display()
+                );
+            }
+        }
+    }
+    assert!(
+        http_get(deployment.public, "/", &[("Otoroshi-State", &token())])
+            .unwrap()
+            .status
+            == 200
+    );
+    assert!(secrets.iter().all(|s| !deployment.output().contains(s)));
+}
