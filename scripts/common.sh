@@ -2,7 +2,8 @@
 # Sourced, not run.
 
 # The tools: $UVDEPLOY_BIN, else this checkout's release build, else its debug build.
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# (Parameter expansions rather than `$(dirname ...)`: each fork costs milliseconds.)
+root=${BASH_SOURCE[0]%/*}/..
 if [[ -z ${UVDEPLOY_BIN:-} ]]; then
     if [[ -x $root/target/release/detect ]]; then UVDEPLOY_BIN=$root/target/release
     else UVDEPLOY_BIN=$root/target/debug; fi
@@ -17,6 +18,19 @@ for tool in detect uvbuild flowctl launcher healthcheck; do
 done
 
 env_args=() port_args=() state_dir="" timeout=60s app_dir=""
+
+# Whether VARIABLE is set for the app: in the environment, an --env, or an env file.
+configured() { # VARIABLE
+    [[ -n ${!1:-} ]] && return 0
+    local i
+    for ((i = 0; i < ${#env_args[@]}; i += 2)); do
+        case ${env_args[i]} in
+            --env) [[ ${env_args[i + 1]} == "$1="?* ]] && return 0 ;;
+            --env-file) grep -Eqs "^[[:space:]]*(export[[:space:]]+)?$1=" "${env_args[i + 1]}" && return 0 ;;
+        esac
+    done
+    return 1
+}
 
 usage_error() {
     echo "error: $1" >&2
@@ -47,10 +61,13 @@ prepare_state_dir() {
         for ((i = 0; i < ${#port_args[@]}; i += 2)); do
             [[ ${port_args[i]} == --public-port ]] && public=${port_args[i + 1]}
         done
-        state_dir=${TMPDIR:-/tmp}/uvdeploy/$(basename "$(cd "$app_dir" 2>/dev/null && pwd || echo "$app_dir")")-$public
+        local name=${app_dir%/}
+        name=${name##*/}
+        [[ $name == . || $name == .. || -z $name ]] && name=app
+        state_dir=${TMPDIR:-/tmp}/uvdeploy/$name-$public
     fi
     mkdir -p "$state_dir" && chmod 755 "$state_dir" || exit 2
-    state_dir=$(cd "$state_dir" && pwd)
+    [[ $state_dir == /* ]] || state_dir=$PWD/$state_dir
 }
 
 say() { echo "==> $*" >&2; }

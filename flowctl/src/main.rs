@@ -75,7 +75,11 @@ fn main() {
             .iter()
             .flatten()
             .for_each(|hop| println!("{}", hop.name)),
-        Format::Json => write_plan(&plan, cli.pretty, &mut std::io::stdout().lock())
-            .unwrap_or_else(|e| fail(format!("cannot write the plan: {e}"), exit::FAILED)),
+        Format::Json => {
+            // Progress for people watching a pipe; the plan goes to stdout.
+            eprintln!("flowctl: chain: {}", text::chain(&plan));
+            write_plan(&plan, cli.pretty, &mut std::io::stdout().lock())
+                .unwrap_or_else(|e| fail(format!("cannot write the plan: {e}"), exit::FAILED))
+        }
     }
 }

@@ -261,7 +261,7 @@ fn no_middleware_the_app_answers_on_the_public_port_and_term_stops_everything() 
     );
     assert!(
         output.contains(&format!(
-            "==> chain: :{} app (uv run python app.py)",
+            "flowctl: chain: :{} app (uv run python app.py)",
             deployment.public
         )),
         "{output}"
