@@ -3,6 +3,7 @@
 //! it. No wrapper stays behind: the PID, the signals and the exit status are the process's own.
 
 use plan::command::shell_argv;
+use plan::hook::HookError;
 use plan::secret::{is_secret, REDACTED};
 use plan::{Env, EnvValue, HopFile, Mode, Plan};
 use std::ffi::CString;
@@ -44,14 +45,8 @@ pub enum LaunchError {
     },
     #[error("`{0}` is not executable (chmod +x it, or run it through its interpreter)")]
     NotExecutable(PathBuf),
-    #[error("CC_PRE_RUN_HOOK failed ({status}): `{hook}`")]
-    PreRunHookFailed {
-        hook: String,
-        status: String,
-        code: i32,
-    },
-    #[error("cannot run CC_PRE_RUN_HOOK `{hook}`: {reason}")]
-    PreRunHookNotRun { hook: String, reason: String },
+    #[error(transparent)]
+    PreRunHook(#[from] HookError),
     #[error("cannot change to the working directory `{path}`: {reason}")]
     Chdir { path: PathBuf, reason: String },
     #[error("exec of `{path}` failed: {reason}")]
@@ -62,7 +57,8 @@ impl LaunchError {
     /// The launcher's exit code: a failed hook passes its own status on.
     pub fn exit_code(&self) -> i32 {
         match self {
-            LaunchError::PreRunHookFailed { code, .. } => *code,
+            LaunchError::PreRunHook(HookError::Failed { code, .. }) => *code,
+            LaunchError::PreRunHook(HookError::NotRun { .. }) => 1,
             LaunchError::NotFound { .. } => 127,
             LaunchError::NotExecutable(_) => 126,
             LaunchError::WriteFile { .. }
@@ -248,8 +244,8 @@ fn try_exec(launch: &Launch) -> Result<Never, LaunchError> {
         launch.env.get("PATH").unwrap_or(""),
         &launch.cwd,
     )?;
-    if let Some(hook) = &launch.pre_run_hook {
-        run_pre_run_hook(hook, launch)?;
+    if launch.pre_run_hook.is_some() {
+        plan::hook::run_if_set("CC_PRE_RUN_HOOK", &launch.env, &launch.cwd, "launcher")?;
     }
     let c =
         |s: &str| CString::new(s).unwrap_or_else(|_| CString::new(s.replace('\0', "")).unwrap());
@@ -333,30 +329,4 @@ fn install_hint(command: &str) -> String {
         _ => return String::new(),
     };
     format!("\n\nhint: {hint}")
-}
-
-/// Runs the hook through the shell in the app directory, with the app's environment.
-fn run_pre_run_hook(hook: &str, launch: &Launch) -> Result<(), LaunchError> {
-    eprintln!(
-        "launcher: running CC_PRE_RUN_HOOK: {}",
-        plan::secret::redact(hook, &launch.env)
-    );
-    let status = std::process::Command::new("/bin/sh")
-        .args(["-c", hook])
-        .current_dir(&launch.cwd)
-        .env_clear()
-        .envs(launch.env.iter())
-        .status()
-        .map_err(|e| LaunchError::PreRunHookNotRun {
-            hook: hook.to_string(),
-            reason: e.to_string(),
-        })?;
-    if status.success() {
-        return Ok(());
-    }
-    Err(LaunchError::PreRunHookFailed {
-        hook: hook.to_string(),
-        status: status.to_string(),
-        code: status.code().unwrap_or(1),
-    })
 }

@@ -3,6 +3,7 @@
 //!
 //! - [`model`]: the typed plan (`schema: 1`), field names as in `SPEC.md`.
 //! - [`io`]: reading a plan (refusing an unknown schema) and writing it.
+//! - [`hook`]: running the platform's hooks.
 //! - [`env`]: the environment a tool sees: the process's, plus `--env-file` and `--env`.
 //! - [`secret`]: which variables are secrets, and redaction.
 //! - [`cli`]: flags every tool shares, and how `main` reports an error.
@@ -11,6 +12,7 @@
 pub mod cli;
 pub mod command;
 pub mod env;
+pub mod hook;
 pub mod io;
 pub mod model;
 pub mod secret;

@@ -24,12 +24,8 @@ pub enum BuildError {
     PythonMissing { downloads: String },
     #[error("`{command}` failed ({status})")]
     SyncFailed { command: String, status: String },
-    #[error("{hook} failed ({status}): `{command}`")]
-    HookFailed {
-        hook: &'static str,
-        command: String,
-        status: String,
-    },
+    #[error(transparent)]
+    Hook(#[from] plan::hook::HookError),
 }
 
 impl BuildError {
@@ -51,9 +47,9 @@ pub fn build(plan: &mut Plan, env: &Env) -> Result<(), BuildError> {
         return Err(BuildError::NoPyproject(app_dir));
     }
     let started = Instant::now();
-    run_hook("CC_PRE_BUILD_HOOK", env, &app_dir)?;
+    plan::hook::run_if_set("CC_PRE_BUILD_HOOK", env, &app_dir, "uvbuild")?;
     sync(&plan.build.argv, &plan.build.cache_dir, env, &app_dir)?;
-    run_hook("CC_POST_BUILD_HOOK", env, &app_dir)?;
+    plan::hook::run_if_set("CC_POST_BUILD_HOOK", env, &app_dir, "uvbuild")?;
     let venv = virtual_environment(env, &app_dir);
     plan.build.result = Some(BuildResult {
         status: "ok".into(),
@@ -133,37 +129,6 @@ fn recognise_failure(uv_output: &str, env: &Env) -> Option<BuildError> {
         });
     }
     None
-}
-
-/// Runs a platform build hook through the shell in the app directory, if it is set.
-fn run_hook(hook: &'static str, env: &Env, app_dir: &Path) -> Result<(), BuildError> {
-    let Some(command) = env.non_empty(hook) else {
-        return Ok(());
-    };
-    eprintln!(
-        "uvbuild: running {hook}: {}",
-        plan::secret::redact(command, env)
-    );
-    let status = Command::new("/bin/sh")
-        .args(["-c", command])
-        .current_dir(app_dir)
-        .env_clear()
-        .envs(env.iter())
-        .stdin(Stdio::null())
-        .stdout(std::io::stderr())
-        .status()
-        .map_err(|e| BuildError::Spawn {
-            command: command.to_string(),
-            reason: e.to_string(),
-        })?;
-    if status.success() {
-        return Ok(());
-    }
-    Err(BuildError::HookFailed {
-        hook,
-        command: command.to_string(),
-        status: status.to_string(),
-    })
 }
 
 /// Where uv puts the environment: `.venv`, or `UV_PROJECT_ENVIRONMENT` (relative to the app).

@@ -1,0 +1,98 @@
+//! The platform's hooks (`CC_PRE_BUILD_HOOK`, `CC_POST_BUILD_HOOK`, `CC_PRE_RUN_HOOK`, ...):
+//! a shell command, or a script path from the app root, run in the app with the app's
+//! environment. Their output goes to stderr: stdout carries the tools' results.
+
+use crate::env::Env;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum HookError {
+    #[error("{hook} failed ({status}): `{command}`")]
+    Failed {
+        hook: &'static str,
+        command: String,
+        status: String,
+        /// The hook's exit code, for a tool that passes it on.
+        code: i32,
+    },
+    #[error("cannot run {hook} `{command}`: {reason}")]
+    NotRun {
+        hook: &'static str,
+        command: String,
+        reason: String,
+    },
+}
+
+/// Runs the hook named `hook` when `env` sets it; says so on stderr, secrets redacted.
+pub fn run_if_set(
+    hook: &'static str,
+    env: &Env,
+    app_dir: &Path,
+    tool: &str,
+) -> Result<(), HookError> {
+    let Some(command) = env.non_empty(hook) else {
+        return Ok(());
+    };
+    eprintln!(
+        "{tool}: running {hook}: {}",
+        crate::secret::redact(command, env)
+    );
+    let status = Command::new("/bin/sh")
+        .args(["-c", command])
+        .current_dir(app_dir)
+        .env_clear()
+        .envs(env.iter())
+        .stdin(Stdio::null())
+        .stdout(std::io::stderr())
+        .status()
+        .map_err(|e| HookError::NotRun {
+            hook,
+            command: command.to_string(),
+            reason: e.to_string(),
+        })?;
+    if status.success() {
+        return Ok(());
+    }
+    Err(HookError::Failed {
+        hook,
+        command: command.to_string(),
+        status: status.to_string(),
+        code: status.code().unwrap_or(1),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hook_runs_in_the_app_with_its_environment_and_its_failure_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let env: Env = [
+            ("CC_PRE_BUILD_HOOK", "echo \"$GREETING\" > hooked"),
+            ("GREETING", "hi"),
+            ("PATH", "/usr/bin:/bin"),
+        ]
+        .into_iter()
+        .collect();
+        run_if_set("CC_PRE_BUILD_HOOK", &env, dir.path(), "test").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("hooked")).unwrap(),
+            "hi\n"
+        );
+
+        let env: Env = [("CC_POST_BUILD_HOOK", "exit 4")].into_iter().collect();
+        let err = run_if_set("CC_POST_BUILD_HOOK", &env, dir.path(), "test").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "CC_POST_BUILD_HOOK failed (exit status: 4): `exit 4`"
+        );
+        assert!(matches!(err, HookError::Failed { code: 4, .. }));
+
+        assert_eq!(
+            run_if_set("CC_PRE_RUN_HOOK", &Env::default(), dir.path(), "test"),
+            Ok(())
+        );
+    }
+}
