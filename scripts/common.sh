@@ -66,7 +66,7 @@ prepare_state_dir() {
         [[ $name == . || $name == .. || -z $name ]] && name=app
         state_dir=${TMPDIR:-/tmp}/uvdeploy/$name-$public
     fi
-    mkdir -p "$state_dir" && chmod 755 "$state_dir" || exit 2
+    [[ -d $state_dir ]] || mkdir -p -m 755 "$state_dir" || exit 2
     [[ $state_dir == /* ]] || state_dir=$PWD/$state_dir
 }
 
