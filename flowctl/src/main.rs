@@ -2,7 +2,7 @@ use clap::{Parser, ValueEnum};
 use flowctl::{
     default_state_dir, otoroshi_challenge_command, plan_hops, text, varnish, FlowOptions,
 };
-use plan::cli::{exit, fail, PlanArgs};
+use plan::cli::{exit, fail, EnvArgs, PlanArgs};
 use plan::{read_plan, write_plan};
 use std::path::PathBuf;
 
@@ -14,11 +14,17 @@ use std::path::PathBuf;
 /// (with `vcl 4.1;` and the backend added, checked with `varnishd -C`), the Redirection.io
 /// agent configuration, the custom command, and the blocking service of
 /// CC_REQUEST_FLOW=block. Run each hop with `launcher --hop NAME`.
+///
+/// By hand, `flowctl APP_DIR` makes the plan itself, with detect's rules.
 #[derive(Parser)]
 #[command(version)]
 struct Cli {
+    /// Plan this application directly instead of reading a plan.
+    app_dir: Option<PathBuf>,
     #[command(flatten)]
     plan: PlanArgs,
+    #[command(flatten)]
+    env: EnvArgs,
     /// `json`: the plan with hops; `text`: the chain for a person; `hops`: hop names, one a
     /// line, in chain order (for scripts).
     #[arg(long, value_enum, default_value_t = Format::Json)]
@@ -49,8 +55,14 @@ enum Format {
 
 fn main() {
     let cli = Cli::parse();
-    let mut plan =
-        read_plan(&cli.plan.source(), "flowctl").unwrap_or_else(|e| fail(e, exit::USAGE));
+    let mut plan = match &cli.app_dir {
+        Some(dir) => {
+            let env = cli.env.env().unwrap_or_else(|e| fail(e, exit::USAGE));
+            detect::detect(dir, &env, detect::PortSettings::default())
+                .unwrap_or_else(|e| fail(e, exit::USAGE))
+        }
+        None => read_plan(&cli.plan.source(), "flowctl").unwrap_or_else(|e| fail(e, exit::USAGE)),
+    };
     let public = cli.public_port.unwrap_or(plan.ports.public);
     let state_dir = cli
         .state_dir

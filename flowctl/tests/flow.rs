@@ -464,3 +464,30 @@ fn block_answers_200_everywhere_and_keeps_the_app_out_of_reach() {
         "only this direct request reached the app"
     );
 }
+
+#[test]
+fn by_hand_flowctl_plans_an_app_directory_itself() {
+    let (_tmp, app) = app_with_vcl();
+    let out = assert_cmd::Command::new(bin("flowctl"))
+        .arg(&app)
+        .args([
+            "--format",
+            "text",
+            "--no-port-check",
+            "--env",
+            "CC_PYTHON_UV_RUN_COMMAND=python3 app.py",
+        ])
+        .arg("--state-dir")
+        .arg(app.parent().unwrap().join("state"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        ":8080 varnish → :9000 app (python3 app.py)\n"
+    );
+}

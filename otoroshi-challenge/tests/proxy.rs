@@ -238,3 +238,30 @@ fn no_secret_no_start() {
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains("error: OTOROSHI_CHALLENGE_SECRET is not set"));
 }
+
+#[test]
+fn too_many_headers_are_refused_before_the_app() {
+    let chain = start(true);
+    let before = chain.app_count();
+    let mut stream = TcpStream::connect(("127.0.0.1", chain.listen)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut request = format!(
+        "GET /count HTTP/1.1\r\nHost: x\r\nOtoroshi-State: {}\r\n",
+        valid_token("many")
+    );
+    for i in 0..200 {
+        request.push_str(&format!("X-Filler-{i}: {i}\r\n"));
+    }
+    request.push_str("Connection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    assert_eq!(
+        chain.app_count(),
+        before + 1,
+        "only the counting request reached the app"
+    );
+}

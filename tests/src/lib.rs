@@ -68,14 +68,18 @@ fn copy_tree(from: &Path, to: &Path) {
 }
 
 /// `count` consecutive ports that are free on 127.0.0.1 now, in a range that tests running
-/// in parallel do not share (each call moves on).
+/// in parallel do not share (each call moves on). They stay below the kernel's ephemeral
+/// range (32768 and up), so no outgoing connection takes one between the pick and the bind.
 pub fn free_ports(count: u16) -> u16 {
     use std::sync::atomic::{AtomicU16, Ordering};
+    const FIRST: u16 = 20000;
+    const SPAN: u16 = 12000;
     // Start from a per-process offset so that test binaries running at once rarely collide.
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    let offset = (std::process::id() % 200) as u16 * 100;
+    let offset = (std::process::id() % 120) as u16 * 100;
     loop {
-        let base = 20000 + offset + NEXT.fetch_add(count + 1, Ordering::SeqCst) % 10000;
+        let step = NEXT.fetch_add(count + 1, Ordering::SeqCst) % SPAN;
+        let base = FIRST + (offset + step) % (SPAN - count);
         if (base..base + count).all(|p| TcpListener::bind(("0.0.0.0", p)).is_ok()) {
             return base;
         }

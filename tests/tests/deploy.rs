@@ -475,3 +475,45 @@ fn secrets_never_reach_the_state_dir_argv_or_output() {
     );
     assert!(secrets.iter().all(|s| !deployment.output().contains(s)));
 }
+
+#[test]
+fn sigint_stops_a_chain_of_varnish_and_the_app() {
+    let mut deployment = Setup::new("hello").start_with(with_vcl);
+    deployment.deployed();
+    deployment.guard.signal(nix::sys::signal::Signal::SIGINT);
+    assert!(deployment.exit(Duration::from_secs(30)).success());
+    assert!(deployment
+        .output()
+        .contains("==> stopping (signal received)"));
+    deployment.nothing_left();
+}
+
+#[test]
+fn scripts_plan_shows_the_plan_and_chain_without_building() {
+    let (tmp, app) = copy_example("hello");
+    with_vcl(&app);
+    let out = Command::new("bash")
+        .arg(root().join("scripts/plan"))
+        .args(["--public-port", "18080", "--state-dir"])
+        .arg(tmp.path().join("state"))
+        .arg(&app)
+        .env("UVDEPLOY_BIN", bin("detect").parent().unwrap())
+        .env("CC_PYTHON_UV_RUN_COMMAND", "uv run python app.py")
+        .env_remove("CC_REQUEST_FLOW")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["hops"][0]["name"], "varnish");
+    assert_eq!(plan["hops"][0]["listen"], 18080);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("flowctl: chain: :18080 varnish → :9000 app (uv run python app.py)"),
+        "{stderr}"
+    );
+    assert!(!app.join(".venv").exists(), "nothing was built");
+}
