@@ -101,91 +101,92 @@ pub fn prepare(
         files: Vec::new(),
         pre_run_hook: None,
     };
-    let mut port = port;
-    match (target, plan) {
+    let planned_port = match (target, plan) {
         (Target::Command(argv), _) => {
-            if argv.is_empty() {
-                return Err(LaunchError::EmptyCommand);
-            }
             launch.argv = argv.clone();
-            port = port.or(plan.map(|p| p.ports.app));
+            plan.map(|p| p.ports.app)
         }
-        (Target::App, Some(plan)) => {
-            if plan.mode == Mode::Legacy {
-                return Err(LaunchError::Legacy(plan.reasons.join("; ")));
-            }
-            let run = plan.run.as_ref().ok_or(LaunchError::NoRunCommand)?;
-            if run.command.trim().is_empty() {
-                return Err(LaunchError::EmptyCommand);
-            }
-            launch.argv = match &run.argv {
-                Some(argv) if !argv.is_empty() => argv.clone(),
-                Some(_) => return Err(LaunchError::EmptyCommand),
-                None => shell_argv(&run.command),
-            };
-            port = port.or(Some(plan.ports.app));
-            // `uv run` must find the packages the build put in the kept cache.
-            if env.get("UV_CACHE_DIR").is_none() {
-                set(
-                    &mut launch,
-                    "UV_CACHE_DIR",
-                    plan.build.cache_dir.display().to_string(),
-                );
-            }
-            launch.pre_run_hook = env.non_empty("CC_PRE_RUN_HOOK").map(str::to_string);
-        }
-        (Target::Hop(name), Some(plan)) => {
-            let hops = plan
-                .hops
-                .as_ref()
-                .ok_or_else(|| LaunchError::NoHops(name.clone()))?;
-            let hop =
-                hops.iter()
-                    .find(|h| &h.name == name)
-                    .ok_or_else(|| LaunchError::UnknownHop {
-                        name: name.clone(),
-                        known: hops
-                            .iter()
-                            .map(|h| h.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    })?;
-            for file in &hop.files {
-                if file.path.starts_with(&plan.app_dir) {
-                    return Err(LaunchError::FileInsideApp {
-                        hop: hop.name.clone(),
-                        path: file.path.clone(),
-                    });
-                }
-            }
-            for (key, value) in &hop.env {
-                let value = match value {
-                    EnvValue::Literal(v) => v.clone(),
-                    EnvValue::FromEnv { from_env } => env
-                        .non_empty(from_env)
-                        .ok_or_else(|| LaunchError::MissingHopVariable {
-                            hop: hop.name.clone(),
-                            variable: from_env.clone(),
-                        })?
-                        .to_string(),
-                };
-                set(&mut launch, key, value);
-            }
-            launch.argv = hop.argv.clone();
-            launch.files = hop.files.clone();
-            port = port.or(Some(hop.listen));
-        }
+        (Target::App, Some(plan)) => Some(app_launch(plan, env, &mut launch)?),
+        (Target::Hop(name), Some(plan)) => Some(hop_launch(plan, name, env, &mut launch)?),
         (Target::App | Target::Hop(_), None) => {
             unreachable!("main reads a plan for --app and --hop")
         }
-    }
+    };
     if launch.argv.is_empty() {
         return Err(LaunchError::EmptyCommand);
     }
-    if let Some(port) = port {
+    if let Some(port) = port.or(planned_port) {
         set(&mut launch, "PORT", port.to_string());
     }
     Ok(launch)
+}
+
+/// The app: its run command (through the shell when it needs one), the kept uv cache and the
+/// pre-run hook. Returns the port it must listen on.
+fn app_launch(plan: &Plan, env: &Env, launch: &mut Launch) -> Result<u16, LaunchError> {
+    if plan.mode == Mode::Legacy {
+        return Err(LaunchError::Legacy(plan.reasons.join("; ")));
+    }
+    let run = plan.run.as_ref().ok_or(LaunchError::NoRunCommand)?;
+    if run.command.trim().is_empty() {
+        return Err(LaunchError::EmptyCommand);
+    }
+    launch.argv = match &run.argv {
+        Some(argv) => argv.clone(),
+        None => shell_argv(&run.command),
+    };
+    // `uv run` must find the packages the build put in the kept cache.
+    if env.get("UV_CACHE_DIR").is_none() {
+        set(
+            launch,
+            "UV_CACHE_DIR",
+            plan.build.cache_dir.display().to_string(),
+        );
+    }
+    launch.pre_run_hook = env.non_empty("CC_PRE_RUN_HOOK").map(str::to_string);
+    Ok(plan.ports.app)
+}
+
+/// One hop: its argv, its variables (secrets taken from the environment by name) and its
+/// files, which must stay outside the app. Returns the port it listens on.
+fn hop_launch(plan: &Plan, name: &str, env: &Env, launch: &mut Launch) -> Result<u16, LaunchError> {
+    let hops = plan
+        .hops
+        .as_ref()
+        .ok_or_else(|| LaunchError::NoHops(name.to_string()))?;
+    let hop = hops
+        .iter()
+        .find(|h| h.name == name)
+        .ok_or_else(|| LaunchError::UnknownHop {
+            name: name.to_string(),
+            known: hops
+                .iter()
+                .map(|h| h.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })?;
+    if let Some(file) = hop.files.iter().find(|f| f.path.starts_with(&plan.app_dir)) {
+        return Err(LaunchError::FileInsideApp {
+            hop: hop.name.clone(),
+            path: file.path.clone(),
+        });
+    }
+    for (key, value) in &hop.env {
+        let value = match value {
+            EnvValue::Literal(v) => v.clone(),
+            EnvValue::FromEnv { from_env } => env
+                .non_empty(from_env)
+                .ok_or_else(|| LaunchError::MissingHopVariable {
+                    hop: hop.name.clone(),
+                    variable: from_env.clone(),
+                })?
+                .to_string(),
+        };
+        set(launch, key, value);
+    }
+    launch.argv = hop.argv.clone();
+    launch.files = hop.files.clone();
+    Ok(hop.listen)
 }
 
 fn set(launch: &mut Launch, key: &str, value: String) {
