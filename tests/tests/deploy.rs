@@ -30,6 +30,8 @@ struct Deployment {
 
 struct Setup {
     example: &'static str,
+    /// Directories put first on PATH (stand-ins for programs not packaged here).
+    path_first: Vec<PathBuf>,
     vars: Vec<(&'static str, String)>,
     /// Middlewares need this many ports from the public one on.
     chain_ports: u16,
@@ -40,6 +42,7 @@ impl Setup {
     fn new(example: &'static str) -> Self {
         Setup {
             example,
+            path_first: vec![],
             vars: vec![("CC_PYTHON_UV_RUN_COMMAND", "uv run python app.py".into())],
             chain_ports: 1,
             extra_args: vec![],
@@ -102,6 +105,13 @@ impl Setup {
             cmd.env_remove(var);
         }
         cmd.envs(self.vars.iter().map(|(k, v)| (*k, v.as_str())));
+        if !self.path_first.is_empty() {
+            let mut path = self.path_first.clone();
+            path.extend(std::env::split_paths(
+                &std::env::var_os("PATH").unwrap_or_default(),
+            ));
+            cmd.env("PATH", std::env::join_paths(path).unwrap());
+        }
         let mut guard = ProcessGuard::spawn(&mut cmd);
         let (sender, lines) = channel();
         let output = Arc::new(Mutex::new(String::new()));
@@ -516,4 +526,67 @@ fn scripts_plan_shows_the_plan_and_chain_without_building() {
         "{stderr}"
     );
     assert!(!app.join(".venv").exists(), "nothing was built");
+}
+
+#[test]
+fn redirectionio_runs_from_its_rendered_configuration_with_the_key_from_the_environment() {
+    // The agent is not packaged here: a stand-in reads the agent.yml flowctl rendered.
+    let key = "rio-project-key-never-written";
+    let mut setup = Setup::new("hello")
+        .var("CC_REDIRECTIONIO_PROJECT_KEY", key)
+        .var("CC_REDIRECTIONIO_INSTANCE_NAME", "storefront")
+        .var("CC_REQUEST_FLOW", "redirectionio,varnish")
+        .ports(2);
+    setup.path_first.push(root().join("tests/fixtures"));
+    let deployment = setup.start_with(with_vcl);
+    deployment.deployed();
+    let p = deployment.public;
+    assert!(deployment.output().contains(&format!(
+        ":{p} redirectionio → :{} varnish → :{} app",
+        p + 1,
+        deployment.app
+    )));
+    let response = http_get(p, "/cached", &[]).unwrap();
+    assert_eq!(response.status, 200);
+    assert!(response.body.starts_with("cached body"));
+    assert_eq!(
+        response.header("X-Forwarded-By"),
+        Some("redirectionio-proxy/storefront")
+    );
+    assert_eq!(
+        response.header("X-Cache"),
+        Some("MISS"),
+        "then through varnish"
+    );
+    let config = std::fs::read_to_string(
+        deployment
+            .tmp
+            .path()
+            .join(format!("state/redirectionio-{p}/agent.yml")),
+    )
+    .unwrap();
+    assert!(!config.contains(key));
+}
+
+#[test]
+fn a_missing_redirectionio_agent_fails_the_deployment_naming_it() {
+    let mut deployment = Setup::new("hello")
+        .var("CC_REDIRECTIONIO_PROJECT_KEY", "k-e-y-value")
+        .start();
+    let status = deployment.exit(Duration::from_secs(60));
+    assert_eq!(status.code(), Some(1));
+    let output = deployment.output();
+    assert!(
+        output.contains("command not found: `redirectionio-agent`"),
+        "{output}"
+    );
+    assert!(
+        output.contains("the Redirection.io agent is not installed"),
+        "{output}"
+    );
+    assert!(
+        output.contains("deploy: redirectionio exited with status 127"),
+        "{output}"
+    );
+    deployment.nothing_left();
 }
