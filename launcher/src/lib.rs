@@ -47,6 +47,8 @@ pub enum LaunchError {
     NotExecutable(PathBuf),
     #[error(transparent)]
     PreRunHook(#[from] HookError),
+    #[error("the process that started the launcher is gone (--die-with-parent)")]
+    ParentGone,
     #[error("cannot change to the working directory `{path}`: {reason}")]
     Chdir { path: PathBuf, reason: String },
     #[error("exec of `{path}` failed: {reason}")]
@@ -60,6 +62,7 @@ impl LaunchError {
             LaunchError::PreRunHook(HookError::Failed { code, .. }) => *code,
             LaunchError::PreRunHook(HookError::NotRun { .. }) => 1,
             LaunchError::NotFound { .. } => 127,
+            LaunchError::ParentGone => 1,
             LaunchError::NotExecutable(_) => 126,
             LaunchError::WriteFile { .. }
             | LaunchError::Exec { .. }
@@ -218,6 +221,23 @@ pub fn describe(launch: &Launch) -> String {
         out.push_str(&format!("pre-run hook: {hook}\n"));
     }
     plan::secret::redact(&out, &launch.env)
+}
+
+/// Asks the kernel to send SIGTERM to this process (and so to the program it becomes: the
+/// setting survives exec) when the parent that started it dies, even by SIGKILL, so that a
+/// supervisor killed outright leaves no orphan. `parent` is the PID read at start-up: if the
+/// parent is already gone, there is nothing to wait for.
+pub fn die_with_parent(parent: nix::unistd::Pid) -> Result<(), LaunchError> {
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM).map_err(|e| {
+        LaunchError::Exec {
+            path: "prctl(PR_SET_PDEATHSIG)".into(),
+            reason: e.desc().to_string(),
+        }
+    })?;
+    if nix::unistd::getppid() != parent {
+        return Err(LaunchError::ParentGone);
+    }
+    Ok(())
 }
 
 /// Writes the hop's files, runs the pre-run hook, and replaces this process with the

@@ -1,5 +1,5 @@
 use clap::Parser;
-use launcher::{describe, exec, prepare, Target};
+use launcher::{describe, die_with_parent, exec, prepare, Target};
 use plan::cli::{exit, fail, EnvArgs, PlanArgs};
 use plan::read_plan;
 
@@ -23,6 +23,11 @@ struct Cli {
     /// Print what would be executed (argv, cwd, variables set, files) and exit.
     #[arg(long)]
     dry_run: bool,
+    /// Stop (SIGTERM) when the process that started the launcher dies, even by SIGKILL: for
+    /// supervisors such as scripts/deploy. Linux drops this setting when the program changes
+    /// its credentials (varnishd does, dropping privileges).
+    #[arg(long)]
+    die_with_parent: bool,
     /// Set PORT to this instead of the plan's port.
     #[arg(long, value_name = "PORT")]
     port: Option<u16>,
@@ -36,6 +41,8 @@ struct Cli {
 }
 
 fn main() {
+    // Read first, before anything could outlive a parent that dies meanwhile.
+    let parent = nix::unistd::getppid();
     let cli = Cli::parse();
     let target = match (&cli.hop, cli.app) {
         (Some(name), _) => Target::Hop(name.clone()),
@@ -55,6 +62,11 @@ fn main() {
     if cli.dry_run {
         print!("{}", describe(&launch));
         return;
+    }
+    if cli.die_with_parent {
+        if let Err(e) = die_with_parent(parent) {
+            fail(e.to_string(), e.exit_code());
+        }
     }
     let error = exec(&launch);
     fail(

@@ -590,3 +590,22 @@ fn a_missing_redirectionio_agent_fails_the_deployment_naming_it() {
     );
     deployment.nothing_left();
 }
+
+#[test]
+fn killing_deploy_outright_leaves_no_orphan() {
+    let mut deployment = Setup::new("hello").start_with(with_vcl);
+    deployment.deployed();
+    let group = deployment.guard.pid();
+    assert!(
+        processes_in_group(group).len() >= 3,
+        "deploy, varnishd and the app are running"
+    );
+    deployment.guard.signal(nix::sys::signal::Signal::SIGKILL);
+    deployment.exit(Duration::from_secs(10));
+    assert!(
+        testkit::wait_until(Duration::from_secs(20), || processes_in_group(group)
+            .is_empty()),
+        "left: {:?}",
+        processes_in_group(group)
+    );
+}
