@@ -1,23 +1,25 @@
 //! The reverse proxy: every request must carry a valid `Otoroshi-State`; valid ones go to the
 //! app without that header, bodies streamed both ways over a pooled keep-alive connection,
 //! and come back with `Otoroshi-State-Resp`. Anything else gets a 401 and never reaches the app.
+//! A valid upgrade request (WebSocket) gets its own connection to the app, spliced to the
+//! client's once the app answers `101 Switching Protocols`.
 
 use crate::token::{Challenge, Rejection};
 use bytes::Bytes;
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_TYPE};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_TYPE, UPGRADE};
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
 
 type Body = BoxBody<Bytes, hyper::Error>;
 
@@ -56,15 +58,17 @@ impl Proxy {
     }
 
     async fn handle(&self, request: Request<Incoming>, client: SocketAddr) -> Response<Body> {
-        let state = match self.challenge.verify(
-            request
-                .headers()
-                .get("otoroshi-state")
-                .map(HeaderValue::as_bytes),
-        ) {
+        let token = request
+            .headers()
+            .get("otoroshi-state")
+            .map(HeaderValue::as_bytes);
+        let state = match self.challenge.verify(token) {
             Ok(state) => state,
             Err(rejection) => return rejected(&rejection),
         };
+        if is_upgrade(request.headers()) {
+            return self.tunnel(request, &state, client).await;
+        }
         let (mut parts, body) = request.into_parts();
         remove_hop_by_hop(&mut parts.headers);
         parts.headers.remove("otoroshi-state");
@@ -85,25 +89,105 @@ impl Proxy {
             }
         };
         match self.client.request(Request::from_parts(parts, body)).await {
-            Ok(response) => {
-                let (mut parts, body) = response.into_parts();
-                remove_hop_by_hop(&mut parts.headers);
-                if let Ok(value) = HeaderValue::from_str(&self.challenge.sign_response(&state)) {
-                    parts.headers.insert("otoroshi-state-resp", value);
-                }
-                Response::from_parts(parts, body.boxed())
-            }
-            Err(e) => json(
-                StatusCode::BAD_GATEWAY,
-                "Bad Gateway",
-                &format!(
-                    "the app on 127.0.0.1:{} does not answer ({})",
-                    self.forward,
-                    root_cause(&e)
-                ),
-            ),
+            Ok(response) => self.answer(response, &state),
+            Err(e) => self.app_down(&e),
         }
     }
+
+    /// The app's answer, with its hop-by-hop headers removed and the response token added.
+    fn answer(&self, response: Response<Incoming>, state: &str) -> Response<Body> {
+        let (mut parts, body) = response.into_parts();
+        remove_hop_by_hop(&mut parts.headers);
+        self.sign(&mut parts.headers, state);
+        Response::from_parts(parts, body.boxed())
+    }
+
+    fn sign(&self, headers: &mut HeaderMap, state: &str) {
+        if let Ok(value) = HeaderValue::from_str(&self.challenge.sign_response(state)) {
+            headers.insert("otoroshi-state-resp", value);
+        }
+    }
+
+    fn app_down(&self, error: &(dyn std::error::Error + 'static)) -> Response<Body> {
+        json(
+            StatusCode::BAD_GATEWAY,
+            "Bad Gateway",
+            &format!(
+                "the app on 127.0.0.1:{} does not answer ({})",
+                self.forward,
+                root_cause(error)
+            ),
+        )
+    }
+
+    /// An upgrade (WebSocket): the request goes to the app on a connection of its own; when
+    /// the app switches protocols, both upgraded connections are spliced together.
+    async fn tunnel(
+        &self,
+        mut request: Request<Incoming>,
+        state: &str,
+        client: SocketAddr,
+    ) -> Response<Body> {
+        let from_client = hyper::upgrade::on(&mut request);
+        let (mut parts, body) = request.into_parts();
+        let protocol = parts.headers.get(UPGRADE).cloned();
+        remove_hop_by_hop(&mut parts.headers);
+        parts.headers.remove("otoroshi-state");
+        add_forwarded(&mut parts.headers, client);
+        if let Some(protocol) = protocol {
+            parts.headers.insert(UPGRADE, protocol);
+            parts
+                .headers
+                .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        }
+        let stream = match TcpStream::connect(("127.0.0.1", self.forward)).await {
+            Ok(stream) => stream,
+            Err(e) => return self.app_down(&e),
+        };
+        let (mut sender, connection) =
+            match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
+                Ok(pair) => pair,
+                Err(e) => return self.app_down(&e),
+            };
+        tokio::spawn(connection.with_upgrades());
+        let mut response = match sender.send_request(Request::from_parts(parts, body)).await {
+            Ok(response) => response,
+            Err(e) => return self.app_down(&e),
+        };
+        if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+            return self.answer(response, state);
+        }
+        let from_app = hyper::upgrade::on(&mut response);
+        tokio::spawn(async move {
+            if let (Ok(client), Ok(app)) = tokio::join!(from_client, from_app) {
+                let _ = tokio::io::copy_bidirectional(
+                    &mut TokioIo::new(client),
+                    &mut TokioIo::new(app),
+                )
+                .await;
+            }
+        });
+        // The 101 keeps its Upgrade and Connection headers: they are the switch itself.
+        let (mut parts, _) = response.into_parts();
+        self.sign(&mut parts.headers, state);
+        Response::from_parts(
+            parts,
+            http_body_util::Empty::new()
+                .map_err(|never| match never {})
+                .boxed(),
+        )
+    }
+}
+
+/// `Connection: upgrade` with an `Upgrade` header.
+fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(UPGRADE)
+        && headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
 }
 
 fn rejected(rejection: &Rejection) -> Response<Body> {
@@ -170,9 +254,12 @@ fn add_forwarded(headers: &mut HeaderMap, client: SocketAddr) {
 /// Serves until `shutdown` completes, then lets in-flight requests finish (up to the grace
 /// period) before returning.
 pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, shutdown: impl Future<Output = ()>) {
-    let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.max_headers(MAX_HEADERS).max_buf_size(64 * 1024);
+    // Connections watch `stopping`; each holds a clone of `alive`, so `all_closed` ends
+    // when the last one has finished.
+    let (stop, stopping) = watch::channel(false);
+    let (alive, mut all_closed) = mpsc::channel::<()>(1);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -184,8 +271,17 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, shutdown: impl Futu
                     let proxy = proxy.clone();
                     async move { Ok::<_, Infallible>(proxy.handle(request, client).await) }
                 });
-                let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+                let connection = http.serve_connection(TokioIo::new(stream), service).with_upgrades();
+                let (mut stopping, alive) = (stopping.clone(), alive.clone());
                 tokio::spawn(async move {
+                    let _alive = alive;
+                    tokio::pin!(connection);
+                    tokio::select! {
+                        _ = connection.as_mut() => return,
+                        _ = stopping.wait_for(|stop| *stop) => {}
+                    }
+                    // Finish the request in flight, then close.
+                    connection.as_mut().graceful_shutdown();
                     let _ = connection.await;
                 });
             }
@@ -193,8 +289,7 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, shutdown: impl Futu
         }
     }
     drop(listener);
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(SHUTDOWN_GRACE) => {}
-    }
+    let _ = stop.send(true);
+    drop(alive);
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, all_closed.recv()).await;
 }

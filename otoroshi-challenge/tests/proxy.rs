@@ -265,3 +265,81 @@ fn too_many_headers_are_refused_before_the_app() {
         "only the counting request reached the app"
     );
 }
+
+/// A backend that switches protocols (101) on an upgrade request, then echoes every byte,
+/// as a WebSocket server would after its handshake. Returns its port.
+fn upgrading_backend() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            stream.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        assert!(
+            head.contains("upgrade: echo") && !head.contains("otoroshi-state"),
+            "{head}"
+        );
+        stream
+            .write_all(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n",
+            )
+            .unwrap();
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = stream.read(&mut buf) {
+            if n == 0 || stream.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+    });
+    port
+}
+
+#[test]
+fn an_upgrade_is_spliced_through_to_the_app() {
+    let listen = free_port();
+    let backend = upgrading_backend();
+    let mut cmd = Command::new(bin("otoroshi-challenge"));
+    cmd.args([
+        "--listen",
+        &listen.to_string(),
+        "--forward",
+        &backend.to_string(),
+    ])
+    .env("OTOROSHI_CHALLENGE_SECRET", SECRET);
+    let _proxy = ProcessGuard::spawn(&mut cmd);
+    assert!(wait_for_port(listen, Duration::from_secs(10)));
+
+    let mut stream = TcpStream::connect(("127.0.0.1", listen)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /socket HTTP/1.1\r\nHost: x\r\nOtoroshi-State: {}\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n",
+        valid_token("ws")
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(
+        head.contains("upgrade: echo") && head.contains("otoroshi-state-resp: "),
+        "{head}"
+    );
+    for message in ["ping", "a second frame"] {
+        stream.write_all(message.as_bytes()).unwrap();
+        let mut echoed = vec![0u8; message.len()];
+        stream.read_exact(&mut echoed).unwrap();
+        assert_eq!(echoed, message.as_bytes());
+    }
+}
