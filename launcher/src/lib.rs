@@ -2,7 +2,7 @@
 //! directory, environment, rendered files, the pre-run hook), then replace this process with
 //! it. No wrapper stays behind: the PID, the signals and the exit status are the process's own.
 
-use plan::command::shell_argv;
+use plan::command::{find_program, shell_argv, ProgramError};
 use plan::hook::HookError;
 use plan::secret::{is_secret, REDACTED};
 use plan::{Env, EnvValue, HopFile, Mode, Plan};
@@ -307,36 +307,17 @@ fn write_file(file: &HopFile) -> Result<(), LaunchError> {
 
 /// Finds the program as `execvp` would, but says what went wrong in words.
 pub fn resolve(command: &str, path_var: &str, cwd: &Path) -> Result<PathBuf, LaunchError> {
-    let candidates: Vec<PathBuf> = if command.contains('/') {
-        vec![cwd.join(command)]
-    } else {
-        path_var
-            .split(':')
-            .filter(|d| !d.is_empty())
-            .map(|d| Path::new(d).join(command))
-            .collect()
-    };
-    let mut found_not_executable = None;
-    for candidate in candidates {
-        let Ok(meta) = std::fs::metadata(&candidate) else {
-            continue;
-        };
-        if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
-            return Ok(candidate);
-        }
-        found_not_executable.get_or_insert(candidate);
-    }
-    if let Some(path) = found_not_executable {
-        return Err(LaunchError::NotExecutable(path));
-    }
-    Err(LaunchError::NotFound {
-        command: command.to_string(),
-        path: if command.contains('/') {
-            format!("not searched, `{command}` is a path")
-        } else {
-            path_var.to_string()
+    find_program(command, path_var, cwd).map_err(|e| match e {
+        ProgramError::NotExecutable(path) => LaunchError::NotExecutable(path),
+        ProgramError::NotFound => LaunchError::NotFound {
+            command: command.to_string(),
+            path: if command.contains('/') {
+                format!("not searched, `{command}` is a path")
+            } else {
+                path_var.to_string()
+            },
+            hint: install_hint(command),
         },
-        hint: install_hint(command),
     })
 }
 

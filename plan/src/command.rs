@@ -1,6 +1,44 @@
 //! Run commands: split into words with shell rules when that is all they need, or left to
 //! `/bin/sh` when they use shell syntax (pipes, `&&`, `$VAR`, redirections, globs).
 
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// Why a program cannot be run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProgramError {
+    /// Nowhere on PATH (or, for a path, not there).
+    NotFound,
+    /// Found, but not executable.
+    NotExecutable(PathBuf),
+}
+
+/// Finds `program` as `execvp` would: a name with a `/` from `cwd`, any other on `path_var`.
+/// Resolving it ourselves also lets a child with its own PATH be started with `posix_spawn`
+/// rather than `fork` (std falls back to `fork` for a bare name when the child's PATH differs).
+pub fn find_program(program: &str, path_var: &str, cwd: &Path) -> Result<PathBuf, ProgramError> {
+    let candidates: Vec<PathBuf> = if program.contains('/') {
+        vec![cwd.join(program)]
+    } else {
+        path_var
+            .split(':')
+            .filter(|d| !d.is_empty())
+            .map(|d| Path::new(d).join(program))
+            .collect()
+    };
+    let mut not_executable = None;
+    for candidate in candidates {
+        let Ok(meta) = std::fs::metadata(&candidate) else {
+            continue;
+        };
+        if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
+            return Ok(candidate);
+        }
+        not_executable.get_or_insert(candidate);
+    }
+    Err(not_executable.map_or(ProgramError::NotFound, ProgramError::NotExecutable))
+}
+
 /// Why a command cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CommandError {
@@ -185,6 +223,31 @@ mod tests {
         ] {
             assert_eq!(split(command).unwrap(), None, "{command}");
         }
+    }
+
+    #[test]
+    fn programs_are_found_as_execvp_would() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("tool");
+        std::fs::write(&script, "#!/bin/sh\n").unwrap();
+        let path = format!("/nonexistent:{}", dir.path().display());
+        assert_eq!(
+            find_program("tool", &path, Path::new("/")),
+            Err(ProgramError::NotExecutable(script.clone()))
+        );
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(
+            find_program("tool", &path, Path::new("/")),
+            Ok(script.clone())
+        );
+        assert_eq!(
+            find_program("./tool", "", dir.path()),
+            Ok(dir.path().join("./tool"))
+        );
+        assert_eq!(
+            find_program("tool", "/nonexistent", Path::new("/")),
+            Err(ProgramError::NotFound)
+        );
     }
 
     #[test]

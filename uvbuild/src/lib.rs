@@ -69,7 +69,9 @@ fn sync(argv: &[String], cache_dir: &Path, env: &Env, app_dir: &Path) -> Result<
         app_dir.display(),
         cache_dir.display()
     );
-    let mut child = Command::new(&argv[0])
+    let program = plan::command::find_program(&argv[0], env.get("PATH").unwrap_or(""), app_dir)
+        .map_err(|_| BuildError::UvNotFound(argv[0].clone()))?;
+    let mut child = Command::new(program)
         .args(&argv[1..])
         .current_dir(app_dir)
         .env_clear()
@@ -79,12 +81,9 @@ fn sync(argv: &[String], cache_dir: &Path, env: &Env, app_dir: &Path) -> Result<
         .stdout(std::io::stderr())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => BuildError::UvNotFound(argv[0].clone()),
-            _ => BuildError::Spawn {
-                command: command.clone(),
-                reason: e.to_string(),
-            },
+        .map_err(|e| BuildError::Spawn {
+            command: command.clone(),
+            reason: e.to_string(),
         })?;
     let mut output = String::new();
     if let Some(stderr) = child.stderr.take() {
