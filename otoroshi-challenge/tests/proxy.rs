@@ -35,6 +35,32 @@ fn valid_token(state: &str) -> String {
     )
 }
 
+/// The proxy on `listen` in front of `forward`, once it accepts connections.
+fn start_proxy(listen: u16, forward: u16) -> ProcessGuard {
+    let mut cmd = Command::new(bin("otoroshi-challenge"));
+    cmd.args([
+        "--listen",
+        &listen.to_string(),
+        "--forward",
+        &forward.to_string(),
+    ])
+    .env("OTOROSHI_CHALLENGE_SECRET", SECRET);
+    let proxy = ProcessGuard::spawn(&mut cmd);
+    assert!(wait_for_port(listen, Duration::from_secs(10)));
+    proxy
+}
+
+/// Reads an HTTP head (up to the blank line) byte by byte, leaving what follows unread.
+fn read_head(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).to_ascii_lowercase()
+}
+
 /// The hello app and the proxy in front of it.
 struct Chain {
     proxy: ProcessGuard,
@@ -55,16 +81,7 @@ fn start(with_app: bool) -> Chain {
         assert!(wait_for_port(app_port, Duration::from_secs(10)));
         guard
     });
-    let mut cmd = Command::new(bin("otoroshi-challenge"));
-    cmd.args([
-        "--listen",
-        &listen.to_string(),
-        "--forward",
-        &app_port.to_string(),
-    ])
-    .env("OTOROSHI_CHALLENGE_SECRET", SECRET);
-    let proxy = ProcessGuard::spawn(&mut cmd);
-    assert!(wait_for_port(listen, Duration::from_secs(10)));
+    let proxy = start_proxy(listen, app_port);
     Chain {
         proxy,
         _app: app,
@@ -273,13 +290,7 @@ fn upgrading_backend() -> u16 {
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
         let (mut stream, _) = listener.accept().unwrap();
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            stream.read_exact(&mut byte).unwrap();
-            head.push(byte[0]);
-        }
-        let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        let head = read_head(&mut stream);
         assert!(
             head.contains("upgrade: echo") && !head.contains("otoroshi-state"),
             "{head}"
@@ -303,16 +314,7 @@ fn upgrading_backend() -> u16 {
 fn an_upgrade_is_spliced_through_to_the_app() {
     let listen = free_port();
     let backend = upgrading_backend();
-    let mut cmd = Command::new(bin("otoroshi-challenge"));
-    cmd.args([
-        "--listen",
-        &listen.to_string(),
-        "--forward",
-        &backend.to_string(),
-    ])
-    .env("OTOROSHI_CHALLENGE_SECRET", SECRET);
-    let _proxy = ProcessGuard::spawn(&mut cmd);
-    assert!(wait_for_port(listen, Duration::from_secs(10)));
+    let _proxy = start_proxy(listen, backend);
 
     let mut stream = TcpStream::connect(("127.0.0.1", listen)).unwrap();
     stream
@@ -324,13 +326,7 @@ fn an_upgrade_is_spliced_through_to_the_app() {
         valid_token("ws")
     )
     .unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        stream.read_exact(&mut byte).unwrap();
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    let head = read_head(&mut stream);
     assert!(head.starts_with("http/1.1 101"), "{head}");
     assert!(
         head.contains("upgrade: echo") && head.contains("otoroshi-state-resp: "),
