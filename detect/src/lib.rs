@@ -1,6 +1,7 @@
 //! Detection: from an application directory and its environment, decide how the platform
 //! would deploy it, as a [`Plan`]. `detect` prints it; `uvbuild APP_DIR` reuses it.
 
+mod advice;
 mod error;
 mod flow;
 mod health;
@@ -95,6 +96,12 @@ pub fn detect(repo_dir: &Path, env: &Env, ports: PortSettings) -> Result<Plan, D
         );
     }
     ignored.extend(flow_ignored);
+    let warnings = run
+        .as_ref()
+        .filter(|_| mode == Mode::Uv)
+        .and_then(|run| advice::uv_run_installs_dev_dependencies(run, environment, env, &app_dir))
+        .into_iter()
+        .collect();
     Ok(Plan {
         schema: SCHEMA,
         build: Build {
@@ -109,6 +116,7 @@ pub fn detect(repo_dir: &Path, env: &Env, ports: PortSettings) -> Result<Plan, D
         run,
         ports: ports.plan(proxied),
         ignored,
+        warnings,
         health_check: health_check(env)?,
         request_flow,
         hops: None,

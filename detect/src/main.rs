@@ -36,6 +36,9 @@ fn main() {
     if plan.mode == Mode::Legacy {
         eprintln!("note: legacy mode: {}", plan.reasons.join("; "));
     }
+    for warning in &plan.warnings {
+        eprintln!("warning: {warning}");
+    }
     for variable in &plan.ignored {
         eprintln!("warning: {variable} is set but has no effect in this deployment");
     }

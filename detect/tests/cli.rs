@@ -64,6 +64,10 @@ fn hello_is_a_uv_app_on_8080() {
     assert_eq!(plan["health_check"]["paths"], serde_json::json!(["/"]));
     assert_eq!(plan["request_flow"]["middlewares"], serde_json::json!([]));
     assert!(plan.get("hops").is_none());
+    assert!(
+        plan.get("warnings").is_none(),
+        "hello has no dev dependencies"
+    );
 }
 
 #[test]
@@ -87,6 +91,11 @@ fn flask_shop_gets_varnish_and_the_app_moves_to_9000() {
     );
     assert_eq!(plan["run"]["argv"], Value::Null);
     assert_eq!(plan["ignored"], serde_json::json!(["CC_PYTHON_MODULE"]));
+    // flask-shop has a dev group, and a plain `uv run` would install it at start-up.
+    assert!(plan["warnings"][0]
+        .as_str()
+        .unwrap()
+        .contains("use `uv run --no-dev ...`"));
 }
 
 #[test]

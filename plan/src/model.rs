@@ -29,6 +29,9 @@ pub struct Plan {
     pub ports: Ports,
     /// Variables that are set but have no effect in this deployment.
     pub ignored: Vec<String>,
+    /// Things that will work, but probably not as the user means (one sentence and a fix).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     pub health_check: HealthCheck,
     pub request_flow: RequestFlow,
     /// Added by `flowctl`: one per middleware, in chain order.

@@ -495,6 +495,8 @@ fn sigint_stops_a_chain_of_varnish_and_the_app() {
     assert!(deployment
         .output()
         .contains("==> stopping (signal received)"));
+    let output = deployment.output();
+    assert!(!output.contains("Killed"), "no job noise: {output}");
     deployment.nothing_left();
 }
 
