@@ -11,10 +11,8 @@ pub use flow::request_flow;
 pub use health::health_check;
 
 use plan::command::{self, CommandError};
-use plan::{
-    Build, Env, Environment, Mode, Plan, Ports, Run, RunSource, DEFAULT_APP_PORT,
-    DEFAULT_PUBLIC_PORT, SCHEMA,
-};
+pub use plan::PortSettings;
+use plan::{Build, Env, Environment, Mode, Plan, Run, RunSource, SCHEMA};
 use std::path::{Path, PathBuf};
 
 /// Variables of the legacy backend (uWSGI/Gunicorn + Nginx) that a uv deployment ignores:
@@ -48,33 +46,6 @@ const LEGACY_ONLY: &[&str] = &[
     "WSGI_POST_BUFFERING",
 ];
 
-/// The ports to plan with; the platform's by default, shifted for tests or a busy machine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PortSettings {
-    pub public: u16,
-    /// Where the app listens behind middlewares.
-    pub app: u16,
-}
-
-impl Default for PortSettings {
-    fn default() -> Self {
-        PortSettings {
-            public: DEFAULT_PUBLIC_PORT,
-            app: DEFAULT_APP_PORT,
-        }
-    }
-}
-
-impl PortSettings {
-    /// The app listens on the public port itself unless something sits in front of it.
-    pub fn plan(self, proxied: bool) -> Ports {
-        Ports {
-            public: self.public,
-            app: if proxied { self.app } else { self.public },
-        }
-    }
-}
-
 /// Makes the plan for the repository at `repo_dir` (the application is its `APP_FOLDER`).
 pub fn detect(repo_dir: &Path, env: &Env, ports: PortSettings) -> Result<Plan, DetectError> {
     let app_dir = app_dir(repo_dir, env)?;
@@ -85,7 +56,6 @@ pub fn detect(repo_dir: &Path, env: &Env, ports: PortSettings) -> Result<Plan, D
         _ => Environment::Production,
     };
     let (request_flow, flow_ignored) = request_flow(env, &app_dir)?;
-    let proxied = request_flow.blocked || !request_flow.middlewares.is_empty();
     let mut ignored = Vec::new();
     if mode == Mode::Uv {
         ignored.extend(
@@ -114,7 +84,7 @@ pub fn detect(repo_dir: &Path, env: &Env, ports: PortSettings) -> Result<Plan, D
         reasons,
         environment,
         run,
-        ports: ports.plan(proxied),
+        ports: ports.ports_for(&request_flow),
         ignored,
         warnings,
         health_check: health_check(env)?,
@@ -227,6 +197,7 @@ fn cache_dir(env: &Env) -> Result<PathBuf, DetectError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use plan::Ports;
 
     struct App {
         dir: tempfile::TempDir,

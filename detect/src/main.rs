@@ -1,5 +1,5 @@
 use clap::Parser;
-use detect::{detect, PortSettings};
+use detect::detect;
 use plan::cli::{exit, fail, EnvArgs, PortArgs};
 use plan::{write_plan, Mode};
 use std::path::PathBuf;
@@ -28,11 +28,8 @@ struct Cli {
 fn main() {
     let cli = Cli::parse();
     let env = cli.env.env().unwrap_or_else(|e| fail(e, exit::USAGE));
-    let ports = PortSettings {
-        public: cli.ports.public_port,
-        app: cli.ports.app_port,
-    };
-    let plan = detect(&cli.app_dir, &env, ports).unwrap_or_else(|e| fail(e, exit::USAGE));
+    let plan =
+        detect(&cli.app_dir, &env, cli.ports.into()).unwrap_or_else(|e| fail(e, exit::USAGE));
     if plan.mode == Mode::Legacy {
         eprintln!("note: legacy mode: {}", plan.reasons.join("; "));
     }

@@ -8,7 +8,7 @@ pub mod text;
 pub mod varnish;
 
 use plan::command::shell_argv;
-use plan::{EnvValue, Hop, HopFile, Middleware, Plan, Ports, DEFAULT_APP_PORT};
+use plan::{EnvValue, Hop, HopFile, Middleware, Plan, PortSettings, Ports, DEFAULT_APP_PORT};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -93,19 +93,16 @@ pub fn plan_hops(plan: &mut Plan, options: &FlowOptions) -> Result<Vec<String>, 
 
 /// The plan's ports, shifted as asked: the app moves behind the chain when there is one.
 fn ports(plan: &Plan, options: &FlowOptions) -> Ports {
-    let proxied = plan.request_flow.blocked || !plan.request_flow.middlewares.is_empty();
-    let public = options.public_port.unwrap_or(plan.ports.public);
-    let behind = options
-        .app_port
-        .unwrap_or(if plan.ports.app != plan.ports.public {
-            plan.ports.app
-        } else {
-            DEFAULT_APP_PORT
-        });
-    Ports {
-        public,
-        app: if proxied { behind } else { public },
+    let behind = if plan.ports.app != plan.ports.public {
+        plan.ports.app
+    } else {
+        DEFAULT_APP_PORT
+    };
+    PortSettings {
+        public: options.public_port.unwrap_or(plan.ports.public),
+        app: options.app_port.unwrap_or(behind),
     }
+    .ports_for(&plan.request_flow)
 }
 
 fn middleware_hop(

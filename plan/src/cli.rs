@@ -43,6 +43,15 @@ pub struct PortArgs {
     pub app_port: u16,
 }
 
+impl From<PortArgs> for crate::PortSettings {
+    fn from(args: PortArgs) -> Self {
+        crate::PortSettings {
+            public: args.public_port,
+            app: args.app_port,
+        }
+    }
+}
+
 /// `--plan FILE` (or `-`, or nothing: stdin).
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct PlanArgs {

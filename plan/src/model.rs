@@ -123,12 +123,50 @@ impl HealthCheck {
     }
 }
 
+/// The ports to plan with: the platform's by default, shifted for tests or a busy machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortSettings {
+    pub public: u16,
+    /// Where the app listens behind middlewares.
+    pub app: u16,
+}
+
+impl Default for PortSettings {
+    fn default() -> Self {
+        PortSettings {
+            public: DEFAULT_PUBLIC_PORT,
+            app: DEFAULT_APP_PORT,
+        }
+    }
+}
+
+impl PortSettings {
+    /// The app listens on the public port itself unless something sits in front of it.
+    pub fn ports_for(self, flow: &RequestFlow) -> Ports {
+        Ports {
+            public: self.public,
+            app: if flow.is_proxied() {
+                self.app
+            } else {
+                self.public
+            },
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RequestFlow {
     /// `"auto"`, `"CC_REQUEST_FLOW"`.
     pub source: String,
     pub blocked: bool,
     pub middlewares: Vec<Middleware>,
+}
+
+impl RequestFlow {
+    /// Something listens on the public port in front of the app: a middleware, or `block`.
+    pub fn is_proxied(&self) -> bool {
+        self.blocked || !self.middlewares.is_empty()
+    }
 }
 
 /// One service of the request flow, with the settings it needs. Secrets are named, never held.

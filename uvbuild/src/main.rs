@@ -1,5 +1,5 @@
 use clap::Parser;
-use detect::{detect, PortSettings};
+use detect::detect;
 use plan::cli::{exit, fail, EnvArgs, PlanArgs, PortArgs};
 use plan::{read_plan, write_plan};
 use std::path::PathBuf;
@@ -34,13 +34,7 @@ fn main() {
     let cli = Cli::parse();
     let env = cli.env.env().unwrap_or_else(|e| fail(e, exit::USAGE));
     let mut plan = match &cli.app_dir {
-        Some(dir) => {
-            let ports = PortSettings {
-                public: cli.ports.public_port,
-                app: cli.ports.app_port,
-            };
-            detect(dir, &env, ports).unwrap_or_else(|e| fail(e, exit::USAGE))
-        }
+        Some(dir) => detect(dir, &env, cli.ports.into()).unwrap_or_else(|e| fail(e, exit::USAGE)),
         None => read_plan(&cli.plan.source(), "uvbuild").unwrap_or_else(|e| fail(e, exit::USAGE)),
     };
     if let Some(dir) = &cli.cache_dir {
