@@ -70,9 +70,7 @@ impl Proxy {
             return self.tunnel(request, &state, client).await;
         }
         let (mut parts, body) = request.into_parts();
-        remove_hop_by_hop(&mut parts.headers);
-        parts.headers.remove("otoroshi-state");
-        add_forwarded(&mut parts.headers, client);
+        to_the_app(&mut parts.headers, client);
         let path = parts
             .uri
             .path_and_query()
@@ -131,9 +129,7 @@ impl Proxy {
         let from_client = hyper::upgrade::on(&mut request);
         let (mut parts, body) = request.into_parts();
         let protocol = parts.headers.get(UPGRADE).cloned();
-        remove_hop_by_hop(&mut parts.headers);
-        parts.headers.remove("otoroshi-state");
-        add_forwarded(&mut parts.headers, client);
+        to_the_app(&mut parts.headers, client);
         if let Some(protocol) = protocol {
             parts.headers.insert(UPGRADE, protocol);
             parts
@@ -218,6 +214,14 @@ fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
         cause = source;
     }
     cause.to_string()
+}
+
+/// The request's headers as the app gets them: no hop-by-hop headers, no token, and who
+/// the client was.
+fn to_the_app(headers: &mut HeaderMap, client: SocketAddr) {
+    remove_hop_by_hop(headers);
+    headers.remove("otoroshi-state");
+    add_forwarded(headers, client);
 }
 
 /// Removes the hop-by-hop headers, and those the `Connection` header names.
