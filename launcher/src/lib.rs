@@ -265,8 +265,14 @@ fn try_exec(launch: &Launch) -> Result<Never, LaunchError> {
         launch.env.get("PATH").unwrap_or(""),
         &launch.cwd,
     )?;
-    if launch.pre_run_hook.is_some() {
-        plan::hook::run_if_set("CC_PRE_RUN_HOOK", &launch.env, &launch.cwd, "launcher")?;
+    if let Some(hook) = &launch.pre_run_hook {
+        plan::hook::run(
+            "CC_PRE_RUN_HOOK",
+            hook,
+            &launch.env,
+            &launch.cwd,
+            "launcher",
+        )?;
     }
     let c =
         |s: &str| CString::new(s).unwrap_or_else(|_| CString::new(s.replace('\0', "")).unwrap());

@@ -24,16 +24,28 @@ pub enum HookError {
     },
 }
 
-/// Runs the hook named `hook` when `env` sets it; says so on stderr, secrets redacted.
+/// Runs the hook named `hook` when `env` sets it.
 pub fn run_if_set(
     hook: &'static str,
     env: &Env,
     app_dir: &Path,
     tool: &str,
 ) -> Result<(), HookError> {
-    let Some(command) = env.non_empty(hook) else {
-        return Ok(());
-    };
+    match env.non_empty(hook) {
+        Some(command) => run(hook, command, env, app_dir, tool),
+        None => Ok(()),
+    }
+}
+
+/// Runs `command`, the hook named `hook`, in `app_dir` with `env`; says so on stderr,
+/// secrets redacted.
+pub fn run(
+    hook: &'static str,
+    command: &str,
+    env: &Env,
+    app_dir: &Path,
+    tool: &str,
+) -> Result<(), HookError> {
     eprintln!(
         "{tool}: running {hook}: {}",
         crate::secret::redact(command, env)
