@@ -101,9 +101,7 @@ impl Proxy {
     }
 
     fn sign(&self, headers: &mut HeaderMap, state: &str) {
-        if let Ok(value) = HeaderValue::from_str(&self.challenge.sign_response(state)) {
-            headers.insert("otoroshi-state-resp", value);
-        }
+        headers.insert("otoroshi-state-resp", self.challenge.sign_response(state));
     }
 
     fn app_down(&self, error: &(dyn std::error::Error + 'static)) -> Response<Body> {

@@ -6,6 +6,7 @@
 //! Verifying and signing HS512 on every request is the proxy's main cost, so a verified token
 //! is remembered until it expires, and a response token is reused within the same second.
 
+use hyper::header::HeaderValue;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -65,8 +66,9 @@ pub struct Challenge {
     validation: Validation,
     /// token -> (state, exp) of tokens already verified.
     verified: Mutex<HashMap<String, (String, u64)>>,
-    /// state -> (iat, token) of the last response token signed for it.
-    signed: Mutex<HashMap<String, (u64, String)>>,
+    /// state -> (iat, token) of the last response token signed for it, kept as the header
+    /// value itself: it is sent as is until the second changes.
+    signed: Mutex<HashMap<String, (u64, HeaderValue)>>,
 }
 
 impl Challenge {
@@ -136,8 +138,8 @@ impl Challenge {
         Ok((state, exp))
     }
 
-    /// The `Otoroshi-State-Resp` token for `state`, signed now.
-    pub fn sign_response(&self, state: &str) -> String {
+    /// The `Otoroshi-State-Resp` token for `state`, signed now, as a header value.
+    pub fn sign_response(&self, state: &str) -> HeaderValue {
         let iat = now();
         if let Some((signed_at, token)) = self.signed.lock().expect("lock").get(state) {
             if *signed_at == iat {
@@ -153,6 +155,8 @@ impl Challenge {
         };
         let token = encode(&Header::new(Algorithm::HS512), &claims, &self.encoding)
             .expect("HS512 signing cannot fail");
+        // Base64url parts and dots: always a valid header value.
+        let token = HeaderValue::from_str(&token).expect("a JWT is a valid header value");
         let mut signed = self.signed.lock().expect("lock");
         if signed.len() >= MAX_REMEMBERED {
             signed.clear();
@@ -276,10 +280,11 @@ mod tests {
     #[test]
     fn the_response_token_carries_the_state_for_30_seconds() {
         let challenge = Challenge::new(SECRET);
-        let t = challenge.sign_response("s-123");
+        let value = challenge.sign_response("s-123");
+        let t = value.to_str().unwrap();
         let mut validation = Validation::new(Algorithm::HS512);
         validation.set_audience(&["Otoroshi"]);
-        let claims = decode::<ResponseClaims>(&t, &DecodingKey::from_secret(SECRET), &validation)
+        let claims = decode::<ResponseClaims>(t, &DecodingKey::from_secret(SECRET), &validation)
             .unwrap()
             .claims;
         assert_eq!(claims.state_resp, "s-123");
