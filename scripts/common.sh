@@ -3,7 +3,7 @@
 
 # The tools: $UVDEPLOY_BIN, else this checkout's release build, else its debug build.
 # (Parameter expansions rather than `$(dirname ...)`: each fork costs milliseconds.)
-root=${BASH_SOURCE[0]%/*}/..
+root=$here/..
 if [[ -z ${UVDEPLOY_BIN:-} ]]; then
     if [[ -x $root/target/release/detect ]]; then UVDEPLOY_BIN=$root/target/release
     else UVDEPLOY_BIN=$root/target/debug; fi
@@ -17,24 +17,11 @@ for tool in detect uvbuild flowctl launcher healthcheck; do
     fi
 done
 
-env_args=() port_args=() state_dir="" timeout=60s app_dir=""
-
-# Whether VARIABLE is set for the app: in the environment, an --env, or an env file.
-configured() { # VARIABLE
-    [[ -n ${!1:-} ]] && return 0
-    local i
-    for ((i = 0; i < ${#env_args[@]}; i += 2)); do
-        case ${env_args[i]} in
-            --env) [[ ${env_args[i + 1]} == "$1="?* ]] && return 0 ;;
-            --env-file) grep -Eqs "^[[:space:]]*(export[[:space:]]+)?$1=" "${env_args[i + 1]}" && return 0 ;;
-        esac
-    done
-    return 1
-}
+env_args=() port_args=() state_dir="" timeout=60s app_dir="" keep_state=""
 
 usage_error() {
     echo "error: $1" >&2
-    echo "usage: $(basename "$0") [--env-file FILE]... [--env KEY=VALUE]... [--public-port N] [--app-port N] [--state-dir DIR] [--timeout 60s] APP_DIR" >&2
+    echo "usage: ${0##*/} [--env-file FILE]... [--env KEY=VALUE]... [--public-port N] [--app-port N] [--state-dir DIR] [--keep-state] [--timeout 60s] APP_DIR" >&2
     exit 2
 }
 
@@ -44,6 +31,7 @@ parse_options() {
             --env-file|--env) (($# >= 2)) || usage_error "$1 needs a value"; env_args+=("$1" "$2"); shift 2 ;;
             --public-port|--app-port) (($# >= 2)) || usage_error "$1 needs a value"; port_args+=("$1" "$2"); shift 2 ;;
             --state-dir) (($# >= 2)) || usage_error "$1 needs a value"; state_dir=$2; shift 2 ;;
+            --keep-state) keep_state=1; shift ;;
             --timeout) (($# >= 2)) || usage_error "$1 needs a value"; timeout=$2; shift 2 ;;
             -h|--help) sed -n '2,/^$/s/^# \{0,1\}//p' "$0"; exit 0 ;;
             -*) usage_error "unknown option \`$1\`" ;;
@@ -54,19 +42,21 @@ parse_options() {
 }
 
 # The state directory: rendered files, varnishd's working directory, the plan. Outside the
-# app, and readable by the varnish user, which drops privileges (so not a 0700 temp dir).
+# app (flowctl checks), and readable by the varnish user, which drops privileges. Unless
+# --state-dir names one, a new private directory: its name cannot be guessed, so no other
+# user can prepare it. `made_state_dir` says whether this deployment made it.
+made_state_dir=""
 prepare_state_dir() {
     if [[ -z $state_dir ]]; then
-        local public=8080 i
-        for ((i = 0; i < ${#port_args[@]}; i += 2)); do
-            [[ ${port_args[i]} == --public-port ]] && public=${port_args[i + 1]}
-        done
         local name=${app_dir%/}
         name=${name##*/}
         [[ $name == . || $name == .. || -z $name ]] && name=app
-        state_dir=${TMPDIR:-/tmp}/uvdeploy/$name-$public
+        state_dir=$(mktemp -d "${TMPDIR:-/tmp}/uvdeploy-$name.XXXXXX") || exit 2
+        made_state_dir=1
+    else
+        mkdir -p "$state_dir" || exit 2
     fi
-    [[ -d $state_dir ]] || mkdir -p -m 755 "$state_dir" || exit 2
+    chmod 755 "$state_dir" || exit 2
     [[ $state_dir == /* ]] || state_dir=$PWD/$state_dir
 }
 

@@ -43,8 +43,32 @@ pub enum DetectError {
     },
     #[error("CC_VARNISH_FILE: `{value}` does not exist (looked for `{looked}`; the path is taken from the application's root, e.g. `/config/varnish.vcl`)")]
     VarnishFileMissing { value: String, looked: PathBuf },
+    #[error("{variable}: `{value}` resolves to `{resolved}`, outside the application `{app_dir}` (the Varnish configuration must be a file of the application)")]
+    VarnishFileOutside {
+        variable: &'static str,
+        value: String,
+        resolved: PathBuf,
+        app_dir: PathBuf,
+    },
     #[error("CC_VARNISH_STORAGE_SIZE: `{0}` is not a size (a number with an optional unit k, M, G or T, e.g. `512M`, `1G`)")]
     VarnishStorageSize(String),
+    #[error("CC_VARNISH_STORAGE_SIZE: `{0}` is more than Varnish can hold in memory here (at most 1T, e.g. `512M`, `1G`)")]
+    VarnishStorageTooLarge(String),
     #[error("cannot tell where the uv cache is: neither UV_CACHE_DIR, XDG_CACHE_HOME nor HOME is set (set UV_CACHE_DIR)")]
     NoCacheDir,
+    #[error(transparent)]
+    Layout(#[from] plan::LayoutError),
+}
+
+impl plan::report::Failure for DetectError {
+    /// Every detection error is a configuration error.
+    fn exit_code(&self) -> u8 {
+        plan::report::exit::USAGE
+    }
+    fn hint(&self) -> Option<String> {
+        match self {
+            DetectError::Layout(e) => e.hint(),
+            _ => None,
+        }
+    }
 }

@@ -123,40 +123,78 @@ fn otoroshi() -> Middleware {
 }
 
 /// Varnish is on when `CC_VARNISH_FILE` is set (the file must exist) or the default VCL exists.
+/// Either must resolve inside the application: a link to a file elsewhere is refused before
+/// anything reads it.
 fn varnish(env: &Env, app_dir: &Path) -> Result<Option<Middleware>, DetectError> {
-    let vcl = match env.non_empty("CC_VARNISH_FILE").map(str::trim) {
-        Some(value) => {
-            // A path from the app root: `/config/varnish.vcl` means `<app>/config/varnish.vcl`.
-            let relative = value.trim_start_matches('/');
-            let looked = app_dir.join(relative);
-            if !looked.is_file() {
-                return Err(DetectError::VarnishFileMissing {
-                    value: value.into(),
-                    looked,
-                });
-            }
-            relative.to_string()
-        }
-        None if app_dir.join(DEFAULT_VCL).is_file() => DEFAULT_VCL.to_string(),
+    let (variable, value) = match env.non_empty("CC_VARNISH_FILE").map(str::trim) {
+        Some(value) => ("CC_VARNISH_FILE", value),
+        None if app_dir.join(DEFAULT_VCL).exists() => (DEFAULT_VCL, DEFAULT_VCL),
         None => return Ok(None),
     };
+    // A path from the app root: `/config/varnish.vcl` means `<app>/config/varnish.vcl`.
+    let relative = value.trim_start_matches('/');
+    let looked = app_dir.join(relative);
+    let resolved = match looked.canonicalize() {
+        Ok(resolved) => resolved,
+        Err(_) if variable == DEFAULT_VCL => looked.clone(),
+        Err(_) => {
+            return Err(DetectError::VarnishFileMissing {
+                value: value.into(),
+                looked,
+            })
+        }
+    };
+    if !resolved.starts_with(app_dir) {
+        return Err(DetectError::VarnishFileOutside {
+            variable,
+            value: value.into(),
+            resolved,
+            app_dir: app_dir.into(),
+        });
+    }
+    if !resolved.is_file() {
+        return Err(DetectError::VarnishFileMissing {
+            value: value.into(),
+            looked,
+        });
+    }
     let storage_size = env
         .non_empty("CC_VARNISH_STORAGE_SIZE")
         .map(str::trim)
         .unwrap_or(DEFAULT_STORAGE_SIZE);
-    if !is_size(storage_size) {
-        return Err(DetectError::VarnishStorageSize(storage_size.into()));
+    match size_in_bytes(storage_size) {
+        None => return Err(DetectError::VarnishStorageSize(storage_size.into())),
+        Some(bytes) if bytes > MAX_STORAGE_BYTES => {
+            return Err(DetectError::VarnishStorageTooLarge(storage_size.into()))
+        }
+        Some(_) => {}
     }
     Ok(Some(Middleware::Varnish {
-        vcl,
+        vcl: relative.to_string(),
         storage_size: storage_size.into(),
     }))
 }
 
-/// What `varnishd -s malloc,SIZE` accepts: digits and an optional unit.
-fn is_size(s: &str) -> bool {
+/// 1 TiB: more than any instance's memory, and far below what `varnishd` would overflow on.
+const MAX_STORAGE_BYTES: u128 = 1 << 40;
+
+/// What `varnishd -s malloc,SIZE` accepts (digits and an optional unit), in bytes.
+fn size_in_bytes(s: &str) -> Option<u128> {
     let digits = s.trim_end_matches(|c: char| "kKmMgGtT".contains(c));
-    s.len() - digits.len() <= 1 && !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit())
+    if s.len() - digits.len() > 1
+        || digits.is_empty()
+        || !digits.chars().all(|c| c.is_ascii_digit())
+    {
+        return None;
+    }
+    let shift = match s[digits.len()..].to_ascii_lowercase().as_str() {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        _ => 40,
+    };
+    digits.parse::<u128>().ok()?.checked_mul(1 << shift)
 }
 
 fn redirectionio(env: &Env, app_dir: &Path) -> Middleware {
@@ -305,10 +343,10 @@ mod tests {
             }]
         );
         for size in ["1G", "512M", "100", "2t"] {
-            assert!(is_size(size), "{size}");
+            assert!(size_in_bytes(size).is_some(), "{size}");
         }
         for size in ["", "G", "1GB", "1.5G", "-1G"] {
-            assert!(!is_size(size), "{size}");
+            assert!(size_in_bytes(size).is_none(), "{size}");
         }
     }
 
@@ -346,5 +384,36 @@ mod tests {
         assert!(err(&[("CC_REQUEST_FLOW", "varnish,varnish")], app.path()).contains("named twice"));
         assert!(err(&[("CC_VARNISH_STORAGE_SIZE", "lots")], app.path())
             .contains("CC_VARNISH_STORAGE_SIZE: `lots`"));
+        assert!(err(&[("CC_VARNISH_STORAGE_SIZE", "999999T")], app.path())
+            .contains("CC_VARNISH_STORAGE_SIZE: `999999T` is more than"));
+    }
+
+    #[test]
+    fn a_varnish_file_outside_the_app_is_refused_before_it_is_read() {
+        let outer = tempfile::tempdir().unwrap();
+        let app = outer.path().join("app");
+        std::fs::create_dir_all(app.join("clevercloud")).unwrap();
+        std::fs::write(outer.path().join("outside.vcl"), "secret line\n").unwrap();
+        let app = app.canonicalize().unwrap();
+        let err = names(&[("CC_VARNISH_FILE", "../outside.vcl")], &app)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("CC_VARNISH_FILE: `../outside.vcl` resolves to")
+                && err.contains("outside the application"),
+            "{err}"
+        );
+        assert!(!err.contains("secret line"));
+
+        std::os::unix::fs::symlink(
+            outer.path().join("outside.vcl"),
+            app.join("clevercloud/varnish.vcl"),
+        )
+        .unwrap();
+        let err = names(&[], &app).unwrap_err().to_string();
+        assert!(
+            err.starts_with("clevercloud/varnish.vcl: `clevercloud/varnish.vcl` resolves to"),
+            "{err}"
+        );
     }
 }

@@ -51,11 +51,11 @@ pub fn detect(repo_dir: &Path, env: &Env, ports: PortSettings) -> Result<Plan, D
     let app_dir = app_dir(repo_dir, env)?;
     let run = run_command(env)?;
     let (mode, reasons) = mode(&app_dir, env);
-    let environment = match env.get("ENVIRONMENT").map(str::trim) {
-        Some("development") => Environment::Development,
-        _ => Environment::Production,
-    };
+    let (environment, environment_warning) = environment_of(env);
     let (request_flow, flow_ignored) = request_flow(env, &app_dir)?;
+    let ports = ports.ports_for(&request_flow);
+    // Refuse a chain that does not fit now, not when a later tool lays it out.
+    ports.chain(&request_flow)?;
     let mut ignored = Vec::new();
     if mode == Mode::Uv {
         ignored.extend(
@@ -71,6 +71,7 @@ pub fn detect(repo_dir: &Path, env: &Env, ports: PortSettings) -> Result<Plan, D
         .filter(|_| mode == Mode::Uv)
         .and_then(|run| advice::uv_run_installs_dev_dependencies(run, environment, env, &app_dir))
         .into_iter()
+        .chain(environment_warning)
         .collect();
     Ok(Plan {
         schema: SCHEMA,
@@ -84,7 +85,7 @@ pub fn detect(repo_dir: &Path, env: &Env, ports: PortSettings) -> Result<Plan, D
         reasons,
         environment,
         run,
-        ports: ports.ports_for(&request_flow),
+        ports,
         ignored,
         warnings,
         health_check: health_check(env)?,
@@ -92,6 +93,28 @@ pub fn detect(repo_dir: &Path, env: &Env, ports: PortSettings) -> Result<Plan, D
         hops: None,
         extra: Default::default(),
     })
+}
+
+/// Says on stderr what a person should know about the plan: legacy mode and why, warnings,
+/// variables with no effect. (`flowctl APP_DIR` and `uvbuild APP_DIR` say it too.)
+pub fn tell(plan: &Plan, tool: &str, env: &Env) {
+    if plan.mode == Mode::Legacy {
+        plan::report::say(
+            tool,
+            format!("note: legacy mode: {}", plan.reasons.join("; ")),
+            env,
+        );
+    }
+    for warning in &plan.warnings {
+        plan::report::say(tool, format!("warning: {warning}"), env);
+    }
+    for variable in &plan.ignored {
+        plan::report::say(
+            tool,
+            format!("warning: {variable} is set but has no effect in this deployment"),
+            env,
+        );
+    }
 }
 
 /// The repository directory, made absolute, then its `APP_FOLDER` when set.
@@ -169,6 +192,21 @@ fn mode(app_dir: &Path, env: &Env) -> (Mode, Vec<String>) {
         reasons.push(reason);
     }
     (Mode::Legacy, reasons)
+}
+
+/// `ENVIRONMENT=development` keeps dev dependencies; any other value builds as production,
+/// which is worth a warning when the value looks like a misspelt `development`.
+fn environment_of(env: &Env) -> (Environment, Option<String>) {
+    match env.non_empty("ENVIRONMENT").map(str::trim) {
+        Some("development") => (Environment::Development, None),
+        None | Some("production") => (Environment::Production, None),
+        Some(other) => (
+            Environment::Production,
+            Some(format!(
+                "ENVIRONMENT is `{other}`: only `development` keeps dev dependencies, so this builds as production (with `--no-dev`); set `ENVIRONMENT=development` for dev dependencies"
+            )),
+        ),
+    }
 }
 
 fn build_argv(environment: Environment) -> Vec<String> {

@@ -1,8 +1,9 @@
 use clap::Parser;
-use detect::detect;
-use plan::cli::{exit, fail, EnvArgs, PortArgs};
-use plan::{write_plan, Mode};
+use plan::cli::{EnvArgs, PortArgs};
+use plan::report::{report, Fault};
+use plan::{print_plan, Env};
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 /// Decide how the platform would deploy the application in APP_DIR, and print the plan as
 /// JSON on stdout.
@@ -25,20 +26,21 @@ struct Cli {
     ports: PortArgs,
 }
 
-fn main() {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    let env = cli.env.env().unwrap_or_else(|e| fail(e, exit::USAGE));
-    let plan =
-        detect(&cli.app_dir, &env, cli.ports.into()).unwrap_or_else(|e| fail(e, exit::USAGE));
-    if plan.mode == Mode::Legacy {
-        eprintln!("note: legacy mode: {}", plan.reasons.join("; "));
+    let env = match cli.env.env() {
+        Ok(env) => env,
+        Err(e) => return report(&e, &Env::from_process()),
+    };
+    match run(&cli, &env) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => report(&*e, &env),
     }
-    for warning in &plan.warnings {
-        eprintln!("warning: {warning}");
-    }
-    for variable in &plan.ignored {
-        eprintln!("warning: {variable} is set but has no effect in this deployment");
-    }
-    write_plan(&plan, cli.pretty, &mut std::io::stdout().lock())
-        .unwrap_or_else(|e| fail(format!("cannot write the plan: {e}"), exit::FAILED));
+}
+
+fn run(cli: &Cli, env: &Env) -> Result<(), Fault> {
+    let plan = detect::detect(&cli.app_dir, env, cli.ports.into())?;
+    detect::tell(&plan, "detect", env);
+    print_plan(&plan, cli.pretty)?;
+    Ok(())
 }

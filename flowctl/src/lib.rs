@@ -8,25 +8,47 @@ pub mod text;
 pub mod varnish;
 
 use plan::command::shell_argv;
-use plan::{EnvValue, Hop, HopFile, Middleware, Plan, PortSettings, Ports, DEFAULT_APP_PORT};
+use plan::report::{exit, Failure};
+use plan::{EnvValue, Hop, HopFile, HopPorts, LayoutError, Middleware, Plan};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FlowError {
-    #[error("the state directory `{state_dir}` is inside the application `{app_dir}`, which uvdeploy never modifies\n\nhint: choose another with `--state-dir`")]
+    #[error("the state directory `{state_dir}` is inside the application `{app_dir}`, which uvdeploy never modifies")]
     StateDirInsideApp {
         state_dir: PathBuf,
         app_dir: PathBuf,
     },
+    #[error("cannot create a state directory: {0}")]
+    StateDir(String),
+    #[error("the Varnish configuration `{vcl}` resolves outside the application `{app_dir}`")]
+    VclOutsideApp { vcl: String, app_dir: PathBuf },
     #[error("cannot read the Varnish configuration `{path}`: {reason}")]
     ReadVcl { path: PathBuf, reason: String },
-    #[error("the Varnish configuration `{file}` does not compile:\n{message}")]
+    #[error("the Varnish configuration `{file}` does not compile")]
     VclCompile { file: String, message: String },
-    #[error("port {port} ({hop}) is already in use on this machine\n\nhint: stop what listens there, or shift the chain with `--public-port` and `--app-port`")]
-    PortInUse { port: u16, hop: String },
-    #[error("the app port {app} falls inside the chain of middleware ports {first}..={last}\n\nhint: choose an --app-port outside it")]
-    AppPortInChain { app: u16, first: u16, last: u16 },
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+}
+
+impl Failure for FlowError {
+    fn exit_code(&self) -> u8 {
+        exit::USAGE
+    }
+    fn details(&self) -> Vec<String> {
+        match self {
+            FlowError::VclCompile { message, .. } => message.lines().map(String::from).collect(),
+            _ => Vec::new(),
+        }
+    }
+    fn hint(&self) -> Option<String> {
+        match self {
+            FlowError::StateDirInsideApp { .. } => Some("choose another with `--state-dir`".into()),
+            FlowError::Layout(e) => e.hint(),
+            _ => None,
+        }
+    }
 }
 
 /// How to plan the hops.
@@ -35,80 +57,81 @@ pub struct FlowOptions {
     /// Where rendered files and working directories go: outside the app, readable by the
     /// `varnish` user.
     pub state_dir: PathBuf,
-    pub public_port: Option<u16>,
-    pub app_port: Option<u16>,
-    /// Refuse ports that something already listens on.
-    pub check_ports: bool,
     /// `varnishd`, when installed: used in argv and to compile the VCL.
     pub varnishd: Option<PathBuf>,
     /// How to run the workspace's Otoroshi challenge proxy.
     pub otoroshi_challenge: String,
 }
 
-/// Adds `hops` to the plan (replacing any), with ports shifted as asked. Returns notes for
-/// the user (a VCL line kept, ...).
+/// Adds `hops` to the plan (replacing any), on the ports the plan lays out. Returns notes for
+/// the user (a VCL line kept, ...). Nothing is probed: whether a port is free is checked by
+/// `launcher`, just before each process binds it.
 pub fn plan_hops(plan: &mut Plan, options: &FlowOptions) -> Result<Vec<String>, FlowError> {
-    if options.state_dir.starts_with(&plan.app_dir) {
+    let state_dir = resolved(&options.state_dir);
+    if state_dir.starts_with(&plan.app_dir) {
         return Err(FlowError::StateDirInsideApp {
-            state_dir: options.state_dir.clone(),
+            state_dir,
             app_dir: plan.app_dir.clone(),
         });
     }
-    plan.ports = ports(plan, options);
+    let chain = plan.ports.chain(&plan.request_flow)?;
     let mut notes = Vec::new();
     let hops = if plan.request_flow.blocked {
-        vec![block_hop(plan, options)]
+        vec![block_hop(plan, chain[0], options)]
     } else {
-        let count = plan.request_flow.middlewares.len() as u16;
-        if count > 0 {
-            let (first, last) = (plan.ports.public, plan.ports.public + count - 1);
-            if (first..=last).contains(&plan.ports.app) {
-                return Err(FlowError::AppPortInChain {
-                    app: plan.ports.app,
-                    first,
-                    last,
-                });
-            }
-        }
-        let mut hops = Vec::new();
-        for (i, middleware) in plan.request_flow.middlewares.iter().enumerate() {
-            let listen = plan.ports.public + i as u16;
-            let forward = if i as u16 + 1 == count {
-                plan.ports.app
-            } else {
-                listen + 1
-            };
-            hops.push(middleware_hop(
-                middleware, listen, forward, plan, options, &mut notes,
-            )?);
-        }
-        hops
+        plan.request_flow
+            .middlewares
+            .iter()
+            .zip(chain)
+            .map(|(middleware, ports)| middleware_hop(middleware, ports, plan, options, &mut notes))
+            .collect::<Result<_, _>>()?
     };
-    if options.check_ports {
-        check_ports_free(&hops, plan)?;
-    }
     plan.hops = Some(hops);
     Ok(notes)
 }
 
-/// The plan's ports, shifted as asked: the app moves behind the chain when there is one.
-fn ports(plan: &Plan, options: &FlowOptions) -> Ports {
-    let behind = if plan.ports.app != plan.ports.public {
-        plan.ports.app
-    } else {
-        DEFAULT_APP_PORT
-    };
-    PortSettings {
-        public: options.public_port.unwrap_or(plan.ports.public),
-        app: options.app_port.unwrap_or(behind),
+/// `path` with its symbolic links resolved, as far as it exists (the rest appended as is).
+fn resolved(path: &Path) -> PathBuf {
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut existing = path.as_path();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(real) = existing.canonicalize() {
+            return rest.iter().rev().fold(real, |acc, part| acc.join(part));
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                existing = parent;
+            }
+            _ => return path,
+        }
     }
-    .ports_for(&plan.request_flow)
+}
+
+/// A new private state directory under the temp dir, for a plan made by hand without
+/// `--state-dir` (`scripts/deploy` makes its own): unpredictable, so that no other user can
+/// prepare it, and open for reading, since `varnishd` reads its files as its own user.
+pub fn new_state_dir(plan: &Plan) -> Result<PathBuf, FlowError> {
+    use std::os::unix::fs::PermissionsExt;
+    let name = plan
+        .app_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "app".into());
+    let err = |e: std::io::Error| FlowError::StateDir(e.to_string());
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("uvdeploy-{name}."))
+        .tempdir()
+        .map_err(err)?
+        .keep();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).map_err(err)?;
+    Ok(dir)
 }
 
 fn middleware_hop(
     middleware: &Middleware,
-    listen: u16,
-    forward: u16,
+    HopPorts { listen, forward }: HopPorts,
     plan: &Plan,
     options: &FlowOptions,
     notes: &mut Vec<String>,
@@ -138,7 +161,15 @@ fn middleware_hop(
             );
         }
         Middleware::Varnish { vcl, storage_size } => {
-            let source = plan.app_dir.join(vcl);
+            // detect checked it, but the plan may come from elsewhere: read nothing outside
+            // the app (a link to another file would have varnishd quote its lines).
+            let source = resolved(&plan.app_dir.join(vcl));
+            if !source.starts_with(&plan.app_dir) {
+                return Err(FlowError::VclOutsideApp {
+                    vcl: vcl.clone(),
+                    app_dir: plan.app_dir.clone(),
+                });
+            }
             let user_vcl = std::fs::read_to_string(&source).map_err(|e| FlowError::ReadVcl {
                 path: source.clone(),
                 reason: e.to_string(),
@@ -188,20 +219,19 @@ fn middleware_hop(
 }
 
 /// The blocking service on the public port, a real `varnishd` answering `200 OK`.
-fn block_hop(plan: &Plan, options: &FlowOptions) -> Hop {
-    let listen = plan.ports.public;
+fn block_hop(plan: &Plan, ports: HopPorts, options: &FlowOptions) -> Hop {
     // Configured health check paths still reach the app, so the verdict stays true.
     let health_paths =
         (!plan.health_check.is_default()).then_some(plan.health_check.paths.as_slice());
-    let vcl = varnish::block_vcl(plan.ports.app, health_paths);
+    let vcl = varnish::block_vcl(ports.forward, health_paths);
     Hop {
         name: "block".into(),
-        listen,
-        forward: health_paths.map(|_| plan.ports.app),
-        argv: varnishd_argv(listen, "16M", options),
+        listen: ports.listen,
+        forward: health_paths.map(|_| ports.forward),
+        argv: varnishd_argv(ports.listen, "16M", options),
         env: BTreeMap::new(),
         files: vec![HopFile {
-            path: vcl_path(listen, options),
+            path: vcl_path(ports.listen, options),
             content: vcl,
         }],
     }
@@ -243,34 +273,6 @@ fn varnish_file(
         path: vcl_path(listen, options),
         content: rendered.to_string(),
     })
-}
-
-/// Every port of the chain must be free now, so that a deployment does not fail half-started.
-fn check_ports_free(hops: &[Hop], plan: &Plan) -> Result<(), FlowError> {
-    let mut ports: Vec<(u16, String)> = hops
-        .iter()
-        .map(|h| (h.listen, format!("hop {}", h.name)))
-        .collect();
-    ports.push((plan.ports.app, "the app".into()));
-    for (port, hop) in ports {
-        if std::net::TcpListener::bind(("0.0.0.0", port)).is_err() {
-            return Err(FlowError::PortInUse { port, hop });
-        }
-    }
-    Ok(())
-}
-
-/// The default state directory: under the temp dir, which every user can traverse (the
-/// `varnish` user must read the rendered VCL), one per app and public port.
-pub fn default_state_dir(plan: &Plan, public_port: u16) -> PathBuf {
-    let name = plan
-        .app_dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "app".into());
-    std::env::temp_dir()
-        .join("uvdeploy")
-        .join(format!("{name}-{public_port}"))
 }
 
 /// The Otoroshi challenge proxy next to this binary (a cargo build puts them together), or

@@ -1,23 +1,25 @@
 use clap::{Parser, ValueEnum};
-use flowctl::{
-    default_state_dir, otoroshi_challenge_command, plan_hops, text, varnish, FlowOptions,
-};
-use plan::cli::{exit, fail, EnvArgs, PlanArgs};
-use plan::{read_plan, write_plan};
+use flowctl::{new_state_dir, otoroshi_challenge_command, plan_hops, text, varnish, FlowOptions};
+use plan::cli::{EnvArgs, PlanArgs, PortArgs};
+use plan::report::{report, say, Fault, WriteError};
+use plan::{print_plan, read_plan, Env};
+use std::io::Write;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 /// Request Flow: chain the plan's middlewares between the public port and the app.
 ///
 /// Reads the plan on stdin (or --plan FILE) and prints it with `hops` added, one per
 /// middleware in chain order: the first listens on the public port (8080), each forwards
-/// to the next (8081, 8082, ...), the last to the app (9000). Renders the Varnish VCL
-/// (with `vcl 4.1;` and the backend added, checked with `varnishd -C`), the Redirection.io
-/// agent configuration, the custom command, and the blocking service of
-/// CC_REQUEST_FLOW=block. Run each hop with `launcher --hop NAME`.
+/// to the next (8081, 8082, ...), the last to the app (9000), as the plan's ports lay out.
+/// Renders the Varnish VCL (with `vcl 4.1;` and the backend added, checked with
+/// `varnishd -C`), the Redirection.io agent configuration, the custom command, and the
+/// blocking service of CC_REQUEST_FLOW=block. Run each hop with `launcher --hop NAME`, which
+/// checks that its port is free just before it starts.
 ///
 /// By hand, `flowctl APP_DIR` makes the plan itself, with detect's rules.
 #[derive(Parser)]
-#[command(version)]
+#[command(version, args_override_self = true)]
 struct Cli {
     /// Plan this application directly instead of reading a plan.
     app_dir: Option<PathBuf>,
@@ -25,73 +27,87 @@ struct Cli {
     plan: PlanArgs,
     #[command(flatten)]
     env: EnvArgs,
+    /// With APP_DIR: the ports to plan with.
+    #[command(flatten)]
+    ports: PortArgs,
     /// `json`: the plan with hops; `text`: the chain for a person; `hops`: hop names, one a
-    /// line, in chain order (for scripts).
+    /// line, in chain order (for scripts; a plan that has hops is listed as it is).
     #[arg(long, value_enum, default_value_t = Format::Json)]
     format: Format,
-    /// Shift the chain: the first hop (or the app) listens here; hops follow (N+1, N+2, ...).
-    #[arg(long, value_name = "PORT")]
-    public_port: Option<u16>,
-    /// Where the app listens behind the middlewares.
-    #[arg(long, value_name = "PORT")]
-    app_port: Option<u16>,
-    /// Where rendered files and varnishd's working directory go [default: $TMPDIR/uvdeploy/APP-PORT].
+    /// Where rendered files and varnishd's working directory go [default: a new private
+    /// directory $TMPDIR/uvdeploy-APP.XXXXXX].
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
-    /// Do not refuse ports already in use (to show the plan of a running deployment).
-    #[arg(long)]
-    no_port_check: bool,
     /// Indent the JSON for people.
     #[arg(long)]
     pretty: bool,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Format {
     Json,
     Text,
     Hops,
 }
 
-fn main() {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    let env = match cli.env.env() {
+        Ok(env) => env,
+        Err(e) => return report(&e, &Env::from_process()),
+    };
+    match run(&cli, &env) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => report(&*e, &env),
+    }
+}
+
+fn run(cli: &Cli, env: &Env) -> Result<(), Fault> {
     let mut plan = match &cli.app_dir {
         Some(dir) => {
-            let env = cli.env.env().unwrap_or_else(|e| fail(e, exit::USAGE));
-            detect::detect(dir, &env, detect::PortSettings::default())
-                .unwrap_or_else(|e| fail(e, exit::USAGE))
+            let plan = detect::detect(dir, env, cli.ports.into())?;
+            detect::tell(&plan, "flowctl", env);
+            plan
         }
-        None => read_plan(&cli.plan.source(), "flowctl").unwrap_or_else(|e| fail(e, exit::USAGE)),
+        None => read_plan(&cli.plan.source(), "flowctl")?,
     };
-    let public = cli.public_port.unwrap_or(plan.ports.public);
-    let state_dir = cli
-        .state_dir
-        .clone()
-        .unwrap_or_else(|| default_state_dir(&plan, public));
-    let options = FlowOptions {
-        state_dir: std::path::absolute(&state_dir).unwrap_or(state_dir),
-        public_port: cli.public_port,
-        app_port: cli.app_port,
-        check_ports: !cli.no_port_check,
-        varnishd: varnish::find_varnishd(&std::env::var("PATH").unwrap_or_default()),
-        otoroshi_challenge: otoroshi_challenge_command(std::env::current_exe().ok().as_deref()),
-    };
-    let notes = plan_hops(&mut plan, &options).unwrap_or_else(|e| fail(e, exit::USAGE));
-    for note in notes {
-        eprintln!("flowctl: note: {note}");
+    // Listing the hops of a planned chain plans nothing again (no second `varnishd -C`).
+    let planned = cli.format != Format::Json && plan.hops.is_some();
+    if !planned {
+        let state_dir = match &cli.state_dir {
+            Some(dir) => std::path::absolute(dir).unwrap_or_else(|_| dir.clone()),
+            // Only a plan that may be run needs a directory of its own.
+            None if cli.format == Format::Json => new_state_dir(&plan)?,
+            None => std::env::temp_dir(),
+        };
+        let options = FlowOptions {
+            state_dir,
+            varnishd: varnish::find_varnishd(&std::env::var("PATH").unwrap_or_default()),
+            otoroshi_challenge: otoroshi_challenge_command(std::env::current_exe().ok().as_deref()),
+        };
+        for note in plan_hops(&mut plan, &options)? {
+            say("flowctl", format_args!("note: {note}"), env);
+        }
     }
+    let mut out = std::io::stdout().lock();
     match cli.format {
-        Format::Text => println!("{}", text::chain(&plan)),
-        Format::Hops => plan
-            .hops
-            .iter()
-            .flatten()
-            .for_each(|hop| println!("{}", hop.name)),
+        Format::Text => writeln!(out, "{}", plan::secret::redact(&text::chain(&plan), env))
+            .map_err(WriteError)?,
+        Format::Hops => {
+            for hop in plan.hops.iter().flatten() {
+                writeln!(out, "{}", hop.name).map_err(WriteError)?;
+            }
+        }
         Format::Json => {
             // Progress for people watching a pipe; the plan goes to stdout.
-            eprintln!("flowctl: chain: {}", text::chain(&plan));
-            write_plan(&plan, cli.pretty, &mut std::io::stdout().lock())
-                .unwrap_or_else(|e| fail(format!("cannot write the plan: {e}"), exit::FAILED))
+            say(
+                "flowctl",
+                format_args!("chain: {}", text::chain(&plan)),
+                env,
+            );
+            drop(out);
+            print_plan(&plan, cli.pretty)?;
         }
     }
+    Ok(())
 }

@@ -105,19 +105,22 @@ pub fn varnishd_argv(
 
 /// `varnishd`'s absolute path when it is installed (it lives in /usr/sbin, often off PATH).
 pub fn find_varnishd(path_var: &str) -> Option<PathBuf> {
-    path_var
-        .split(':')
-        .chain(["/usr/sbin", "/usr/local/sbin"])
-        .filter(|d| !d.is_empty())
-        .map(|d| Path::new(d).join("varnishd"))
-        .find(|p| p.is_file())
+    let path = format!("{path_var}:/usr/sbin:/usr/local/sbin");
+    which::which_in("varnishd", Some(path), "/").ok()
 }
 
 /// Compiles the VCL with `varnishd -C`; on failure, varnishd's message, with the file named
 /// `source` (line numbers count the lines flowctl adds on top).
 pub fn compile(varnishd: &Path, vcl: &str, source: &str) -> Result<(), String> {
-    let dir = std::env::temp_dir().join(format!("uvdeploy-vcl-check-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    // A private directory: a predictable name under /tmp could be prepared by another user.
+    let private = tempfile::Builder::new()
+        .prefix("uvdeploy-vcl-check.")
+        .tempdir()
+        .map_err(|e| e.to_string())?;
+    let dir = private.path();
+    // varnishd compiles as its own user: it must read the file (the name stays unguessable).
+    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .map_err(|e| e.to_string())?;
     let file = dir.join("check.vcl");
     let result = std::fs::write(&file, vcl)
         .map_err(|e| e.to_string())
@@ -131,7 +134,7 @@ pub fn compile(varnishd: &Path, vcl: &str, source: &str) -> Result<(), String> {
                 .output()
                 .map_err(|e| e.to_string())
         });
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(private);
     let output = result?;
     if output.status.success() {
         return Ok(());

@@ -1,10 +1,8 @@
 //! The deployment health check: wait until the app (or the first hop) listens publicly on
 //! the public port, GET every configured path, and give the verdict in the platform's words.
 
-pub mod listen;
-
-use listen::{listeners, Listener};
-use plan::{Plan, DEFAULT_APP_PORT};
+use plan::process::{listeners, listening_sockets_of, Listener};
+use plan::Plan;
 use serde::Serialize;
 use std::time::{Duration, Instant};
 
@@ -20,15 +18,18 @@ pub struct Check {
     pub paths: Vec<String>,
     /// The default `/` check (nothing configured) passes on any answer below 500.
     pub lenient: bool,
+    /// The whole check's deadline: the wait for the ports and the requests together.
     pub timeout: Duration,
     pub request_timeout: Duration,
+    /// The app's process (its launcher's PID), when known: the diagnosis then names the
+    /// ports the app's own process tree listens on.
+    pub app_pid: Option<i32>,
 }
 
 impl Check {
     /// The check a plan asks for, on the public port. With `block`, that is the blocking
     /// service: it answers the default `/` itself and passes configured paths to the app.
     pub fn from_plan(plan: &Plan, timeout: Duration, request_timeout: Duration) -> Self {
-        let proxied = plan.ports.app != plan.ports.public;
         let hops = plan
             .hops
             .iter()
@@ -40,7 +41,7 @@ impl Check {
                 hop: Some(h.name.clone()),
             })
             .collect();
-        if proxied {
+        if plan.request_flow.is_proxied() {
             inner_ports.push(InnerPort {
                 port: plan.ports.app,
                 hop: None,
@@ -54,7 +55,16 @@ impl Check {
             lenient: plan.health_check.is_default(),
             timeout,
             request_timeout,
+            app_pid: None,
         }
+    }
+
+    /// Where the app must listen: the public port, or the port behind the chain.
+    fn app_port(&self) -> u16 {
+        self.inner_ports
+            .iter()
+            .find(|i| i.hop.is_none())
+            .map_or(self.port, |i| i.port)
     }
 }
 
@@ -101,10 +111,12 @@ pub struct Verdict {
     pub waited_ms: u64,
 }
 
-/// Runs the check: waits for the ports, then probes every path at once.
+/// Runs the check: waits for the ports, then probes every path at once, all within
+/// `timeout`.
 pub fn run(check: &Check) -> Verdict {
     let started = Instant::now();
-    let listening = wait_until_listening(check);
+    let deadline = started + check.timeout;
+    let listening = wait_until_listening(check, deadline);
     let waited_ms = started.elapsed().as_millis() as u64;
     if let Err(diagnosis) = listening {
         return Verdict {
@@ -116,7 +128,7 @@ pub fn run(check: &Check) -> Verdict {
             waited_ms,
         };
     }
-    let probes = probe_all(check);
+    let probes = probe_all(check, deadline);
     Verdict {
         healthy: probes.iter().all(|p| p.passed),
         listening: true,
@@ -127,11 +139,12 @@ pub fn run(check: &Check) -> Verdict {
     }
 }
 
-/// Polls every 5 ms (reading the socket table is cheap) until the ports listen as they must,
-/// or the deadline passes; then says what listens instead.
-fn wait_until_listening(check: &Check) -> Result<(), Vec<String>> {
-    let deadline = Instant::now() + check.timeout;
+/// Polls until the ports listen as they must, or the deadline passes; then says what
+/// listens instead. The first polls come fast (an app that is up answers at once), then
+/// back off to [`MAX_POLL`], so that the wait costs the app it waits for little CPU.
+fn wait_until_listening(check: &Check, deadline: Instant) -> Result<(), Vec<String>> {
     let local = is_local(&check.host);
+    let mut pause = Duration::from_millis(2);
     loop {
         let ready = match (local, listeners()) {
             (true, Some(table)) => ports_ready(check, &table),
@@ -141,11 +154,25 @@ fn wait_until_listening(check: &Check) -> Result<(), Vec<String>> {
         if ready {
             return Ok(());
         }
-        if Instant::now() >= deadline {
-            return Err(diagnose(check, &listeners().unwrap_or_default()));
+        let now = Instant::now();
+        if now >= deadline {
+            let table = listeners().unwrap_or_default();
+            let app = check.app_pid.map(|pid| app_sockets(pid, &table));
+            return Err(diagnose(check, &table, app.as_deref()));
         }
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(pause.min(deadline - now));
+        pause = (pause * 2).min(MAX_POLL);
     }
+}
+
+/// The longest pause between two looks at the socket table.
+pub const MAX_POLL: Duration = Duration::from_millis(50);
+
+/// The sockets the app's process tree (`pid` and its descendants) listens on.
+fn app_sockets(pid: i32, table: &[Listener]) -> Vec<Listener> {
+    let mut tree = plan::process::descendants(pid);
+    tree.push(pid);
+    listening_sockets_of(&tree, table)
 }
 
 fn is_local(host: &str) -> bool {
@@ -164,24 +191,51 @@ fn ports_ready(check: &Check, table: &[Listener]) -> bool {
     public && inner
 }
 
-/// The platform's phrase, then what this machine shows instead.
-pub fn diagnose(check: &Check, table: &[Listener]) -> Vec<String> {
+/// The platform's phrase, then what this machine shows instead. `app` is what the app's
+/// own processes listen on, when its PID is known: only then does the diagnosis speak of
+/// the app's ports; another program is named as such.
+pub fn diagnose(check: &Check, table: &[Listener], app: Option<&[Listener]>) -> Vec<String> {
     let on = |port: u16| table.iter().filter(move |l| l.port == port);
     let port = check.port;
+    let app_port = check.app_port();
     let mut lines = Vec::new();
+    // Where the app listens instead of where it must, in the user's terms.
+    let elsewhere = |must: u16| -> Option<String> {
+        let mut ports: Vec<u16> = app?.iter().map(|l| l.port).filter(|&p| p != must).collect();
+        ports.sort_unstable();
+        ports.dedup();
+        (!ports.is_empty()).then(|| {
+            let list = ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", ");
+            format!("Your application listens on {list}; it must listen on {must}, the PORT it is given.")
+        })
+    };
+    let taken = |port: u16| -> Option<String> {
+        let app_holds = app.is_some_and(|a| a.iter().any(|l| l.port == port));
+        if app_holds {
+            return None;
+        }
+        plan::process::holder_of(port, table).map(|(pid, command)| {
+            format!("Port {port} is taken by another program (PID {pid}: {command}).")
+        })
+    };
     let public_ok = on(port).any(|l| l.is_public());
     if !public_ok {
         lines.push(format!("Your application is not listening on {port}"));
         if let Some(local) = on(port).next() {
-            lines.push("Your application is listening on localhost instead of publicly".into());
-            lines.push(format!(
-                "It listens on {}:{port}; it must listen on 0.0.0.0:{port} (bind to 0.0.0.0, not 127.0.0.1 or localhost).",
-                local.addr
-            ));
-        } else if check.inner_ports.is_empty() && on(DEFAULT_APP_PORT).next().is_some() {
-            lines.push(format!(
-                "Something listens on {DEFAULT_APP_PORT} instead: with no middleware the app must listen on {port} (the PORT it is given), not {DEFAULT_APP_PORT} as in a legacy deployment."
-            ));
+            match taken(port) {
+                Some(line) if app.is_some() => lines.push(line),
+                _ => {
+                    lines.push(
+                        "Your application is listening on localhost instead of publicly".into(),
+                    );
+                    lines.push(format!(
+                        "It listens on {}:{port}; it must listen on 0.0.0.0:{port} (bind to 0.0.0.0, not 127.0.0.1 or localhost).",
+                        local.addr
+                    ));
+                }
+            }
+        } else if let Some(line) = (app_port == port).then(|| elsewhere(port)).flatten() {
+            lines.push(line);
         } else {
             lines.push(format!("Nothing listens on port {port}."));
         }
@@ -196,17 +250,30 @@ pub fn diagnose(check: &Check, table: &[Listener]) -> Vec<String> {
             "Some software are not listening as expected: {missing}"
         ));
         lines.push(match &inner.hop {
-            None => format!("With a middleware in front, the app must listen on {missing} (the PORT it is given), not {port}."),
+            None => elsewhere(missing).unwrap_or_else(|| format!("With a middleware in front, the app must listen on {missing} (the PORT it is given), not {port}.")),
             Some(hop) => format!("The middleware {hop} should listen on {missing}: see its output above."),
         });
+    }
+    // The app's port held by someone else: the app cannot bind it.
+    if app.is_some() && app_port != port {
+        if let Some(line) = taken(app_port) {
+            lines.push(line);
+        }
     }
     lines
 }
 
-fn probe_all(check: &Check) -> Vec<Probe> {
+fn probe_all(check: &Check, deadline: Instant) -> Vec<Probe> {
+    // Each request within its own timeout, and all of them within the check's deadline.
+    let left = deadline.saturating_duration_since(Instant::now());
     let agent = ureq::AgentBuilder::new()
         .redirects(0)
-        .timeout(check.request_timeout)
+        .timeout(
+            check
+                .request_timeout
+                .min(left)
+                .max(Duration::from_millis(1)),
+        )
         .build();
     std::thread::scope(|scope| {
         let handles: Vec<_> = check
@@ -227,7 +294,9 @@ fn probe_all(check: &Check) -> Vec<Probe> {
 fn probe(agent: &ureq::Agent, check: &Check, path: &str) -> Probe {
     let url = format!("http://{}:{}{}", check.host, check.port, path);
     let started = Instant::now();
-    let (status, error) = match agent.get(&url).call() {
+    // One request a connection: a kept-alive one would be reset when this process exits,
+    // and the app would log that as an error.
+    let (status, error) = match agent.get(&url).set("Connection", "close").call() {
         Ok(response) => (Some(response.status()), None),
         Err(ureq::Error::Status(status, _)) => (Some(status), None),
         Err(ureq::Error::Transport(t)) => (None, Some(transport_reason(&t))),
@@ -285,25 +354,6 @@ pub fn render(verdict: &Verdict) -> String {
         out.push_str("If the deployment fails after this message, please update your configuration and redeploy.\n");
     }
     out
-}
-
-/// Durations as people write them: `60s`, `500ms`, `2m`, or plain seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration (e.g. `60s`, `500ms`, `2m`)"))?;
-    let seconds = match unit {
-        "" | "s" => value,
-        "ms" => value / 1000.0,
-        "m" => value * 60.0,
-        _ => return Err(format!("`{text}`: unknown unit `{unit}` (use ms, s or m)")),
-    };
-    Ok(Duration::from_secs_f64(seconds))
 }
 
 #[cfg(test)]
@@ -370,6 +420,7 @@ If the deployment fails after this message, please update your configuration and
             lenient: true,
             timeout: Duration::ZERO,
             request_timeout: Duration::ZERO,
+            app_pid: None,
         }
     }
 
@@ -377,43 +428,82 @@ If the deployment fails after this message, please update your configuration and
         Listener {
             addr: Ipv4Addr::from(addr).into(),
             port,
+            inode: 0,
         }
     }
 
     #[test]
     fn diagnoses() {
         assert_eq!(
-            diagnose(&check(None), &[l([127, 0, 0, 1], 8080)])[..2],
+            diagnose(&check(None), &[l([127, 0, 0, 1], 8080)], None)[..2],
             [
                 "Your application is not listening on 8080",
                 "Your application is listening on localhost instead of publicly"
             ]
         );
-        assert!(diagnose(&check(None), &[l([0, 0, 0, 0], 9000)])[1]
-            .starts_with("Something listens on 9000 instead"));
+        // Something else on 9000 says nothing about the app, whose PID is not known.
         assert_eq!(
-            diagnose(&check(None), &[])[1],
-            "Nothing listens on port 8080."
+            diagnose(&check(None), &[l([0, 0, 0, 0], 9000)], None),
+            [
+                "Your application is not listening on 8080",
+                "Nothing listens on port 8080."
+            ]
         );
-        let proxied = diagnose(&check(Some(9000)), &[l([0, 0, 0, 0], 8080)]);
+        // The app's own sockets, when its PID is known.
+        assert_eq!(
+            diagnose(
+                &check(None),
+                &[l([0, 0, 0, 0], 8123)],
+                Some(&[l([0, 0, 0, 0], 8123)])
+            ),
+            [
+                "Your application is not listening on 8080",
+                "Your application listens on 8123; it must listen on 8080, the PORT it is given."
+            ]
+        );
+        let proxied = diagnose(&check(Some(9000)), &[l([0, 0, 0, 0], 8080)], None);
         assert_eq!(
             proxied[0],
             "Some software are not listening as expected: 9000"
         );
+        let app_elsewhere = diagnose(
+            &check(Some(9000)),
+            &[l([0, 0, 0, 0], 8080), l([0, 0, 0, 0], 8123)],
+            Some(&[l([0, 0, 0, 0], 8123)]),
+        );
+        assert_eq!(
+            app_elsewhere,
+            [
+                "Some software are not listening as expected: 9000",
+                "Your application listens on 8123; it must listen on 9000, the PORT it is given."
+            ]
+        );
         assert!(diagnose(
             &check(Some(9000)),
-            &[l([0, 0, 0, 0], 8080), l([127, 0, 0, 1], 9000)]
+            &[l([0, 0, 0, 0], 8080), l([127, 0, 0, 1], 9000)],
+            None
         )
         .is_empty());
     }
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("60s"), Ok(Duration::from_secs(60)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("5h").is_err());
+    fn another_program_on_the_port_is_named_as_such() {
+        let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = other.local_addr().unwrap().port();
+        let table = listeners().unwrap();
+        let mut c = check(None);
+        c.port = port;
+        let lines = diagnose(&c, &table, Some(&[]));
+        assert_eq!(
+            lines[0],
+            format!("Your application is not listening on {port}")
+        );
+        assert!(
+            lines[1].starts_with(&format!(
+                "Port {port} is taken by another program (PID {}",
+                std::process::id()
+            )),
+            "{lines:?}"
+        );
     }
 }

@@ -1,16 +1,21 @@
 use clap::Parser;
-use healthcheck::{parse_duration, render, run, Check};
-use plan::cli::{exit, fail, PlanArgs};
-use plan::read_plan;
+use healthcheck::{render, run, Check};
+use plan::cli::{port_value, PlanArgs};
+use plan::command::parse_duration;
+use plan::report::{exit, report, say, Fault, Message, WriteError};
+use plan::{read_plan, Env};
+use std::io::Write;
+use std::process::ExitCode;
 use std::time::Duration;
 
 /// The deployment health check, as the platform runs it.
 ///
-/// Waits until the public port listens on a public address (bounded by --timeout), then
-/// GETs every health check path (CC_HEALTH_CHECK_PATH, CC_HEALTH_CHECK_PATH_0, _1, ...) and
-/// prints one `Response from GET <path> is <status>` line each, then the failures. A
+/// Waits until the public port listens on a public address (and every port behind it),
+/// then GETs every health check path (CC_HEALTH_CHECK_PATH, CC_HEALTH_CHECK_PATH_0, _1, ...)
+/// and prints one `Response from GET <path> is <status>` line each, then the failures. A
 /// configured path passes on 2xx; the default `/` on anything below 500. Redirects are not
-/// followed. Exit 0 healthy, 1 unhealthy or not listening in time, 2 bad usage.
+/// followed. --timeout bounds the whole check, requests included. Exit 0 healthy, 1
+/// unhealthy or not listening in time, 2 bad usage.
 ///
 /// Reads the plan on stdin (or --plan FILE); --port and --path check by hand without one.
 #[derive(Parser)]
@@ -19,7 +24,7 @@ struct Cli {
     #[command(flatten)]
     plan: PlanArgs,
     /// Check this port instead of the plan's public port (no plan is read).
-    #[arg(long, value_name = "PORT")]
+    #[arg(long, value_name = "PORT", value_parser = port_value())]
     port: Option<u16>,
     /// Host to send the requests to.
     #[arg(long, default_value = "127.0.0.1")]
@@ -27,19 +32,34 @@ struct Cli {
     /// A path to GET (repeatable); with --port, the default is `/`, lenient.
     #[arg(long = "path", value_name = "PATH")]
     paths: Vec<String>,
-    /// How long to wait for the port, e.g. `60s`, `500ms`.
+    /// The whole check's deadline (waiting for the ports, then the requests), e.g. `60s`,
+    /// `500ms`, `2m`; at most `24h`.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     timeout: Duration,
-    /// How long each request may take.
+    /// How long each request may take (within --timeout).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     request_timeout: Duration,
+    /// The app's PID (its launcher's): when the app does not listen where it must, the
+    /// diagnosis names the ports its own processes listen on.
+    #[arg(long, value_name = "PID")]
+    pid: Option<i32>,
     /// Print one JSON object (each path, status, duration, the verdict) instead of lines.
     #[arg(long)]
     json: bool,
 }
 
-fn main() {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    let env = Env::from_process();
+    match check(&cli) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(exit::FAILED),
+        Err(e) => report(&*e, &env),
+    }
+}
+
+/// Whether the deployment is healthy.
+fn check(cli: &Cli) -> Result<bool, Fault> {
     let mut check = match cli.port {
         Some(port) => Check {
             host: cli.host.clone(),
@@ -49,37 +69,46 @@ fn main() {
             lenient: true,
             timeout: cli.timeout,
             request_timeout: cli.request_timeout,
+            app_pid: None,
         },
         None => {
-            let plan = read_plan(&cli.plan.source(), "healthcheck")
-                .unwrap_or_else(|e| fail(e, exit::USAGE));
+            let plan = read_plan(&cli.plan.source(), "healthcheck")?;
             let mut check = Check::from_plan(&plan, cli.timeout, cli.request_timeout);
             check.host = cli.host.clone();
             check
         }
     };
+    check.app_pid = cli.pid;
     if !cli.paths.is_empty() {
         if let Some(bad) = cli.paths.iter().find(|p| !p.starts_with('/')) {
-            fail(
-                format!("--path `{bad}` does not start with `/` (e.g. `/health`)"),
-                exit::USAGE,
-            );
+            return Err(Message::usage(format!(
+                "--path `{bad}` does not start with `/` (e.g. `/health`)"
+            ))
+            .into());
         }
         check.paths = cli.paths.clone();
         check.lenient = false;
     }
-    eprintln!(
-        "healthcheck: waiting for port {} (up to {:?})",
-        check.port, check.timeout
+    say(
+        "healthcheck",
+        format_args!(
+            "waiting for port {} (up to {})",
+            check.port,
+            humantime::format_duration(check.timeout)
+        ),
+        &Env::default(),
     );
     let verdict = run(&check);
-    if cli.json {
-        println!(
-            "{}",
+    let text = if cli.json {
+        format!(
+            "{}\n",
             serde_json::to_string(&verdict).expect("the verdict serializes")
-        );
+        )
     } else {
-        print!("{}", render(&verdict));
-    }
-    std::process::exit(if verdict.healthy { 0 } else { exit::FAILED });
+        render(&verdict)
+    };
+    std::io::stdout()
+        .write_all(text.as_bytes())
+        .map_err(WriteError)?;
+    Ok(verdict.healthy)
 }

@@ -1,9 +1,15 @@
 //! The launcher: work out exactly what one process of the plan needs (argv, working
 //! directory, environment, rendered files, the pre-run hook), then replace this process with
 //! it. No wrapper stays behind: the PID, the signals and the exit status are the process's own.
+//! The one exception is a shell command that is more than one simple command (a list, a
+//! pipeline, a background job): the shell must stay, and the launcher stays with it to
+//! supervise ([`supervise`]).
+
+pub mod supervise;
 
 use plan::command::{find_program, shell_argv, ProgramError};
 use plan::hook::HookError;
+use plan::report::{exit, Failure};
 use plan::secret::{is_secret, REDACTED};
 use plan::{Env, EnvValue, HopFile, Mode, Plan};
 use std::ffi::CString;
@@ -17,33 +23,44 @@ pub enum Target {
     Hop(String),
     /// A command given by hand after `--`.
     Command(Vec<String>),
+    /// One of the platform's run hooks (`CC_RUN_SUCCEEDED_HOOK`, `CC_RUN_FAILED_HOOK`), run
+    /// in the app when it is set.
+    Hook(String),
 }
+
+/// The hooks `--hook` runs: the others run inside the tools (build hooks in `uvbuild`, the
+/// pre-run hook in `launcher --app`).
+pub const RUN_HOOKS: [&str; 2] = ["CC_RUN_SUCCEEDED_HOOK", "CC_RUN_FAILED_HOOK"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
     #[error("the plan is in legacy mode ({0}): the platform would deploy it with its legacy Python backend, which uvdeploy does not run")]
     Legacy(String),
-    #[error("the plan has no run command\n\nhint: set CC_PYTHON_UV_RUN_COMMAND (or CC_RUN_COMMAND), e.g. `uv run python app.py`, and make the plan again")]
+    #[error("the plan has no run command")]
     NoRunCommand,
     #[error("the run command is empty")]
     EmptyCommand,
-    #[error("the plan has no hops, so there is no hop \"{0}\"\n\nhint: pipe the plan through `flowctl` first: `detect APP_DIR | uvbuild | flowctl > plan.json`")]
+    #[error("the plan has no hops, so there is no hop \"{0}\"")]
     NoHops(String),
     #[error("the plan has no hop \"{name}\" (its hops: {known})")]
     UnknownHop { name: String, known: String },
+    #[error("--hook {0}: not a run hook (known: CC_RUN_SUCCEEDED_HOOK, CC_RUN_FAILED_HOOK)")]
+    UnknownHook(String),
     #[error("hop \"{hop}\" needs {variable} in the environment, and it is not set")]
     MissingHopVariable { hop: String, variable: String },
     #[error("hop \"{hop}\" would write `{path}` inside the application directory, which uvdeploy never modifies")]
     FileInsideApp { hop: String, path: PathBuf },
     #[error("cannot write `{path}`: {reason}")]
     WriteFile { path: PathBuf, reason: String },
-    #[error("command not found: `{command}` (searched PATH: {path}){hint}")]
-    NotFound {
-        command: String,
-        path: String,
-        hint: String,
+    #[error("port {port} ({what}) is already in use on this machine{holder}")]
+    PortInUse {
+        port: u16,
+        what: String,
+        holder: String,
     },
-    #[error("`{0}` is not executable (chmod +x it, or run it through its interpreter)")]
+    #[error("command not found: `{command}` (searched PATH: {path})")]
+    NotFound { command: String, path: String },
+    #[error("`{0}` is not executable")]
     NotExecutable(PathBuf),
     #[error(transparent)]
     PreRunHook(#[from] HookError),
@@ -53,22 +70,38 @@ pub enum LaunchError {
     Chdir { path: PathBuf, reason: String },
     #[error("exec of `{path}` failed: {reason}")]
     Exec { path: PathBuf, reason: String },
+    #[error("cannot set up the process group: {0}")]
+    Group(String),
 }
 
-impl LaunchError {
-    /// The launcher's exit code: a failed hook passes its own status on.
-    pub fn exit_code(&self) -> i32 {
+impl Failure for LaunchError {
+    /// Usage and configuration errors exit 2; a command that cannot run, as the shell says
+    /// it (127 not found, 126 not executable); a failed hook passes its own status on.
+    fn exit_code(&self) -> u8 {
         match self {
-            LaunchError::PreRunHook(HookError::Failed { code, .. }) => *code,
-            LaunchError::PreRunHook(HookError::NotRun { .. }) => 1,
+            LaunchError::PreRunHook(hook) => hook.exit_code(),
             LaunchError::NotFound { .. } => 127,
-            LaunchError::ParentGone => 1,
             LaunchError::NotExecutable(_) => 126,
-            LaunchError::WriteFile { .. }
+            LaunchError::ParentGone
+            | LaunchError::PortInUse { .. }
+            | LaunchError::WriteFile { .. }
             | LaunchError::Exec { .. }
-            | LaunchError::Chdir { .. } => 1,
-            _ => plan::cli::exit::USAGE,
+            | LaunchError::Group(_)
+            | LaunchError::Chdir { .. } => exit::FAILED,
+            _ => exit::USAGE,
         }
+    }
+
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            LaunchError::NoRunCommand => "set CC_PYTHON_UV_RUN_COMMAND (or CC_RUN_COMMAND), e.g. `uv run python app.py`, and make the plan again".into(),
+            LaunchError::NoHops(_) => "pipe the plan through `flowctl` first: `detect APP_DIR | uvbuild | flowctl > plan.json`".into(),
+            LaunchError::PortInUse { .. } => "stop what listens there, or shift the chain with `--public-port` and `--app-port`".into(),
+            LaunchError::NotExecutable(path) => format!("`chmod +x {}`, or run it through its interpreter", path.display()),
+            LaunchError::NotFound { command, .. } => return install_hint(command),
+            LaunchError::PreRunHook(hook) => return hook.hint(),
+            _ => return None,
+        })
     }
 }
 
@@ -84,6 +117,8 @@ pub struct Launch {
     pub files: Vec<HopFile>,
     /// `CC_PRE_RUN_HOOK`, for the app only.
     pub pre_run_hook: Option<String>,
+    /// The port the process will bind, checked free just before it starts, and what it is.
+    pub binds: Option<(u16, String)>,
 }
 
 /// Works out the launch of `target`. `plan` is required for the app and hops; a command by
@@ -103,14 +138,34 @@ pub fn prepare(
         set: Vec::new(),
         files: Vec::new(),
         pre_run_hook: None,
+        binds: None,
     };
     let planned_port = match (target, plan) {
         (Target::Command(argv), _) => {
             launch.argv = argv.clone();
             plan.map(|p| p.ports.app)
         }
-        (Target::App, Some(plan)) => Some(app_launch(plan, env, &mut launch)?),
-        (Target::Hop(name), Some(plan)) => Some(hop_launch(plan, name, env, &mut launch)?),
+        (Target::Hook(name), _) => {
+            if !RUN_HOOKS.contains(&name.as_str()) {
+                return Err(LaunchError::UnknownHook(name.clone()));
+            }
+            // Nothing to run when the hook is not set: `main` says so by exiting 0.
+            launch.argv = match env.non_empty(name) {
+                Some(command) => vec!["/bin/sh".into(), "-c".into(), command.to_string()],
+                None => Vec::new(),
+            };
+            return Ok(launch);
+        }
+        (Target::App, Some(plan)) => {
+            let port = app_launch(plan, env, &mut launch)?;
+            launch.binds = Some((port, "the app".into()));
+            Some(port)
+        }
+        (Target::Hop(name), Some(plan)) => {
+            let port = hop_launch(plan, name, env, &mut launch)?;
+            launch.binds = Some((port, format!("hop {name}")));
+            Some(port)
+        }
         (Target::App | Target::Hop(_), None) => {
             unreachable!("main reads a plan for --app and --hop")
         }
@@ -265,6 +320,9 @@ fn try_exec(launch: &Launch) -> Result<Never, LaunchError> {
         launch.env.get("PATH").unwrap_or(""),
         &launch.cwd,
     )?;
+    if let Some((port, what)) = &launch.binds {
+        check_port_free(*port, what)?;
+    }
     if let Some(hook) = &launch.pre_run_hook {
         plan::hook::run(
             "CC_PRE_RUN_HOOK",
@@ -273,6 +331,11 @@ fn try_exec(launch: &Launch) -> Result<Never, LaunchError> {
             &launch.cwd,
             "launcher",
         )?;
+    }
+    if plan::command::shell_stays(&launch.argv) {
+        // A list, a pipeline, a background job: the shell stays, so this process stays too,
+        // in its place, to pass signals on and report how it all ended.
+        std::process::exit(supervise::run(&program, launch).into());
     }
     let c =
         |s: &str| CString::new(s).unwrap_or_else(|_| CString::new(s.replace('\0', "")).unwrap());
@@ -311,6 +374,39 @@ fn write_file(file: &HopFile) -> Result<(), LaunchError> {
     std::fs::set_permissions(&file.path, std::fs::Permissions::from_mode(0o644)).map_err(err)
 }
 
+/// The port must be free now, just before the process binds it: a busy port fails here,
+/// naming what holds it, rather than as the app's own bind error.
+fn check_port_free(port: u16, what: &str) -> Result<(), LaunchError> {
+    if std::net::TcpListener::bind(("0.0.0.0", port)).is_ok() {
+        return Ok(());
+    }
+    let table = plan::process::listeners().unwrap_or_default();
+    let holder = plan::process::holder_of(port, &table)
+        .map(|(pid, command)| format!(", by PID {pid}: {command}"))
+        .unwrap_or_default();
+    Err(LaunchError::PortInUse {
+        port,
+        what: what.to_string(),
+        holder,
+    })
+}
+
+/// Makes this process the leader of a new process group and records its PID in `file`, so
+/// that a supervisor (scripts/deploy) can stop it and everything it starts, whatever
+/// happens to the supervisor itself.
+pub fn lead_group(file: &Path) -> Result<(), LaunchError> {
+    use std::io::Write;
+    let err = |e: String| LaunchError::Group(e);
+    nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0))
+        .map_err(|e| err(e.desc().to_string()))?;
+    let mut out = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(file)
+        .map_err(|e| err(format!("{}: {e}", file.display())))?;
+    writeln!(out, "{}", std::process::id()).map_err(|e| err(format!("{}: {e}", file.display())))
+}
+
 /// Finds the program as `execvp` would, but says what went wrong in words.
 pub fn resolve(command: &str, path_var: &str, cwd: &Path) -> Result<PathBuf, LaunchError> {
     find_program(command, path_var, cwd).map_err(|e| match e {
@@ -322,19 +418,17 @@ pub fn resolve(command: &str, path_var: &str, cwd: &Path) -> Result<PathBuf, Lau
             } else {
                 path_var.to_string()
             },
-            hint: install_hint(command),
         },
     })
 }
 
 /// How to get the programs a plan may name that are not part of uvdeploy.
-fn install_hint(command: &str) -> String {
-    let hint = match command {
+fn install_hint(command: &str) -> Option<String> {
+    Some(match command {
         "redirectionio-agent" => "the Redirection.io agent is not installed: install it (https://redirection.io/documentation/developer-documentation/installation-of-the-agent) or remove redirectionio from the request flow",
         "varnishd" => "install Varnish (`apt-get install varnish`); varnishd lives in /usr/sbin",
         "uv" => "install uv (`pip install uv`)",
         "otoroshi-challenge" => "build the workspace (`cargo build --release`) and put target/release on PATH",
-        _ => return String::new(),
-    };
-    format!("\n\nhint: {hint}")
+        _ => return None,
+    }.to_string())
 }

@@ -1,18 +1,24 @@
 use clap::Parser;
-use launcher::{describe, die_with_parent, exec, prepare, Target};
-use plan::cli::{exit, fail, EnvArgs, PlanArgs};
-use plan::read_plan;
+use launcher::{describe, die_with_parent, exec, lead_group, prepare, Target};
+use plan::cli::{port_value, EnvArgs, PlanArgs};
+use plan::report::{report, say, Fault};
+use plan::{read_plan, Env};
+use std::path::PathBuf;
+use std::process::ExitCode;
 
 /// Become one process of the plan: the application (`--app`), one middleware hop
-/// (`--hop NAME`), or a command given after `--`.
+/// (`--hop NAME`), a run hook (`--hook NAME`), or a command given after `--`.
 ///
 /// The working directory is the plan's `app_dir` and PORT is where the process must listen
-/// (the app port, or the hop's listen port). The launcher replaces itself with the process:
-/// same PID, the process's own signals and exit status. A run command with shell syntax runs
-/// as `/bin/sh -c 'exec ...'`. CC_PRE_RUN_HOOK runs before the app starts.
+/// (the app port, or the hop's listen port), checked free just before it starts. The launcher
+/// replaces itself with the process: same PID, the process's own signals and exit status. A
+/// run command that is one simple command with shell syntax runs as `/bin/sh -c 'exec ...'`;
+/// anything more (a list, a pipeline, `if`, `&`) runs exactly as `/bin/sh -c COMMAND`, with
+/// the launcher staying to pass signals on to all of it and report its exit status.
+/// CC_PRE_RUN_HOOK runs before the app starts.
 #[derive(Parser)]
 #[command(version)]
-#[command(group(clap::ArgGroup::new("target").required(true).args(["app", "hop", "command"])))]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["app", "hop", "hook", "command"])))]
 struct Cli {
     /// Run the application's run command.
     #[arg(long)]
@@ -20,16 +26,24 @@ struct Cli {
     /// Run the middleware hop NAME (from the `hops` flowctl adds).
     #[arg(long, value_name = "NAME")]
     hop: Option<String>,
+    /// Run the run hook NAME (CC_RUN_SUCCEEDED_HOOK or CC_RUN_FAILED_HOOK) in the app, when it
+    /// is set; exits 0 when it is not, the hook's status otherwise.
+    #[arg(long, value_name = "NAME")]
+    hook: Option<String>,
     /// Print what would be executed (argv, cwd, variables set, files) and exit.
     #[arg(long)]
     dry_run: bool,
     /// Stop (SIGTERM) when the process that started the launcher dies, even by SIGKILL: for
     /// supervisors such as scripts/deploy. Linux drops this setting when the program changes
-    /// its credentials (varnishd does, dropping privileges).
+    /// its credentials (varnishd does, dropping privileges): see --group-file.
     #[arg(long)]
     die_with_parent: bool,
+    /// Lead a new process group and append its ID (this PID) to FILE, so that a supervisor
+    /// stops the process and everything it starts with one signal to the group.
+    #[arg(long, value_name = "FILE")]
+    group_file: Option<PathBuf>,
     /// Set PORT to this instead of the plan's port.
-    #[arg(long, value_name = "PORT")]
+    #[arg(long, value_name = "PORT", value_parser = port_value())]
     port: Option<u16>,
     #[command(flatten)]
     plan: PlanArgs,
@@ -40,37 +54,48 @@ struct Cli {
     command: Vec<String>,
 }
 
-fn main() {
+fn main() -> ExitCode {
     // Read first, before anything could outlive a parent that dies meanwhile.
     let parent = nix::unistd::getppid();
     let cli = Cli::parse();
-    let target = match (&cli.hop, cli.app) {
-        (Some(name), _) => Target::Hop(name.clone()),
-        (None, true) => Target::App,
-        (None, false) => Target::Command(cli.command.clone()),
+    let env = match cli.env.env() {
+        Ok(env) => env,
+        Err(e) => return report(&e, &Env::from_process()),
     };
-    let env = cli.env.env().unwrap_or_else(|e| fail(e, exit::USAGE));
-    // A command by hand reads a plan only when one is named.
+    match run(&cli, &env, parent) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => report(&*e, &env),
+    }
+}
+
+fn run(cli: &Cli, env: &Env, parent: nix::unistd::Pid) -> Result<(), Fault> {
+    let target = match (&cli.hop, &cli.hook, cli.app) {
+        (Some(name), _, _) => Target::Hop(name.clone()),
+        (_, Some(name), _) => Target::Hook(name.clone()),
+        (None, None, true) => Target::App,
+        (None, None, false) => Target::Command(cli.command.clone()),
+    };
+    // A command by hand reads a plan only when one is named; a hook needs the app's directory.
     let plan = match (&target, &cli.plan.plan) {
         (Target::Command(_), None) => None,
-        _ => {
-            Some(read_plan(&cli.plan.source(), "launcher").unwrap_or_else(|e| fail(e, exit::USAGE)))
-        }
+        _ => Some(read_plan(&cli.plan.source(), "launcher")?),
     };
-    let launch = prepare(plan.as_ref(), &target, &env, cli.port)
-        .unwrap_or_else(|e| fail(plan::secret::redact(&e.to_string(), &env), e.exit_code()));
+    let launch = prepare(plan.as_ref(), &target, env, cli.port)?;
+    if let Target::Hook(name) = &target {
+        if launch.argv.is_empty() {
+            return Ok(());
+        }
+        say("launcher", format_args!("running {name}"), env);
+    }
     if cli.dry_run {
         print!("{}", describe(&launch));
-        return;
+        return Ok(());
+    }
+    if let Some(file) = &cli.group_file {
+        lead_group(file)?;
     }
     if cli.die_with_parent {
-        if let Err(e) = die_with_parent(parent) {
-            fail(e.to_string(), e.exit_code());
-        }
+        die_with_parent(parent)?;
     }
-    let error = exec(&launch);
-    fail(
-        plan::secret::redact(&error.to_string(), &env),
-        error.exit_code(),
-    );
+    Err(exec(&launch).into())
 }

@@ -104,23 +104,102 @@ fn port_and_working_directory() {
 }
 
 #[test]
-fn a_shell_command_with_and_and_port_still_ends_as_the_launchers_pid() {
+fn a_shell_list_runs_as_sh_would_and_the_launcher_stays_to_supervise_it() {
     let (_tmp, app) = app_dir();
     let plan = plan_running(
         &app,
-        "echo $PORT > port.txt && python3 -c 'import os; print(os.getpid(), flush=True)'",
+        "echo $PORT > port.txt && python3 -c 'import os; print(os.getppid(), flush=True)' && exit 3",
     );
     assert_eq!(plan.run.as_ref().unwrap().argv, None);
     let (mut guard, line) =
         start_and_read_line(launcher().arg("--app").arg("--plan").arg(save(&plan, &app)));
-    assert_eq!(line, guard.pid().to_string());
-    assert!(guard
-        .wait_timeout(Duration::from_secs(10))
-        .unwrap()
-        .success());
+    let status = guard.wait_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(status.code(), Some(3), "the shell's own exit status");
+    // python's parent is the shell, itself the launcher's child.
+    let shell: i32 = line.parse().unwrap();
+    assert_ne!(shell, guard.pid());
     assert_eq!(
         std::fs::read_to_string(app.join("port.txt")).unwrap(),
         "8080\n"
+    );
+}
+
+#[test]
+fn shell_commands_the_old_exec_rewrite_broke_now_run() {
+    let (_tmp, app) = app_dir();
+    for (command, out) in [
+        ("FOO=1 sh -c 'echo $FOO'", "1"),
+        ("if true; then echo yes; fi", "yes"),
+        ("echo hi; { echo there; }", "hi\nthere"),
+        ("true && echo done", "done"),
+    ] {
+        let plan = plan_running(&app, command);
+        let output = launcher()
+            .arg("--app")
+            .arg("--plan")
+            .arg(save(&plan, &app))
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout).trim(),
+            out,
+            "{command}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(output.status.success(), "{command}");
+    }
+}
+
+#[test]
+fn term_stops_a_supervised_list_and_everything_it_started() {
+    let (_tmp, app) = app_dir();
+    let plan = plan_running(&app, "echo started && sleep 300 && echo never");
+    let (mut guard, line) =
+        start_and_read_line(launcher().arg("--app").arg("--plan").arg(save(&plan, &app)));
+    assert_eq!(line, "started");
+    assert!(
+        testkit::wait_until(Duration::from_secs(10), || {
+            plan::process::descendants(guard.pid())
+                .iter()
+                .any(|&p| plan::process::command_line(p) == "sleep 300")
+        }),
+        "the sleep runs under the launcher"
+    );
+    guard.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = guard
+        .wait_timeout(Duration::from_secs(10))
+        .expect("stopped");
+    assert_eq!(status.code(), Some(128 + 15), "the shell died of TERM");
+    assert!(
+        testkit::processes_in_group(guard.pid()).is_empty(),
+        "nothing left"
+    );
+}
+
+#[test]
+fn an_app_sent_to_the_background_is_a_failed_start_with_nothing_left() {
+    let (_tmp, app) = app_dir();
+    let plan = plan_running(&app, "sleep 300 &");
+    let mut cmd = launcher();
+    cmd.arg("--app")
+        .arg("--plan")
+        .arg(save(&plan, &app))
+        .stderr(Stdio::piped());
+    let mut guard = ProcessGuard::spawn(&mut cmd);
+    let status = guard.wait_timeout(Duration::from_secs(15)).expect("ends");
+    assert_eq!(status.code(), Some(1));
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut guard.child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(
+        err.starts_with(
+            "error: the command ended but left 1 process(es) running in the background (PID "
+        ) && err.contains("sleep 300")
+            && err.contains("hint: a run command must keep the app in the foreground"),
+        "{err}"
+    );
+    assert!(
+        testkit::processes_in_group(guard.pid()).is_empty(),
+        "nothing left"
     );
 }
 

@@ -34,17 +34,24 @@ const HOP_BY_HOP: [&str; 6] = [
 ];
 /// At most this many request headers.
 pub const MAX_HEADERS: usize = 100;
+/// How long to wait before accepting again after `accept` failed.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// How long in-flight requests may take to finish after SIGTERM.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// How long the app has to answer by default, before the client gets `504`.
+pub const DEFAULT_APP_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub struct Proxy {
     challenge: Challenge,
     client: Client<HttpConnector, Incoming>,
     forward: u16,
+    /// How long the app has to send its answer's head.
+    app_timeout: Duration,
 }
 
 impl Proxy {
-    pub fn new(secret: &[u8], forward: u16) -> Self {
+    pub fn new(secret: &[u8], forward: u16, app_timeout: Duration) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new())
@@ -54,6 +61,7 @@ impl Proxy {
             challenge: Challenge::new(secret),
             client,
             forward,
+            app_timeout,
         }
     }
 
@@ -86,9 +94,11 @@ impl Proxy {
                 )
             }
         };
-        match self.client.request(Request::from_parts(parts, body)).await {
-            Ok(response) => self.answer(response, &state),
-            Err(e) => self.app_down(&e),
+        let asked = self.client.request(Request::from_parts(parts, body));
+        match tokio::time::timeout(self.app_timeout, asked).await {
+            Ok(Ok(response)) => self.answer(response, &state),
+            Ok(Err(e)) => self.app_down(&e),
+            Err(_) => self.app_too_slow(),
         }
     }
 
@@ -112,6 +122,18 @@ impl Proxy {
                 "the app on 127.0.0.1:{} does not answer ({})",
                 self.forward,
                 root_cause(error)
+            ),
+        )
+    }
+
+    fn app_too_slow(&self) -> Response<Body> {
+        json(
+            StatusCode::GATEWAY_TIMEOUT,
+            "Gateway Timeout",
+            &format!(
+                "the app on 127.0.0.1:{} did not answer within {}",
+                self.forward,
+                humantime::format_duration(self.app_timeout)
             ),
         )
     }
@@ -144,9 +166,11 @@ impl Proxy {
                 Err(e) => return self.app_down(&e),
             };
         tokio::spawn(connection.with_upgrades());
-        let mut response = match sender.send_request(Request::from_parts(parts, body)).await {
-            Ok(response) => response,
-            Err(e) => return self.app_down(&e),
+        let asked = sender.send_request(Request::from_parts(parts, body));
+        let mut response = match tokio::time::timeout(self.app_timeout, asked).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => return self.app_down(&e),
+            Err(_) => return self.app_too_slow(),
         };
         if response.status() != StatusCode::SWITCHING_PROTOCOLS {
             return self.answer(response, state);
@@ -254,7 +278,8 @@ fn add_forwarded(headers: &mut HeaderMap, client: SocketAddr) {
 }
 
 /// Serves until `shutdown` completes, then lets in-flight requests finish (up to the grace
-/// period) before returning.
+/// period) before returning. (Not hyper-util's `GracefulShutdown`: it does not take a
+/// connection with upgrades, which WebSocket needs.)
 pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, shutdown: impl Future<Output = ()>) {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.max_headers(MAX_HEADERS).max_buf_size(64 * 1024);
@@ -266,7 +291,15 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, shutdown: impl Futu
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let Ok((stream, client)) = accepted else { continue };
+                let (stream, client) = match accepted {
+                    Ok(accepted) => accepted,
+                    // Out of file descriptors (EMFILE) or the like: accepting again at once
+                    // would spin; give connections in flight a moment to close.
+                    Err(_) => {
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                        continue;
+                    }
+                };
                 let _ = stream.set_nodelay(true);
                 let proxy = proxy.clone();
                 let service = service_fn(move |request| {

@@ -1,18 +1,14 @@
-//! What every tool's command line shares: the environment flags, the port flags, the plan
-//! flag, and one way to end with an `error:` line and an exit code.
+//! What every tool's command line shares: the environment flags, the port flags and the plan
+//! flag. (How a tool ends with an error is [`crate::report`].)
 
 use crate::env::{Env, EnvError};
 use crate::model::{DEFAULT_APP_PORT, DEFAULT_PUBLIC_PORT};
 use crate::PlanSource;
-use std::fmt::Display;
 use std::path::PathBuf;
 
-/// Exit codes shared by every tool.
-pub mod exit {
-    /// The check or the build failed.
-    pub const FAILED: i32 = 1;
-    /// Bad usage or configuration.
-    pub const USAGE: i32 = 2;
+/// A TCP port a process can listen on: 1 to 65535 (0 would mean "any port").
+pub fn port_value() -> clap::builder::RangedI64ValueParser<u16> {
+    clap::value_parser!(u16).range(1..)
 }
 
 /// `--env-file FILE` and `--env KEY=VALUE`, layered over the process environment.
@@ -36,10 +32,10 @@ impl EnvArgs {
 #[derive(Debug, Clone, Copy, clap::Args)]
 pub struct PortArgs {
     /// The public port, where the first hop (or the app) listens.
-    #[arg(long, value_name = "PORT", default_value_t = DEFAULT_PUBLIC_PORT)]
+    #[arg(long, value_name = "PORT", default_value_t = DEFAULT_PUBLIC_PORT, value_parser = port_value())]
     pub public_port: u16,
     /// Where the app listens when middlewares sit in front of it.
-    #[arg(long, value_name = "PORT", default_value_t = DEFAULT_APP_PORT)]
+    #[arg(long, value_name = "PORT", default_value_t = DEFAULT_APP_PORT, value_parser = port_value())]
     pub app_port: u16,
 }
 
@@ -64,11 +60,4 @@ impl PlanArgs {
     pub fn source(&self) -> PlanSource {
         PlanSource::from_flag(self.plan.as_deref())
     }
-}
-
-/// Prints `error: MESSAGE` on stderr (a message may carry a `hint:` after a blank line) and
-/// exits with `code`.
-pub fn fail(error: impl Display, code: i32) -> ! {
-    eprintln!("error: {error}");
-    std::process::exit(code)
 }

@@ -17,26 +17,45 @@ pub enum ProgramError {
 /// Resolving it ourselves also lets a child with its own PATH be started with `posix_spawn`
 /// rather than `fork` (std falls back to `fork` for a bare name when the child's PATH differs).
 pub fn find_program(program: &str, path_var: &str, cwd: &Path) -> Result<PathBuf, ProgramError> {
-    let candidates: Vec<PathBuf> = if program.contains('/') {
-        vec![cwd.join(program)]
-    } else {
-        path_var
-            .split(':')
-            .filter(|d| !d.is_empty())
-            .map(|d| Path::new(d).join(program))
-            .collect()
-    };
-    let mut not_executable = None;
-    for candidate in candidates {
-        let Ok(meta) = std::fs::metadata(&candidate) else {
-            continue;
-        };
-        if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
-            return Ok(candidate);
-        }
-        not_executable.get_or_insert(candidate);
+    if let Ok(found) = which::which_in(program, Some(path_var), cwd) {
+        return Ok(found);
     }
-    Err(not_executable.map_or(ProgramError::NotFound, ProgramError::NotExecutable))
+    // `which` finds executables only; say so when the file is there but cannot run.
+    let candidate = if program.contains('/') {
+        Some(cwd.join(program))
+    } else {
+        std::env::split_paths(path_var)
+            .map(|dir| dir.join(program))
+            .find(|p| p.is_file())
+    };
+    match candidate {
+        Some(path) if path.is_file() && !is_executable(&path) => {
+            Err(ProgramError::NotExecutable(path))
+        }
+        _ => Err(ProgramError::NotFound),
+    }
+}
+
+fn is_executable(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
+}
+
+/// Durations as people write them: `60s`, `500ms`, `2m`, `1m 30s`, or plain seconds; at most
+/// a day, so that a deadline never overflows.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    const MAX: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+    let text = text.trim();
+    let duration = match text.parse::<u64>() {
+        Ok(seconds) => std::time::Duration::from_secs(seconds),
+        Err(_) => humantime::parse_duration(text)
+            .map_err(|e| format!("`{text}` is not a duration ({e}; e.g. `60s`, `500ms`, `2m`)"))?,
+    };
+    if duration > MAX {
+        return Err(format!(
+            "`{text}` is longer than a day (the longest wait is `24h`)"
+        ));
+    }
+    Ok(duration)
 }
 
 /// Why a command cannot be used.
@@ -59,30 +78,63 @@ pub fn split(command: &str) -> Result<Option<Vec<String>>, CommandError> {
     Ok((!scan.needs_shell).then_some(words))
 }
 
-/// The argv that runs `command` through `/bin/sh`, so that the process the shell ends in is
-/// the command itself: `exec` goes before the command, or before the last command of a list
-/// (`migrate && exec serve`). Neither dash nor bash does that for a list on its own. A
-/// pipeline, a background job or a subshell at the end is left as written.
+/// The argv that runs `command` through `/bin/sh` exactly as `/bin/sh -c COMMAND` would.
+/// When the command is one simple command (words, redirections, leading `VAR=value`
+/// assignments), `exec` goes before it so that the process the shell ends in is the command
+/// itself, with the same PID (`VAR=value exec cmd` keeps the assignments, in dash and bash
+/// alike). Anything else (a list, a pipeline, a background job, a compound command) is left as
+/// written: the shell stays, and whoever runs it supervises it ([`shell_stays`]).
 pub fn shell_argv(command: &str) -> Vec<String> {
-    let scan = scan(command);
-    let tail = &command[scan.last_command_at..];
-    let script = if scan.last_command_is_simple && !tail.trim().is_empty() {
-        let head = &command[..scan.last_command_at + (tail.len() - tail.trim_start().len())];
-        format!("{head}exec {}", tail.trim_start())
-    } else {
-        command.to_string()
+    let script = match simple_command_start(command) {
+        Some(at) => format!("{}exec {}", &command[..at], &command[at..]),
+        None => command.to_string(),
     };
     vec!["/bin/sh".to_string(), "-c".to_string(), script]
+}
+
+/// Whether `argv` is a shell that stays alive around its commands (a list, a pipeline, a
+/// background job, ...), rather than one that execs its single command: such a shell must be
+/// supervised, its signals forwarded to everything it started.
+pub fn shell_stays(argv: &[String]) -> bool {
+    match argv {
+        [sh, c, script] if sh == "/bin/sh" && c == "-c" => {
+            simple_command_start(script).is_none_or(|at| !script[at..].starts_with("exec "))
+        }
+        _ => false,
+    }
+}
+
+/// Words that open or close a compound command: a command starting with one is not simple.
+const RESERVED: [&str; 19] = [
+    "if", "then", "else", "elif", "fi", "do", "done", "case", "esac", "while", "until", "for",
+    "in", "{", "}", "!", "function", "select", "[[",
+];
+
+/// Where the command word of a simple command starts (after its leading assignments), or
+/// `None` when the command is not one simple command.
+fn simple_command_start(command: &str) -> Option<usize> {
+    let scan = scan(command);
+    if scan.compound {
+        return None;
+    }
+    let at = scan.command_at?;
+    let word = command[at..].split_whitespace().next()?;
+    // A command that starts with a redirection (`>log serve`) is left to the shell as written.
+    let redirection = word
+        .trim_start_matches(|c: char| c.is_ascii_digit())
+        .starts_with(['<', '>']);
+    (!RESERVED.contains(&word) && !redirection).then_some(at)
 }
 
 #[derive(Debug, PartialEq, Eq)]
 struct Scan {
     /// Shell syntax outside quotes: the words alone would not mean what the user wrote.
     needs_shell: bool,
-    /// Byte offset where the last command of a list (`a && b`, `a; b`, `a || b`) starts.
-    last_command_at: usize,
-    /// The last command is not a pipeline, a background job or a subshell: it can be exec'd.
-    last_command_is_simple: bool,
+    /// A list (`;`, `&&`, `||`, newline), a pipe, a background job or a subshell: more than
+    /// one simple command.
+    compound: bool,
+    /// Byte offset of the first word that is not a `VAR=value` assignment.
+    command_at: Option<usize>,
 }
 
 fn scan(command: &str) -> Scan {
@@ -94,18 +146,23 @@ fn scan(command: &str) -> Scan {
     }
     let mut scan = Scan {
         needs_shell: false,
-        last_command_at: 0,
-        last_command_is_simple: true,
+        compound: false,
+        command_at: None,
     };
     let mut quote = Quote::None;
     let mut escaped = false;
-    let mut word_start = true;
-    let mut first_word = true;
-    let mut chars = command.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
+    // Where the current word starts (outside a word: `None`), and whether it is so far an
+    // assignment `NAME=`.
+    let mut word: Option<usize> = None;
+    let mut assignment = false;
+    for (i, c) in command.char_indices() {
+        let starts_word = word.is_none() && !c.is_whitespace();
+        if starts_word {
+            word = Some(i);
+            assignment = false;
+        }
         if escaped {
             escaped = false;
-            word_start = false;
             continue;
         }
         match quote {
@@ -130,41 +187,41 @@ fn scan(command: &str) -> Scan {
             '\\' => escaped = true,
             '\'' => quote = Quote::Single,
             '"' => quote = Quote::Double,
-            // A list separator: the next command starts after it.
-            ';' | '\n' | '&' | '|'
-                if c == ';' || c == '\n' || chars.peek().map(|p| p.1) == Some(c) =>
-            {
-                if c == '&' || c == '|' {
-                    chars.next();
-                }
+            ';' | '\n' | '&' | '|' | '(' | ')' => {
                 scan.needs_shell = true;
-                scan.last_command_at = i + if c == ';' || c == '\n' { 1 } else { 2 };
-                scan.last_command_is_simple = true;
-                first_word = true;
-                word_start = true;
-                continue;
-            }
-            // A pipe, a background job or a subshell: not one process to exec.
-            '&' | '|' | '(' | ')' => {
-                scan.needs_shell = true;
-                scan.last_command_is_simple = false;
+                scan.compound = true;
             }
             '<' | '>' | '$' | '`' | '*' | '?' | '[' => scan.needs_shell = true,
-            '~' | '#' if word_start => scan.needs_shell = true,
+            '~' | '#' if starts_word => scan.needs_shell = true,
             // `VAR=value cmd`: an assignment before the command.
-            '=' if first_word => scan.needs_shell = true,
+            '=' if scan.command_at.is_none()
+                && word.is_some_and(|start| is_name(&command[start..i])) =>
+            {
+                scan.needs_shell = true;
+                assignment = true;
+            }
             c if c.is_whitespace() => {
-                if !word_start {
-                    first_word = false;
+                if let Some(start) = word.take() {
+                    if !assignment && scan.command_at.is_none() {
+                        scan.command_at = Some(start);
+                    }
                 }
-                word_start = true;
-                continue;
             }
             _ => {}
         }
-        word_start = false;
+    }
+    if let Some(start) = word {
+        if !assignment && scan.command_at.is_none() {
+            scan.command_at = Some(start);
+        }
     }
     scan
+}
+
+fn is_name(word: &str) -> bool {
+    let mut chars = word.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 #[cfg(test)]
@@ -242,12 +299,25 @@ mod tests {
         );
         assert_eq!(
             find_program("./tool", "", dir.path()),
-            Ok(dir.path().join("./tool"))
+            Ok(dir.path().join("tool"))
         );
         assert_eq!(
             find_program("tool", "/nonexistent", Path::new("/")),
             Err(ProgramError::NotFound)
         );
+    }
+
+    #[test]
+    fn durations() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("60s"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1m 30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("99999999999999999999s").is_err());
+        assert!(parse_duration("25h").is_err());
     }
 
     #[test]
@@ -264,22 +334,78 @@ mod tests {
     }
 
     #[test]
-    fn the_shell_execs_the_last_command() {
+    fn the_shell_execs_one_simple_command_only() {
         let cases = [
-            ("serve --port $PORT > log", "exec serve --port $PORT > log"),
-            ("migrate && serve", "migrate && exec serve"),
-            ("migrate&&serve", "migrate&&exec serve"),
-            ("a || b; c", "a || b; exec c"),
-            ("echo 'a;b' $X", "exec echo 'a;b' $X"),
-            ("a &&\nserve", "a &&\nexec serve"),
-            // Not one process: left to the shell.
-            ("serve | tee log", "serve | tee log"),
-            ("a && serve &", "a && serve &"),
-            ("a && (cd x && serve)", "a && (cd x && serve)"),
-            ("serve;", "serve;"),
+            (
+                "serve --port $PORT > log",
+                "exec serve --port $PORT > log",
+                false,
+            ),
+            (
+                "FOO=1 uv run python app.py",
+                "FOO=1 exec uv run python app.py",
+                false,
+            ),
+            (
+                "A=1 B='x y' serve $PORT",
+                "A=1 B='x y' exec serve $PORT",
+                false,
+            ),
+            ("echo 'a;b' $X", "exec echo 'a;b' $X", false),
+            // Not one simple command: run exactly as written, the shell stays.
+            ("migrate && serve", "migrate && serve", true),
+            (
+                "uv run python app.py && echo done",
+                "uv run python app.py && echo done",
+                true,
+            ),
+            ("a || b; c", "a || b; c", true),
+            ("serve | tee log", "serve | tee log", true),
+            ("a && serve &", "a && serve &", true),
+            ("serve &", "serve &", true),
+            ("(cd x && serve)", "(cd x && serve)", true),
+            ("if true; then serve; fi", "if true; then serve; fi", true),
+            ("echo hi; { serve; }", "echo hi; { serve; }", true),
+            ("sleep 1; exit 7", "sleep 1; exit 7", true),
+            ("{ serve; }", "{ serve; }", true),
+            ("FOO=1", "FOO=1", true),
+            (">log serve", ">log serve", true),
         ];
-        for (command, script) in cases {
-            assert_eq!(shell_argv(command), ["/bin/sh", "-c", script], "{command}");
+        for (command, script, stays) in cases {
+            let argv = shell_argv(command);
+            assert_eq!(argv, ["/bin/sh", "-c", script], "{command}");
+            assert_eq!(shell_stays(&argv), stays, "{command}");
+        }
+        assert!(!shell_stays(&["uv".into(), "run".into()]));
+    }
+
+    /// Every form runs as `/bin/sh -c COMMAND` would: same output, same exit status.
+    #[test]
+    fn shell_commands_mean_what_sh_c_means() {
+        for command in [
+            "FOO=1 sh -c 'echo $FOO'",
+            "if true; then echo yes; fi",
+            "echo hi; { echo there; }",
+            "true && echo done",
+            "echo a | tr a b",
+            "sleep 0; exit 7",
+            "X=2 Y=3; echo $X$Y",
+        ] {
+            let run = |argv: &[String]| {
+                std::process::Command::new(&argv[0])
+                    .args(&argv[1..])
+                    .output()
+                    .unwrap()
+            };
+            let plain = run(&["/bin/sh".into(), "-c".into(), command.into()]);
+            let ours = run(&shell_argv(command));
+            assert_eq!(ours.stdout, plain.stdout, "{command}");
+            assert_eq!(ours.status.code(), plain.status.code(), "{command}");
+            assert!(
+                ours.stderr.is_empty(),
+                "{command}: {}",
+                String::from_utf8_lossy(&ours.stderr)
+            );
         }
     }
 }

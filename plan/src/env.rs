@@ -24,6 +24,12 @@ pub enum EnvError {
     BadAssignment { given: String },
 }
 
+impl crate::report::Failure for EnvError {
+    fn exit_code(&self) -> u8 {
+        crate::report::exit::USAGE
+    }
+}
+
 impl Env {
     /// The process environment (variables that are not UTF-8 are left out).
     pub fn from_process() -> Self {

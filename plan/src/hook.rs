@@ -24,6 +24,29 @@ pub enum HookError {
     },
 }
 
+impl crate::report::Failure for HookError {
+    /// A failed hook passes its own status on (a hook that cannot run at all: 1).
+    fn exit_code(&self) -> u8 {
+        match self {
+            HookError::Failed { code, .. } => u8::try_from(*code).unwrap_or(1).max(1),
+            HookError::NotRun { .. } => crate::report::exit::FAILED,
+        }
+    }
+    fn hint(&self) -> Option<String> {
+        let HookError::Failed { command, code, .. } = self else {
+            return None;
+        };
+        let program = shell_words::split(command).ok()?.into_iter().next()?;
+        match code {
+            126 => Some(format!(
+                "`{program}` is not executable: run `chmod +x {program}` and commit it (git keeps the executable bit)"
+            )),
+            127 => Some(format!("`{program}` was not found: a script path is taken from the application's root, a command from PATH")),
+            _ => None,
+        }
+    }
+}
+
 /// Runs the hook named `hook` when `env` sets it.
 pub fn run_if_set(
     hook: &'static str,
@@ -46,10 +69,7 @@ pub fn run(
     app_dir: &Path,
     tool: &str,
 ) -> Result<(), HookError> {
-    eprintln!(
-        "{tool}: running {hook}: {}",
-        crate::secret::redact(command, env)
-    );
+    crate::report::say(tool, format_args!("running {hook}: {command}"), env);
     let status = Command::new("/bin/sh")
         .args(["-c", command])
         .current_dir(app_dir)

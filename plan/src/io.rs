@@ -1,6 +1,7 @@
 //! Reading and writing plans. A plan is one JSON object; a tool refuses a schema it does not know.
 
 use crate::model::{Plan, SCHEMA};
+use serde_json::Value;
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -30,26 +31,54 @@ impl PlanSource {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
-    #[error("no plan on stdin: stdin is a terminal\n\nhint: pipe one in (`detect APP_DIR | {tool}`) or pass `--plan FILE`")]
+    #[error("no plan on stdin: stdin is a terminal")]
     StdinIsTerminal { tool: String },
     #[error("cannot read {what}: {source}")]
     Read {
         what: String,
         source: std::io::Error,
     },
-    #[error("{what} is empty\n\nhint: make one with `detect APP_DIR`")]
+    /// Nothing came down the pipe: the step before this one failed and said why.
+    #[error("{what} is empty: the step before failed")]
+    UpstreamFailed { what: String },
+    #[error("{what} is empty")]
     Empty { what: String },
     #[error("{what} is not JSON: {detail}")]
     NotJson { what: String, detail: String },
-    #[error("{what} has no `schema` field: it is not a uvdeploy plan\n\nhint: make one with `detect APP_DIR`")]
+    #[error("{what} has no `schema` field: it is not a uvdeploy plan")]
     NoSchema { what: String },
-    #[error("{what} has schema {found}, this tool reads schema {SCHEMA} only\n\nhint: make the plan with the `detect` of the same uvdeploy version")]
+    #[error("{what} has schema {found}, this tool reads schema {SCHEMA} only")]
     UnknownSchema { what: String, found: Value },
     #[error("{what} does not fit schema {SCHEMA}: {detail}")]
     Invalid { what: String, detail: String },
 }
 
-use serde_json::Value;
+impl crate::report::Failure for PlanError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            // The step before chose the exit code the pipeline reports.
+            PlanError::UpstreamFailed { .. } => crate::report::exit::FAILED,
+            _ => crate::report::exit::USAGE,
+        }
+    }
+    fn hint(&self) -> Option<String> {
+        match self {
+            PlanError::StdinIsTerminal { tool } => Some(format!(
+                "pipe one in (`detect APP_DIR | {tool}`) or pass `--plan FILE`"
+            )),
+            PlanError::Empty { .. } | PlanError::NoSchema { .. } => {
+                Some("make one with `detect APP_DIR`".into())
+            }
+            PlanError::UnknownSchema { .. } => {
+                Some("make the plan with the `detect` of the same uvdeploy version".into())
+            }
+            _ => None,
+        }
+    }
+    fn is_silent(&self) -> bool {
+        matches!(self, PlanError::UpstreamFailed { .. })
+    }
+}
 
 /// Reads and checks a plan. `tool` names the reader in hints.
 pub fn read_plan(source: &PlanSource, tool: &str) -> Result<Plan, PlanError> {
@@ -69,6 +98,9 @@ pub fn read_plan(source: &PlanSource, tool: &str) -> Result<Plan, PlanError> {
                     what: what.clone(),
                     source,
                 })?;
+            if text.trim().is_empty() && stdin_is_a_pipe() {
+                return Err(PlanError::UpstreamFailed { what });
+            }
             text
         }
         PlanSource::File(path) => {
@@ -79,6 +111,13 @@ pub fn read_plan(source: &PlanSource, tool: &str) -> Result<Plan, PlanError> {
         }
     };
     parse_plan(&text, &what)
+}
+
+/// Whether stdin is a pipe: an empty pipe means the step before failed (a file or
+/// `/dev/null` given by hand is not a pipe, and its emptiness is worth an error).
+fn stdin_is_a_pipe() -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata("/dev/stdin").is_ok_and(|m| m.file_type().is_fifo())
 }
 
 /// Parses plan text; `what` names where it came from in errors.
@@ -105,6 +144,12 @@ pub fn parse_plan(text: &str, what: &str) -> Result<Plan, PlanError> {
         what,
         detail: e.to_string(),
     })
+}
+
+/// Writes the plan on stdout, for `main`: a reader that went away is a quiet end
+/// ([`crate::report::WriteError`]).
+pub fn print_plan(plan: &Plan, pretty: bool) -> Result<(), crate::report::WriteError> {
+    write_plan(plan, pretty, &mut std::io::stdout().lock()).map_err(crate::report::WriteError)
 }
 
 /// Writes the plan as one JSON document and a newline; `pretty` for people.

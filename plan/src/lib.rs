@@ -6,7 +6,9 @@
 //! - [`hook`]: running the platform's hooks.
 //! - [`env`]: the environment a tool sees: the process's, plus `--env-file` and `--env`.
 //! - [`secret`]: which variables are secrets, and redaction.
-//! - [`cli`]: flags every tool shares, and how `main` reports an error.
+//! - [`cli`]: flags every tool shares.
+//! - [`report`]: errors as data, and the one way every tool prints them.
+//! - [`process`]: what `/proc` says of processes and listening sockets.
 //! - [`command`]: how a run command is split into words, or left to the shell.
 
 pub mod cli;
@@ -15,8 +17,10 @@ pub mod env;
 pub mod hook;
 pub mod io;
 pub mod model;
+pub mod process;
+pub mod report;
 pub mod secret;
 
 pub use env::Env;
-pub use io::{read_plan, write_plan, PlanSource};
+pub use io::{print_plan, read_plan, write_plan, PlanSource};
 pub use model::*;

@@ -154,6 +154,71 @@ impl PortSettings {
     }
 }
 
+/// Where one hop of the chain listens, and where it forwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HopPorts {
+    pub listen: u16,
+    pub forward: u16,
+}
+
+/// A chain that cannot be laid out on this machine's ports.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LayoutError {
+    #[error("a chain of {count} hop(s) from the public port {public} runs past port 65535")]
+    PastLastPort { public: u16, count: usize },
+    #[error("the app port {app} falls inside the chain of middleware ports {first}..={last}")]
+    AppPortInChain { app: u16, first: u16, last: u16 },
+}
+
+impl crate::report::Failure for LayoutError {
+    fn exit_code(&self) -> u8 {
+        crate::report::exit::USAGE
+    }
+    fn hint(&self) -> Option<String> {
+        Some("shift the chain with `--public-port` and `--app-port`".into())
+    }
+}
+
+impl Ports {
+    /// The chain in front of the app, the one layout every tool reads: the first hop on the
+    /// public port, each next one on the port after, the last forwarding to the app; `block`
+    /// is one hop on the public port (forwarding the health check paths to the app). The
+    /// arithmetic is checked: a chain never wraps past 65535.
+    pub fn chain(self, flow: &RequestFlow) -> Result<Vec<HopPorts>, LayoutError> {
+        if flow.blocked {
+            return Ok(vec![HopPorts {
+                listen: self.public,
+                forward: self.app,
+            }]);
+        }
+        let count = flow.middlewares.len();
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let past = LayoutError::PastLastPort {
+            public: self.public,
+            count,
+        };
+        let last = u16::try_from(count - 1)
+            .ok()
+            .and_then(|n| self.public.checked_add(n))
+            .ok_or(past)?;
+        if (self.public..=last).contains(&self.app) {
+            return Err(LayoutError::AppPortInChain {
+                app: self.app,
+                first: self.public,
+                last,
+            });
+        }
+        Ok((self.public..=last)
+            .map(|listen| HopPorts {
+                listen,
+                forward: if listen == last { self.app } else { listen + 1 },
+            })
+            .collect())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RequestFlow {
     /// `"auto"`, `"CC_REQUEST_FLOW"`.

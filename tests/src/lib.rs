@@ -329,23 +329,5 @@ pub fn custom_proxy_command() -> String {
 /// A VCL as users write it on the platform, marking cache hits in `X-Cache`.
 pub const HIT_MARKING_VCL: &str = "sub vcl_deliver {\n    if (obj.hits > 0) {\n        set resp.http.X-Cache = \"HIT\";\n    } else {\n        set resp.http.X-Cache = \"MISS\";\n    }\n}\n";
 
-/// The PIDs of the live processes whose process group is `pgid`, read from `/proc`.
-pub fn processes_in_group(pgid: i32) -> Vec<i32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                return false;
-            };
-            // `pid (comm) state ppid pgrp ...`: comm may hold spaces, so split after the `)`.
-            let fields: Vec<&str> = stat
-                .rsplit_once(')')
-                .map(|(_, rest)| rest.split_whitespace().collect())
-                .unwrap_or_default();
-            fields.first() != Some(&"Z") && fields.get(2).and_then(|g| g.parse().ok()) == Some(pgid)
-        })
-        .collect()
-}
+/// The PIDs of the live processes whose process group is `pgid`.
+pub use plan::process::processes_in_group;

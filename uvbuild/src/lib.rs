@@ -2,25 +2,30 @@
 //! with the uv cache kept at `build.cache_dir`, then the post-build hook. uv's own output is
 //! streamed to stderr as it comes, and kept, so that a known failure gets a hint.
 
+use plan::report::Failure;
 use plan::{BuildResult, Env, Mode, Plan};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    #[error("the plan is in legacy mode: {0}\n\nhint: the platform would build this app with its legacy Python backend; uvbuild builds uv projects only. Commit `uv.lock` at the project root and set CC_PYTHON_UV_RUN_COMMAND for a uv deployment")]
+    #[error("the plan is in legacy mode: {0}")]
     Legacy(String),
-    #[error("no `pyproject.toml` in `{0}`\n\nhint: uv builds a project from its `pyproject.toml` and `uv.lock`; run `uv init` there, or set APP_FOLDER to the project's sub-folder")]
+    #[error("no `pyproject.toml` in `{0}`")]
     NoPyproject(PathBuf),
-    #[error("`{0}` is not on PATH\n\nhint: install uv (`pip install uv`, or see https://docs.astral.sh/uv/getting-started/installation/)")]
+    #[error("`{0}` is not on PATH")]
     UvNotFound(String),
+    #[error(
+        "`{0}` on PATH is a pyenv shim that finds no uv to run (`pyenv: uv: command not found`)"
+    )]
+    UvShimBroken(String),
     #[error("cannot run `{command}`: {reason}")]
     Spawn { command: String, reason: String },
-    #[error("the lockfile `uv.lock` is out of date with `pyproject.toml` (uv's message is above)\n\nhint: run `uv lock` in the project, commit `uv.lock`, and build again")]
+    #[error("the lockfile `uv.lock` is out of date with `pyproject.toml` (uv's message is above)")]
     LockfileOutdated,
-    #[error("the project asks for a Python that is not installed here (uv's message is above)\n\nhint: interpreters are not downloaded (UV_PYTHON_DOWNLOADS={downloads}); install that Python, or change `requires-python` in `pyproject.toml` or `.python-version` to one that is installed")]
+    #[error("the project asks for a Python that is not installed here (uv's message is above)")]
     PythonMissing { downloads: String },
     #[error("`{command}` failed ({status})")]
     SyncFailed { command: String, status: String },
@@ -28,12 +33,26 @@ pub enum BuildError {
     Hook(#[from] plan::hook::HookError),
 }
 
-impl BuildError {
-    pub fn exit_code(&self) -> i32 {
+impl Failure for BuildError {
+    fn exit_code(&self) -> u8 {
         match self {
-            BuildError::Legacy(_) => plan::cli::exit::USAGE,
-            _ => plan::cli::exit::FAILED,
+            BuildError::Legacy(_) => plan::report::exit::USAGE,
+            // A failed build hook fails the build (exit 1); its own status is in the message.
+            _ => plan::report::exit::FAILED,
         }
+    }
+
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            BuildError::Legacy(_) => "the platform would build this app with its legacy Python backend; uvbuild builds uv projects only. Commit `uv.lock` at the project root and set CC_PYTHON_UV_RUN_COMMAND for a uv deployment".into(),
+            BuildError::NoPyproject(_) => "uv builds a project from its `pyproject.toml` and `uv.lock`; run `uv init` there, or set APP_FOLDER to the project's sub-folder".into(),
+            BuildError::UvNotFound(_) => "install uv (`pip install uv`, or see https://docs.astral.sh/uv/getting-started/installation/)".into(),
+            BuildError::UvShimBroken(_) => "install uv for the Python that pyenv selects here (`pip install uv`), or `pyenv global` a version that has it, or put a standalone uv first on PATH".into(),
+            BuildError::LockfileOutdated => "run `uv lock` in the project, commit `uv.lock`, and build again".into(),
+            BuildError::PythonMissing { downloads } => format!("interpreters are not downloaded (UV_PYTHON_DOWNLOADS={downloads}); install that Python, or change `requires-python` in `pyproject.toml` or `.python-version` to one that is installed"),
+            BuildError::Hook(hook) => return hook.hint(),
+            BuildError::Spawn { .. } | BuildError::SyncFailed { .. } => return None,
+        })
     }
 }
 
@@ -64,10 +83,14 @@ pub fn build(plan: &mut Plan, env: &Env) -> Result<(), BuildError> {
 /// stderr (our stdout carries the plan), and stderr is kept to recognise known failures.
 fn sync(argv: &[String], cache_dir: &Path, env: &Env, app_dir: &Path) -> Result<(), BuildError> {
     let command = argv.join(" ");
-    eprintln!(
-        "uvbuild: running `{command}` in {} (uv cache: {})",
-        app_dir.display(),
-        cache_dir.display()
+    plan::report::say(
+        "uvbuild",
+        format_args!(
+            "running `{command}` in {} (uv cache: {})",
+            app_dir.display(),
+            cache_dir.display()
+        ),
+        env,
     );
     let program = plan::command::find_program(&argv[0], env.get("PATH").unwrap_or(""), app_dir)
         .map_err(|_| BuildError::UvNotFound(argv[0].clone()))?;
@@ -85,21 +108,34 @@ fn sync(argv: &[String], cache_dir: &Path, env: &Env, app_dir: &Path) -> Result<
             command: command.clone(),
             reason: e.to_string(),
         })?;
-    let mut output = String::new();
-    if let Some(stderr) = child.stderr.take() {
+    // Relayed as bytes, as they come: uv's output need not be UTF-8 (a path, a package's
+    // message), and a line that is not must not end the relay.
+    let mut kept = Vec::new();
+    if let Some(mut stderr) = child.stderr.take() {
         let mut ours = std::io::stderr();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = writeln!(ours, "{line}");
-            output.push_str(&line);
-            output.push('\n');
+        let mut buffer = [0u8; 8192];
+        loop {
+            match stderr.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(n) => {
+                    let _ = ours.write_all(&buffer[..n]);
+                    kept.extend_from_slice(&buffer[..n]);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
         }
     }
+    let output = String::from_utf8_lossy(&kept);
     let status = child.wait().map_err(|e| BuildError::Spawn {
         command: command.clone(),
         reason: e.to_string(),
     })?;
     if status.success() {
         return Ok(());
+    }
+    if status.code() == Some(127) && output.contains("pyenv: uv: command not found") {
+        return Err(BuildError::UvShimBroken(argv[0].clone()));
     }
     Err(
         recognise_failure(&output, env).unwrap_or(BuildError::SyncFailed {

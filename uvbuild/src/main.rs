@@ -1,8 +1,9 @@
 use clap::Parser;
-use detect::detect;
-use plan::cli::{exit, fail, EnvArgs, PlanArgs, PortArgs};
-use plan::{read_plan, write_plan};
+use plan::cli::{EnvArgs, PlanArgs, PortArgs};
+use plan::report::{report, say, Fault};
+use plan::{print_plan, read_plan, Env};
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 /// The build phase, as the platform runs it: `uv sync --locked --no-progress --no-dev`
 /// (`--no-dev` dropped when ENVIRONMENT=development) in the app, with the uv cache kept
@@ -26,31 +27,48 @@ struct Cli {
     pretty: bool,
     #[command(flatten)]
     env: EnvArgs,
+    /// With APP_DIR: the ports to plan with.
     #[command(flatten)]
     ports: PortArgs,
 }
 
-fn main() {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    let env = cli.env.env().unwrap_or_else(|e| fail(e, exit::USAGE));
+    let env = match cli.env.env() {
+        Ok(env) => env,
+        Err(e) => return report(&e, &Env::from_process()),
+    };
+    match run(&cli, &env) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => report(&*e, &env),
+    }
+}
+
+fn run(cli: &Cli, env: &Env) -> Result<(), Fault> {
     let mut plan = match &cli.app_dir {
-        Some(dir) => detect(dir, &env, cli.ports.into()).unwrap_or_else(|e| fail(e, exit::USAGE)),
-        None => read_plan(&cli.plan.source(), "uvbuild").unwrap_or_else(|e| fail(e, exit::USAGE)),
+        Some(dir) => {
+            let plan = detect::detect(dir, env, cli.ports.into())?;
+            detect::tell(&plan, "uvbuild", env);
+            plan
+        }
+        None => read_plan(&cli.plan.source(), "uvbuild")?,
     };
     if let Some(dir) = &cli.cache_dir {
         plan.build.cache_dir = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
     }
-    if let Err(e) = uvbuild::build(&mut plan, &env) {
-        fail(e.to_string(), e.exit_code());
-    }
+    uvbuild::build(&mut plan, env)?;
     if let Some(result) = &plan.build.result {
-        eprintln!(
-            "uvbuild: built in {} ms, Python {} in {}",
-            result.duration_ms,
-            result.python_version.as_deref().unwrap_or("(unknown)"),
-            result.venv.display()
+        say(
+            "uvbuild",
+            format_args!(
+                "built in {} ms, Python {} in {}",
+                result.duration_ms,
+                result.python_version.as_deref().unwrap_or("(unknown)"),
+                result.venv.display()
+            ),
+            env,
         );
     }
-    write_plan(&plan, cli.pretty, &mut std::io::stdout().lock())
-        .unwrap_or_else(|e| fail(format!("cannot write the plan: {e}"), exit::FAILED));
+    print_plan(&plan, cli.pretty)?;
+    Ok(())
 }

@@ -1,0 +1,272 @@
+//! What `/proc` tells about processes and their sockets: who listens where
+//! (`/proc/net/tcp{,6}`), which process holds a socket (`/proc/PID/fd`), a process's
+//! descendants and process group. The platform checks that the app listens publicly, and a
+//! loopback-only socket still accepts our own connections, so a successful connect to
+//! 127.0.0.1 proves nothing.
+//!
+//! A parser of our own rather than the `procfs` crate: these few fields are all we read, the
+//! parser is some sixty lines with tests, and `procfs` would bring a dozen crates to every tool.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// One listening TCP socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listener {
+    pub addr: IpAddr,
+    pub port: u16,
+    /// The socket's inode, to find the process that holds it (0 when unknown).
+    pub inode: u64,
+}
+
+impl Listener {
+    pub fn is_public(&self) -> bool {
+        !self.addr.is_loopback()
+    }
+}
+
+/// The listening sockets of this machine (network namespace); `None` without `/proc`.
+pub fn listeners() -> Option<Vec<Listener>> {
+    let v4 = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    let v6 = std::fs::read_to_string("/proc/net/tcp6").unwrap_or_default();
+    let mut all = parse_proc_net_tcp(&v4, false);
+    all.extend(parse_proc_net_tcp(&v6, true));
+    Some(all)
+}
+
+/// Parses the kernel's table: `sl local_address rem_address st ...`, addresses as hex
+/// `ADDR:PORT` in host byte order per 32-bit word, state `0A` is LISTEN.
+pub fn parse_proc_net_tcp(text: &str, v6: bool) -> Vec<Listener> {
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let local = fields.nth(1)?;
+            let state = fields.nth(1)?;
+            if state != "0A" {
+                return None;
+            }
+            let inode = fields.nth(5).and_then(|i| i.parse().ok()).unwrap_or(0);
+            let (addr, port) = local.split_once(':')?;
+            let port = u16::from_str_radix(port, 16).ok()?;
+            let addr = if v6 {
+                parse_v6(addr)?
+            } else {
+                IpAddr::V4(parse_v4(addr)?)
+            };
+            Some(Listener { addr, port, inode })
+        })
+        .collect()
+}
+
+/// The live processes of this machine, as (pid, parent pid, process group).
+fn processes() -> Vec<(i32, i32, i32)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // `pid (comm) state ppid pgrp ...`: comm may hold spaces, so split after the `)`.
+            let (_, rest) = stat.rsplit_once(')')?;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            if fields.first() == Some(&"Z") {
+                return None;
+            }
+            Some((
+                pid,
+                fields.get(1)?.parse().ok()?,
+                fields.get(2)?.parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
+/// The live processes whose process group is `pgid`.
+pub fn processes_in_group(pgid: i32) -> Vec<i32> {
+    processes()
+        .into_iter()
+        .filter(|&(_, _, group)| group == pgid)
+        .map(|(pid, _, _)| pid)
+        .collect()
+}
+
+/// The live descendants of `pid` (children, their children, ...), `pid` left out.
+pub fn descendants(pid: i32) -> Vec<i32> {
+    let all = processes();
+    let mut found = vec![pid];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(all.iter().filter(|p| p.1 == parent).map(|p| p.0));
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+/// The inodes of the sockets `pid` holds open.
+fn socket_inodes(pid: i32) -> Vec<u64> {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    fds.filter_map(|fd| {
+        let target = std::fs::read_link(fd.ok()?.path()).ok()?;
+        let target = target.to_str()?;
+        target
+            .strip_prefix("socket:[")?
+            .strip_suffix(']')?
+            .parse()
+            .ok()
+    })
+    .collect()
+}
+
+/// The sockets that the processes `pids` listen on.
+pub fn listening_sockets_of(pids: &[i32], table: &[Listener]) -> Vec<Listener> {
+    let inodes: Vec<u64> = pids.iter().flat_map(|&pid| socket_inodes(pid)).collect();
+    table
+        .iter()
+        .filter(|l| l.inode != 0 && inodes.contains(&l.inode))
+        .copied()
+        .collect()
+}
+
+/// A process that listens on `port`, as (pid, command line), when this user may see it.
+pub fn holder_of(port: u16, table: &[Listener]) -> Option<(i32, String)> {
+    let inodes: Vec<u64> = table
+        .iter()
+        .filter(|l| l.port == port && l.inode != 0)
+        .map(|l| l.inode)
+        .collect();
+    if inodes.is_empty() {
+        return None;
+    }
+    processes().into_iter().find_map(|(pid, _, _)| {
+        socket_inodes(pid)
+            .iter()
+            .any(|i| inodes.contains(i))
+            .then(|| (pid, command_line(pid)))
+    })
+}
+
+/// The command line of `pid`, words joined by spaces (its name when it has none).
+pub fn command_line(pid: i32) -> String {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let words: Vec<String> = raw
+        .split(|&b| b == 0)
+        .filter(|w| !w.is_empty())
+        .map(|w| String::from_utf8_lossy(w).into_owned())
+        .collect();
+    if words.is_empty() {
+        return std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .map(|c| c.trim().to_string())
+            .unwrap_or_default();
+    }
+    words.join(" ")
+}
+
+fn parse_v4(hex: &str) -> Option<Ipv4Addr> {
+    Some(Ipv4Addr::from(
+        u32::from_str_radix(hex, 16).ok()?.to_le_bytes(),
+    ))
+}
+
+fn parse_v6(hex: &str) -> Option<IpAddr> {
+    if hex.len() != 32 {
+        return None;
+    }
+    let mut bytes = [0u8; 16];
+    for word in 0..4 {
+        let value = u32::from_str_radix(&hex[word * 8..word * 8 + 8], 16).ok()?;
+        bytes[word * 4..word * 4 + 4].copy_from_slice(&value.to_le_bytes());
+    }
+    let v6 = Ipv6Addr::from(bytes);
+    // A v4-mapped address (::ffff:127.0.0.1) is the v4 address it maps.
+    Some(match v6.to_ipv4_mapped() {
+        Some(v4) => IpAddr::V4(v4),
+        None => IpAddr::V6(v6),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TCP: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0000000000000000 100 0 0 10 0
+   1: 0100007F:2328 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2 1 0000000000000000 100 0 0 10 0
+   2: 0100007F:2328 0100007F:C350 01 00000000:00000000 00:00000000 00000000     0        0 3 1 0000000000000000 100 0 0 10 0
+";
+    const TCP6: &str =
+        "  sl  local_address                         remote_address                        st
+   0: 00000000000000000000000000000000:1F91 00000000000000000000000000000000:0000 0A 0
+   1: 00000000000000000000000001000000:1F92 00000000000000000000000000000000:0000 0A 0
+";
+
+    #[test]
+    fn reads_listening_sockets_only() {
+        assert_eq!(
+            parse_proc_net_tcp(TCP, false),
+            [
+                Listener {
+                    addr: Ipv4Addr::UNSPECIFIED.into(),
+                    port: 8080,
+                    inode: 1
+                },
+                Listener {
+                    addr: Ipv4Addr::LOCALHOST.into(),
+                    port: 9000,
+                    inode: 2
+                },
+            ]
+        );
+        let v6 = parse_proc_net_tcp(TCP6, true);
+        assert_eq!(
+            v6[0],
+            Listener {
+                addr: Ipv6Addr::UNSPECIFIED.into(),
+                port: 8081,
+                inode: 0
+            }
+        );
+        assert_eq!(
+            v6[1],
+            Listener {
+                addr: Ipv6Addr::LOCALHOST.into(),
+                port: 8082,
+                inode: 0
+            }
+        );
+        assert!(v6[0].is_public() && !v6[1].is_public());
+    }
+
+    #[test]
+    fn this_machine_has_a_readable_table() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let all = listeners().expect("/proc/net/tcp");
+        let ours = all
+            .iter()
+            .find(|l| l.port == port && l.addr == IpAddr::from(Ipv4Addr::LOCALHOST))
+            .expect("our listener");
+        let me = std::process::id() as i32;
+        assert_eq!(listening_sockets_of(&[me], &all), [*ours]);
+        assert_eq!(holder_of(port, &all).map(|h| h.0), Some(me));
+        drop(listener);
+    }
+
+    #[test]
+    fn descendants_and_groups() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let me = std::process::id() as i32;
+        assert!(descendants(me).contains(&(child.id() as i32)));
+        assert!(command_line(child.id() as i32).starts_with("sleep 30"));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(!descendants(me).contains(&(child.id() as i32)));
+    }
+}
