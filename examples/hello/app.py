@@ -1,11 +1,13 @@
 """A tiny stdlib HTTP app, as the platform expects one: it listens on 0.0.0.0:$PORT.
 
 Routes: `/` (hello), `/health` (ok), `/cached` (cacheable by Varnish), `/count` (how many
-requests reached the app), `POST /echo` (length and SHA-256 of the body), `/slow` (answers
-after HELLO_SLOW_SECONDS), `/headers` (the request headers as JSON).
+requests reached the app), `/inflight` (how many other requests are being answered now),
+`POST /echo` (length and SHA-256 of the body), `/slow` (answers after HELLO_SLOW_SECONDS, or
+as soon as `/release` is asked), `/headers` (the request headers as JSON).
 
 Knobs for rehearsing failures: HELLO_FAIL_PATH (that path answers 500), HELLO_BIND (the
-address to bind, 0.0.0.0 by default), HELLO_CRASH_AFTER (exit 3 after that many seconds).
+address to bind, 0.0.0.0 by default), HELLO_CRASH_PATH (a request to that path makes the app
+exit 3), HELLO_CRASH_AFTER (exit 3 after that many seconds).
 """
 
 import hashlib
@@ -20,8 +22,11 @@ PORT = int(os.environ.get("PORT", "8080"))
 BIND = os.environ.get("HELLO_BIND", "0.0.0.0")
 FAIL_PATH = os.environ.get("HELLO_FAIL_PATH")
 SLOW_SECONDS = float(os.environ.get("HELLO_SLOW_SECONDS", "1"))
+CRASH_PATH = os.environ.get("HELLO_CRASH_PATH")
 requests_seen = 0
+in_flight = 0
 lock = threading.Lock()
+released = threading.Event()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -44,8 +49,20 @@ class Handler(BaseHTTPRequestHandler):
             return requests_seen
 
     def do_GET(self):
+        global in_flight
+        with lock:
+            in_flight += 1
+        try:
+            self.get()
+        finally:
+            with lock:
+                in_flight -= 1
+
+    def get(self):
         seen = self.count()
         path = self.path.split("?")[0]
+        if path == CRASH_PATH:
+            os._exit(3)
         if path == FAIL_PATH:
             self.answer(500, "failing on purpose\n")
         elif path == "/":
@@ -58,9 +75,16 @@ class Handler(BaseHTTPRequestHandler):
             self.answer(200, f"{seen}\n", [("Cache-Control", "no-store")])
         elif path == "/headers":
             self.answer(200, json.dumps(dict(self.headers.items())))
+        elif path == "/inflight":
+            with lock:
+                others = in_flight - 1
+            self.answer(200, f"{others}\n", [("Cache-Control", "no-store")])
         elif path == "/slow":
-            threading.Event().wait(SLOW_SECONDS)
+            released.wait(SLOW_SECONDS)
             self.answer(200, "slow answer\n")
+        elif path == "/release":
+            released.set()
+            self.answer(200, "released\n")
         else:
             self.answer(404, "not found\n")
 

@@ -404,7 +404,10 @@ pub fn lead_group(file: &Path) -> Result<(), LaunchError> {
         .create(true)
         .open(file)
         .map_err(|e| err(format!("{}: {e}", file.display())))?;
-    writeln!(out, "{}", std::process::id()).map_err(|e| err(format!("{}: {e}", file.display())))
+    // One write of the whole line: with O_APPEND it cannot interleave with another
+    // launcher's (`writeln!` may write the number and the newline separately).
+    out.write_all(format!("{}\n", std::process::id()).as_bytes())
+        .map_err(|e| err(format!("{}: {e}", file.display())))
 }
 
 /// Finds the program as `execvp` would, but says what went wrong in words.

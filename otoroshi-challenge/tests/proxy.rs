@@ -75,7 +75,7 @@ fn start(with_app: bool) -> Chain {
         let mut cmd = Command::new("python3");
         cmd.arg(root().join("examples/hello/app.py"))
             .env("PORT", app_port.to_string())
-            .env("HELLO_SLOW_SECONDS", "1.5")
+            .env("HELLO_SLOW_SECONDS", "60")
             .stderr(std::process::Stdio::null());
         let guard = ProcessGuard::spawn(&mut cmd);
         assert!(wait_for_port(app_port, Duration::from_secs(10)));
@@ -227,11 +227,22 @@ fn sigterm_lets_an_in_flight_request_finish() {
     let slow = std::thread::spawn(move || {
         http_get(listen, "/slow", &[("Otoroshi-State", &token)]).unwrap()
     });
-    // The request is in flight once the app has counted it.
-    assert!(testkit::wait_until(Duration::from_secs(10), || chain
-        .app_count()
-        >= 2));
+    // The request is in flight once the app is answering it (`/inflight` leaves itself out).
+    assert!(testkit::wait_until(Duration::from_secs(10), || http_get(
+        chain.app_port,
+        "/inflight",
+        &[]
+    )
+    .unwrap()
+    .body
+    .trim()
+        == "1"));
     chain.proxy.signal(nix::sys::signal::Signal::SIGTERM);
+    // Stopping: the proxy no longer accepts. Only then may the app answer.
+    assert!(testkit::wait_until(Duration::from_secs(10), || {
+        TcpStream::connect(("127.0.0.1", listen)).is_err()
+    }));
+    http_get(chain.app_port, "/release", &[]).unwrap();
     let response = slow.join().unwrap();
     assert_eq!(
         (response.status, response.body.as_str()),
@@ -242,6 +253,35 @@ fn sigterm_lets_an_in_flight_request_finish() {
         .wait_timeout(Duration::from_secs(10))
         .expect("the proxy stops");
     assert!(status.success());
+}
+
+#[test]
+fn an_app_that_never_answers_gets_504_after_the_timeout() {
+    // Accepts, reads, never answers.
+    let silent = testkit::TinyServer::start("127.0.0.1", free_port(), &[("/", 0)]);
+    let listen = free_port();
+    let mut cmd = Command::new(bin("otoroshi-challenge"));
+    cmd.args([
+        "--listen",
+        &listen.to_string(),
+        "--forward",
+        &silent.port.to_string(),
+    ])
+    .env("OTOROSHI_CHALLENGE_SECRET", SECRET)
+    .env("OTOROSHI_CHALLENGE_APP_TIMEOUT", "500ms");
+    let _proxy = ProcessGuard::spawn(&mut cmd);
+    assert!(wait_for_port(listen, Duration::from_secs(10)));
+    let response = http_get(listen, "/", &[("Otoroshi-State", &valid_token("t"))]).unwrap();
+    assert_eq!(response.status, 504);
+    let body: serde_json::Value = serde_json::from_str(&response.body).unwrap();
+    assert_eq!(body["error"], "Gateway Timeout");
+    assert_eq!(
+        body["details"],
+        format!(
+            "the app on 127.0.0.1:{} did not answer within 500ms",
+            silent.port
+        )
+    );
 }
 
 #[test]

@@ -17,11 +17,17 @@ use testkit::{
 
 const SECRET: &str = "deploy-test-otoroshi-secret";
 
-/// A running `scripts/deploy`, stopped (TERM, then KILL of its group) when dropped.
+/// A running `scripts/deploy`, stopped (TERM, then KILL of its group and of every process
+/// that carries its mark) when dropped.
 struct Deployment {
     guard: ProcessGuard,
     lines: Receiver<String>,
     output: Arc<Mutex<String>>,
+    /// Each reader thread says here when its pipe reached its end.
+    drained: Receiver<()>,
+    /// `UVDEPLOY_TEST_MARK`'s value: every process the deployment starts inherits it, so
+    /// what it leaves behind is found even outside its process group.
+    mark: String,
     public: u16,
     app: u16,
     tmp: tempfile::TempDir,
@@ -112,25 +118,31 @@ impl Setup {
             ));
             cmd.env("PATH", std::env::join_paths(path).unwrap());
         }
+        let mark = mark();
+        cmd.env("UVDEPLOY_TEST_MARK", &mark);
         let mut guard = ProcessGuard::spawn(&mut cmd);
         let (sender, lines) = channel();
+        let (done, drained) = channel();
         let output = Arc::new(Mutex::new(String::new()));
         for stream in [
             Box::new(guard.child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
             Box::new(guard.child.stderr.take().unwrap()),
         ] {
-            let (sender, output) = (sender.clone(), output.clone());
+            let (sender, output, done) = (sender.clone(), output.clone(), done.clone());
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
                     output.lock().unwrap().push_str(&format!("{line}\n"));
                     let _ = sender.send(line);
                 }
+                let _ = done.send(());
             });
         }
         Deployment {
             guard,
             lines,
             output,
+            drained,
+            mark,
             public,
             app,
             tmp,
@@ -169,14 +181,18 @@ impl Deployment {
         self.output.lock().unwrap().clone()
     }
 
-    /// The exit status, waiting up to `within`.
+    /// The exit status, waiting up to `within`; then the output read to its end (a process
+    /// left behind holding the pipes open would show here as a missing end).
     fn exit(&mut self, within: Duration) -> ExitStatus {
         let status = self
             .guard
             .wait_timeout(within)
             .unwrap_or_else(|| panic!("still running:\n{}", self.output()));
-        // Let the reader threads drain the pipes.
-        std::thread::sleep(Duration::from_millis(100));
+        for _ in 0..2 {
+            self.drained
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap_or_else(|_| panic!("the output never ended:\n{}", self.output()));
+        }
         status
     }
 
@@ -185,11 +201,22 @@ impl Deployment {
         self.exit(Duration::from_secs(30))
     }
 
+    /// Neither deploy's process group nor any process it started (in any group) is left,
+    /// within 2 s.
     fn nothing_left(&self) {
-        let left = processes_in_group(self.guard.pid());
+        let group = self.guard.pid();
+        let left = || {
+            let mut left = processes_in_group(group);
+            left.extend(marked_processes(&self.mark));
+            left
+        };
         assert!(
-            left.is_empty(),
-            "processes left: {left:?}\n{}",
+            testkit::wait_until(Duration::from_secs(2), || left().is_empty()),
+            "processes left: {:?}\n{}",
+            left()
+                .iter()
+                .map(|&p| format!("{p}: {}", plan::process::command_line(p)))
+                .collect::<Vec<_>>(),
             self.output()
         );
     }
@@ -201,7 +228,45 @@ impl Drop for Deployment {
             self.guard.signal(nix::sys::signal::Signal::SIGTERM);
             self.guard.wait_timeout(Duration::from_secs(15));
         }
+        // Whatever a failed test leaves, it must not outlive the test.
+        for pid in marked_processes(&self.mark) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
     }
+}
+
+/// A mark no other deployment carries.
+fn mark() -> String {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    )
+}
+
+/// The live processes whose environment carries `UVDEPLOY_TEST_MARK=mark`.
+fn marked_processes(mark: &str) -> Vec<i32> {
+    let needle = format!("UVDEPLOY_TEST_MARK={mark}");
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let alive = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                !stat
+                    .rsplit_once(')')
+                    .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+            });
+            alive
+                && std::fs::read(format!("/proc/{pid}/environ"))
+                    .is_ok_and(|env| env.split(|&b| b == 0).any(|v| v == needle.as_bytes()))
+        })
+        .collect()
 }
 
 fn token() -> String {
@@ -395,9 +460,11 @@ fn a_failed_health_check_stops_everything_and_runs_the_failed_hook() {
 #[test]
 fn an_app_that_crashes_after_start_stops_the_deployment() {
     let mut deployment = Setup::new("hello")
-        .var("HELLO_CRASH_AFTER", "3")
+        .var("HELLO_CRASH_PATH", "/crash")
         .start_with(with_vcl);
     deployment.deployed();
+    // The crash comes when asked, once the deployment is healthy: no timer to race.
+    let _ = http_get(deployment.app, "/crash", &[]);
     let status = deployment.exit(Duration::from_secs(30));
     assert_eq!(status.code(), Some(1));
     assert!(
@@ -597,17 +664,98 @@ fn a_missing_redirectionio_agent_fails_the_deployment_naming_it() {
 fn killing_deploy_outright_leaves_no_orphan() {
     let mut deployment = Setup::new("hello").start_with(with_vcl);
     deployment.deployed();
-    let group = deployment.guard.pid();
+    let running = marked_processes(&deployment.mark);
     assert!(
-        processes_in_group(group).len() >= 3,
-        "deploy, varnishd and the app are running"
+        running
+            .iter()
+            .any(|&p| plan::process::command_line(p).contains("varnishd"))
+            && running
+                .iter()
+                .any(|&p| plan::process::command_line(p).contains("app.py")),
+        "varnishd and the app are running: {running:?}"
     );
     deployment.guard.signal(nix::sys::signal::Signal::SIGKILL);
     deployment.exit(Duration::from_secs(10));
-    assert!(
-        testkit::wait_until(Duration::from_secs(20), || processes_in_group(group)
-            .is_empty()),
-        "left: {:?}",
-        processes_in_group(group)
-    );
+    deployment.nothing_left();
+}
+
+/// The phases of a deployment, each held open by something that waits, and the line that
+/// says it has begun.
+const PHASES: [(&str, &str, &str, &str); 4] = [
+    (
+        "build",
+        "CC_PRE_BUILD_HOOK",
+        "echo in-build-hook; sleep 300",
+        "in-build-hook",
+    ),
+    (
+        "pre-run hook",
+        "CC_PRE_RUN_HOOK",
+        "echo in-pre-run-hook; sleep 300",
+        "in-pre-run-hook",
+    ),
+    // The app never listens: the health check waits.
+    (
+        "health wait",
+        "CC_RUN_COMMAND",
+        "echo app-started; sleep 300",
+        "healthcheck: waiting for port",
+    ),
+    ("supervision", "CC_PRE_RUN_HOOK", "true", "==> deployed"),
+];
+
+/// TERM, INT and HUP stop a deployment in `phase` within seconds (exit 0), and SIGKILL
+/// leaves nothing either: every process it started is gone within 2 s.
+fn signals_stop_every_process_in(phase: usize) {
+    use nix::sys::signal::Signal;
+    let (name, variable, value, started) = PHASES[phase];
+    for signal in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGKILL,
+    ] {
+        let mut deployment = Setup::new("hello")
+            .var(variable, value)
+            .start_with(with_vcl);
+        assert!(
+            deployment.wait_for(started, Duration::from_secs(90)),
+            "{name}: never reached:\n{}",
+            deployment.output()
+        );
+        eprintln!("{name}: sending {signal}");
+        deployment.guard.signal(signal);
+        // Within the deadline: a signal deferred until the phase ends (the `sleep 300`)
+        // would miss it.
+        let status = deployment.exit(Duration::from_secs(10));
+        if signal != Signal::SIGKILL {
+            assert_eq!(
+                status.code(),
+                Some(0),
+                "{name}, {signal}:\n{}",
+                deployment.output()
+            );
+        }
+        deployment.nothing_left();
+    }
+}
+
+#[test]
+fn signals_stop_a_deployment_during_the_build() {
+    signals_stop_every_process_in(0);
+}
+
+#[test]
+fn signals_stop_a_deployment_during_the_pre_run_hook() {
+    signals_stop_every_process_in(1);
+}
+
+#[test]
+fn signals_stop_a_deployment_during_the_health_wait() {
+    signals_stop_every_process_in(2);
+}
+
+#[test]
+fn signals_stop_a_deployment_during_supervision() {
+    signals_stop_every_process_in(3);
 }
