@@ -230,7 +230,7 @@ fn custom(env: &Env) -> Result<Middleware, DetectError> {
         }
     }
     Ok(Middleware::Custom {
-        command: command.into(),
+        command: plan::secret::hide(command, env),
     })
 }
 

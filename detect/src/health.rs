@@ -46,7 +46,8 @@ pub fn health_check(env: &Env) -> Result<HealthCheck, DetectError> {
                 value: value.to_string(),
             });
         }
-        paths.push(value.to_string());
+        // A token in a path stays out of the plan; healthcheck puts it back.
+        paths.push(plan::secret::hide(value, env));
     }
     Ok(HealthCheck {
         source: source.into(),

@@ -157,10 +157,12 @@ fn run_command(env: &Env) -> Result<Option<Run>, DetectError> {
             CommandError::Empty => "nothing to run".into(),
         },
     })?;
+    // A secret written literally in the command stays out of the plan (launcher puts it back).
+    let hide = |text: &str| plan::secret::hide(text, env);
     Ok(Some(Run {
         source,
-        command: command.into(),
-        argv,
+        command: hide(command),
+        argv: argv.map(|words| words.iter().map(|w| hide(w)).collect()),
     }))
 }
 

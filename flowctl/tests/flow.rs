@@ -49,13 +49,13 @@ fn flow(app: &Path, vars: &[(&str, &str)], args: &[&str]) -> Output {
         String::from_utf8_lossy(&plan.stderr)
     );
     let state = app.parent().unwrap().join("state");
-    assert_cmd::Command::new(bin("flowctl"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
+    let mut flowctl = Command::new(bin("flowctl"));
+    testkit::cleared(&mut flowctl)
         .envs(vars.iter().copied())
         .arg("--state-dir")
         .arg(&state)
-        .args(&flowctl_args)
+        .args(&flowctl_args);
+    assert_cmd::Command::from_std(flowctl)
         .write_stdin(plan.stdout)
         .output()
         .unwrap()

@@ -1,6 +1,6 @@
 use clap::Parser;
 use healthcheck::{render, run, Check};
-use plan::cli::{port_value, PlanArgs};
+use plan::cli::{port_value, EnvArgs, PlanArgs};
 use plan::command::parse_duration;
 use plan::report::{exit, report, say, Fault, Message, WriteError};
 use plan::{read_plan, Env};
@@ -46,12 +46,18 @@ struct Cli {
     /// Print one JSON object (each path, status, duration, the verdict) instead of lines.
     #[arg(long)]
     json: bool,
+    /// Where a secret the plan names (a token in a health check path) is set.
+    #[command(flatten)]
+    env: EnvArgs,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let env = Env::from_process();
-    match check(&cli) {
+    let env = match cli.env.env() {
+        Ok(env) => env,
+        Err(e) => return report(&e, &Env::from_process()),
+    };
+    match check(&cli, &env) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(exit::FAILED),
         Err(e) => report(&*e, &env),
@@ -59,7 +65,7 @@ fn main() -> ExitCode {
 }
 
 /// Whether the deployment is healthy.
-fn check(cli: &Cli) -> Result<bool, Fault> {
+fn check(cli: &Cli, env: &Env) -> Result<bool, Fault> {
     let mut check = match cli.port {
         Some(port) => Check {
             host: cli.host.clone(),
@@ -89,6 +95,12 @@ fn check(cli: &Cli) -> Result<bool, Fault> {
         check.paths = cli.paths.clone();
         check.lenient = false;
     }
+    // The plan names secrets in paths; the requests need their values.
+    check.paths = check
+        .paths
+        .iter()
+        .map(|path| plan::secret::reveal(path, env))
+        .collect::<Result<_, _>>()?;
     say(
         "healthcheck",
         format_args!(
@@ -96,7 +108,7 @@ fn check(cli: &Cli) -> Result<bool, Fault> {
             check.port,
             humantime::format_duration(check.timeout)
         ),
-        &Env::default(),
+        env,
     );
     let verdict = run(&check);
     let text = if cli.json {
@@ -108,7 +120,7 @@ fn check(cli: &Cli) -> Result<bool, Fault> {
         render(&verdict)
     };
     std::io::stdout()
-        .write_all(text.as_bytes())
+        .write_all(plan::secret::redact(&text, env).as_bytes())
         .map_err(WriteError)?;
     Ok(verdict.healthy)
 }

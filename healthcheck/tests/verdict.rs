@@ -8,8 +8,15 @@ use testkit::{free_port, TinyServer};
 const FOOTER: &str =
     "If the deployment fails after this message, please update your configuration and redeploy.\n";
 
-fn healthcheck(port: u16, paths: &[&str]) -> Command {
+/// `healthcheck` in a cleared environment.
+fn hc() -> Command {
     let mut cmd = Command::cargo_bin("healthcheck").unwrap();
+    cmd.env_clear();
+    cmd
+}
+
+fn healthcheck(port: u16, paths: &[&str]) -> Command {
+    let mut cmd = hc();
     cmd.args(["--port", &port.to_string(), "--timeout", "5s"]);
     for path in paths {
         cmd.args(["--path", path]);
@@ -48,6 +55,41 @@ fn plan_file(
 }
 
 #[test]
+fn a_secret_the_plan_names_in_a_path_is_sent_but_never_printed() {
+    let server = TinyServer::start("0.0.0.0", 0, &[("/health?token=s3cr3t-value", 200)]);
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan_file(
+        dir.path(),
+        server.port,
+        &["/health?token=${{API_TOKEN}}"],
+        server.port,
+    );
+    let mut cmd = hc();
+    cmd.env_clear()
+        .env("API_TOKEN", "s3cr3t-value")
+        .arg("--plan")
+        .arg(&plan);
+    let (code, out) = verdict(&mut cmd);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "Response from GET /health?token=*** is 200\n")
+    );
+
+    let out = Command::cargo_bin("healthcheck")
+        .unwrap()
+        .env_clear()
+        .arg("--plan")
+        .arg(&plan)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: the plan refers to the secret API_TOKEN, which is not set in the environment\n\nhint: set API_TOKEN (or pass the env file that sets it)\n"
+    );
+}
+
+#[test]
 fn all_paths_200_pass() {
     let server = TinyServer::start("0.0.0.0", 0, &[("/health", 200), ("/health/db", 200)]);
     let (code, out) = verdict(&mut healthcheck(server.port, &["/health", "/health/db"]));
@@ -72,12 +114,7 @@ fn the_seed_example_gives_the_seed_lines() {
         &["/my/awesome/path", "/my/other/path"],
         server.port,
     );
-    let (code, out) = verdict(
-        Command::cargo_bin("healthcheck")
-            .unwrap()
-            .arg("--plan")
-            .arg(&plan),
-    );
+    let (code, out) = verdict(hc().arg("--plan").arg(&plan));
     assert_eq!(code, 1);
     assert_eq!(
         out,
@@ -106,12 +143,7 @@ fn pass_rules() {
 
     let dir = tempfile::tempdir().unwrap();
     let default_plan = plan_file(dir.path(), server.port, &[], server.port);
-    let (code, out) = verdict(
-        Command::cargo_bin("healthcheck")
-            .unwrap()
-            .arg("--plan")
-            .arg(&default_plan),
-    );
+    let (code, out) = verdict(hc().arg("--plan").arg(&default_plan));
     assert_eq!(
         (code, out.as_str()),
         (0, "Response from GET / is 404\n"),
@@ -120,12 +152,7 @@ fn pass_rules() {
 
     let failing = TinyServer::start("0.0.0.0", 0, &[("/", 500)]);
     let plan = plan_file(dir.path(), failing.port, &[], failing.port);
-    let (code, _) = verdict(
-        Command::cargo_bin("healthcheck")
-            .unwrap()
-            .arg("--plan")
-            .arg(&plan),
-    );
+    let (code, _) = verdict(hc().arg("--plan").arg(&plan));
     assert_eq!(code, 1, "the default / fails on 500");
 }
 
@@ -186,13 +213,7 @@ fn the_app_port_must_listen_behind_a_middleware() {
     let app_port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let plan = plan_file(dir.path(), front.port, &[], app_port);
-    let (code, out) = verdict(
-        Command::cargo_bin("healthcheck")
-            .unwrap()
-            .arg("--plan")
-            .arg(&plan)
-            .args(["--timeout", "300ms"]),
-    );
+    let (code, out) = verdict(hc().arg("--plan").arg(&plan).args(["--timeout", "300ms"]));
     assert_eq!(code, 1);
     assert!(
         out.starts_with(&format!(
@@ -220,15 +241,15 @@ fn json_matches_the_lines() {
 
 #[test]
 fn usage_errors_exit_2() {
-    let mut cmd = Command::cargo_bin("healthcheck").unwrap();
+    let mut cmd = hc();
     cmd.args(["--port", "1", "--path", "health"])
         .assert()
         .code(2);
-    let mut cmd = Command::cargo_bin("healthcheck").unwrap();
+    let mut cmd = hc();
     cmd.args(["--port", "1", "--timeout", "soon"])
         .assert()
         .code(2);
-    let mut cmd = Command::cargo_bin("healthcheck").unwrap();
+    let mut cmd = hc();
     let out = cmd
         .write_stdin("{\"schema\": 9}")
         .assert()

@@ -72,6 +72,8 @@ pub enum LaunchError {
     Exec { path: PathBuf, reason: String },
     #[error("cannot set up the process group: {0}")]
     Group(String),
+    #[error(transparent)]
+    Secret(#[from] plan::secret::MissingSecret),
 }
 
 impl Failure for LaunchError {
@@ -100,6 +102,7 @@ impl Failure for LaunchError {
             LaunchError::NotExecutable(path) => format!("`chmod +x {}`, or run it through its interpreter", path.display()),
             LaunchError::NotFound { command, .. } => return install_hint(command),
             LaunchError::PreRunHook(hook) => return hook.hint(),
+            LaunchError::Secret(secret) => return secret.hint(),
             _ => return None,
         })
     }
@@ -173,6 +176,12 @@ pub fn prepare(
     if launch.argv.is_empty() {
         return Err(LaunchError::EmptyCommand);
     }
+    // The secrets the plan holds by name only, written back from this environment.
+    launch.argv = launch
+        .argv
+        .iter()
+        .map(|word| plan::secret::reveal(word, env))
+        .collect::<Result<_, _>>()?;
     if let Some(port) = port.or(planned_port) {
         set(&mut launch, "PORT", port.to_string());
     }
@@ -358,19 +367,45 @@ fn try_exec(launch: &Launch) -> Result<Never, LaunchError> {
 }
 
 /// Files are written readable by everyone, in directories anyone can traverse: `varnishd`
-/// reads its VCL after dropping privileges to its own user.
+/// reads its VCL after dropping privileges to its own user. They are never written through a
+/// symbolic link, nor into a directory another user owns: under `/tmp`, another user could
+/// have prepared either, to have a root process write elsewhere.
 fn write_file(file: &HopFile) -> Result<(), LaunchError> {
+    use std::io::Write;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     let err = |e: std::io::Error| LaunchError::WriteFile {
         path: file.path.clone(),
         reason: e.to_string(),
     };
+    let unsafe_dir = |reason: &str| LaunchError::WriteFile {
+        path: file.path.clone(),
+        reason: reason.to_string(),
+    };
     if let Some(dir) = file.path.parent() {
-        if !dir.exists() {
-            std::fs::create_dir_all(dir).map_err(err)?;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).map_err(err)?;
+        match std::fs::symlink_metadata(dir) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(unsafe_dir("its directory is a symbolic link"))
+            }
+            Ok(meta) if meta.uid() != nix::unistd::geteuid().as_raw() => {
+                return Err(unsafe_dir("its directory belongs to another user"))
+            }
+            Ok(_) => {}
+            Err(_) => {
+                std::fs::create_dir_all(dir).map_err(err)?;
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+                    .map_err(err)?;
+            }
         }
     }
-    std::fs::write(&file.path, &file.content).map_err(err)?;
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(&file.path)
+        .map_err(err)?;
+    out.write_all(file.content.as_bytes()).map_err(err)?;
     std::fs::set_permissions(&file.path, std::fs::Permissions::from_mode(0o644)).map_err(err)
 }
 

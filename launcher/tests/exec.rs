@@ -36,7 +36,7 @@ fn app_dir() -> (tempfile::TempDir, PathBuf) {
 
 fn launcher() -> Command {
     let mut cmd = Command::new(bin("launcher"));
-    cmd.env_remove("CC_PRE_RUN_HOOK");
+    testkit::cleared(&mut cmd);
     cmd
 }
 
@@ -217,11 +217,16 @@ fn the_exit_status_is_the_apps() {
 }
 
 /// A plan with one hop whose process prints its own argv and whether it got the secret.
+/// A plan whose one hop listens on [`hop_port`].
 fn plan_with_hop(app: &Path, state: &Path) -> PathBuf {
+    plan_with_hop_on(app, state, hop_port())
+}
+
+fn plan_with_hop_on(app: &Path, state: &Path, listen: u16) -> PathBuf {
     let mut plan = plan_running(app, "python3 app.py");
     plan.hops = Some(vec![Hop {
         name: "otoroshi-challenge".into(),
-        listen: 8080,
+        listen,
         forward: Some(9000),
         argv: vec![
             "python3".into(),
@@ -239,6 +244,61 @@ fn plan_with_hop(app: &Path, state: &Path) -> PathBuf {
     save(&plan, app)
 }
 
+/// The port the hops of these tests listen on: free now, and the same for the whole run.
+fn hop_port() -> u16 {
+    static PORT: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
+    *PORT.get_or_init(testkit::free_port)
+}
+
+#[test]
+fn a_hop_file_is_never_written_through_a_link() {
+    let (tmp, app) = app_dir();
+    let plan = plan_with_hop(&app, tmp.path());
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), tmp.path().join("conf")).unwrap();
+    let out = launcher()
+        .args(["--hop", "otoroshi-challenge", "--plan"])
+        .arg(&plan)
+        .env("OTOROSHI_CHALLENGE_SECRET", "hunter2-secret")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "error: cannot write `{}`: its directory is a symbolic link\n",
+            tmp.path().join("conf/hop.conf").display()
+        )
+    );
+    assert!(std::fs::read_dir(elsewhere.path())
+        .unwrap()
+        .next()
+        .is_none());
+}
+
+#[test]
+fn a_busy_port_fails_before_the_process_starts_naming_what_holds_it() {
+    let (tmp, app) = app_dir();
+    let busy = std::net::TcpListener::bind(("0.0.0.0", 0)).unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let plan = plan_with_hop_on(&app, tmp.path(), port);
+    let out = launcher()
+        .args(["--hop", "otoroshi-challenge", "--plan"])
+        .arg(&plan)
+        .env("OTOROSHI_CHALLENGE_SECRET", "hunter2-secret")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with(&format!(
+            "error: port {port} (hop otoroshi-challenge) is already in use on this machine, by PID {}",
+            std::process::id()
+        )) && err.ends_with("\n\nhint: stop what listens there, or shift the chain with `--public-port` and `--app-port`\n"),
+        "{err}"
+    );
+}
+
 #[test]
 fn a_hop_gets_its_port_env_and_files_and_secrets_stay_off_argv() {
     let (tmp, app) = app_dir();
@@ -251,7 +311,11 @@ fn a_hop_gets_its_port_env_and_files_and_secrets_stay_off_argv() {
     );
     let mut words = line.split(' ');
     let _pid = words.next();
-    assert_eq!(words.next(), Some("8080"), "{line}");
+    assert_eq!(
+        words.next(),
+        Some(hop_port().to_string().as_str()),
+        "{line}"
+    );
     assert!(
         line.ends_with("terces-2retnuh rendered"),
         "the hop got the secret and its file: {line}"
@@ -287,7 +351,7 @@ fn dry_run_shows_everything_but_secret_values() {
         .clone();
     let out = String::from_utf8(out).unwrap();
     assert!(out.contains("env: OTOROSHI_CHALLENGE_SECRET=***"), "{out}");
-    assert!(out.contains("env: PORT=8080"), "{out}");
+    assert!(out.contains(&format!("env: PORT={}", hop_port())), "{out}");
     assert!(out.contains(&format!("cwd: {}", app.display())), "{out}");
     assert!(out.contains("file: "), "{out}");
     assert!(!out.contains("hunter2"));

@@ -38,13 +38,14 @@ fn valid_token(state: &str) -> String {
 /// The proxy on `listen` in front of `forward`, once it accepts connections.
 fn start_proxy(listen: u16, forward: u16) -> ProcessGuard {
     let mut cmd = Command::new(bin("otoroshi-challenge"));
-    cmd.args([
-        "--listen",
-        &listen.to_string(),
-        "--forward",
-        &forward.to_string(),
-    ])
-    .env("OTOROSHI_CHALLENGE_SECRET", SECRET);
+    testkit::cleared(&mut cmd)
+        .args([
+            "--listen",
+            &listen.to_string(),
+            "--forward",
+            &forward.to_string(),
+        ])
+        .env("OTOROSHI_CHALLENGE_SECRET", SECRET);
     let proxy = ProcessGuard::spawn(&mut cmd);
     assert!(wait_for_port(listen, Duration::from_secs(10)));
     proxy

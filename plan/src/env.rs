@@ -121,6 +121,8 @@ fn parse_assignment(s: &str) -> Option<(&str, &str)> {
 /// in double quotes (with `\n`, `\"`, `\\` escapes, and spanning lines), in single quotes
 /// (literal), or bare (a ` #` starts a comment); blank lines and `#` comments.
 pub fn parse_env_file(text: &str, path: &Path) -> Result<Vec<(String, String)>, EnvError> {
+    // A byte order mark (editors on Windows write one) is not part of the first name.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut pairs = Vec::new();
     let mut lines = text.lines().enumerate();
     while let Some((index, raw)) = lines.next() {
@@ -233,6 +235,14 @@ ESCAPED="a\nb"
                 pair("MULTI", "line one\nline two"),
                 pair("ESCAPED", "a\nb"),
             ]
+        );
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_not_part_of_the_first_name() {
+        assert_eq!(
+            parse("\u{feff}FIRST=1\n").unwrap(),
+            vec![pair("FIRST", "1")]
         );
     }
 

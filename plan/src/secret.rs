@@ -32,6 +32,55 @@ pub fn redact(text: &str, env: &Env) -> String {
         .fold(text.to_string(), |acc, v| acc.replace(v, REDACTED))
 }
 
+/// A secret's value written literally in a command or a path is kept out of the plan: the
+/// plan holds `${{NAME}}` in its place, and the process that runs the command puts the value
+/// back from its own environment ([`reveal`]). (`${{` is not valid shell, so no command
+/// means it.)
+pub fn hide(text: &str, env: &Env) -> String {
+    let mut secrets: Vec<(&str, &str)> = env
+        .iter()
+        .filter(|(k, v)| is_secret(k) && v.len() >= MIN_REDACTED_LEN)
+        .collect();
+    secrets.sort_by_key(|(_, v)| std::cmp::Reverse(v.len()));
+    secrets.into_iter().fold(text.to_string(), |acc, (k, v)| {
+        acc.replace(v, &format!("${{{{{k}}}}}"))
+    })
+}
+
+/// A `${{NAME}}` whose variable is not set where the command runs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the plan refers to the secret {0}, which is not set in the environment")]
+pub struct MissingSecret(pub String);
+
+impl crate::report::Failure for MissingSecret {
+    fn hint(&self) -> Option<String> {
+        Some(format!(
+            "set {} (or pass the env file that sets it)",
+            self.0
+        ))
+    }
+}
+
+/// Puts back the secrets [`hide`] took out, from `env`.
+pub fn reveal(text: &str, env: &Env) -> Result<String, MissingSecret> {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${{") {
+        let Some(len) = rest[start + 3..].find("}}") else {
+            break;
+        };
+        let name = &rest[start + 3..start + 3 + len];
+        out.push_str(&rest[..start]);
+        out.push_str(
+            env.get(name)
+                .ok_or_else(|| MissingSecret(name.to_string()))?,
+        );
+        rest = &rest[start + 3 + len + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,6 +99,25 @@ mod tests {
         for name in ["PATH", "CC_RUN_COMMAND", "PORT", "HOME"] {
             assert!(!is_secret(name), "{name}");
         }
+    }
+
+    #[test]
+    fn a_literal_secret_is_hidden_from_the_plan_and_revealed_where_it_runs() {
+        let env: Env = [("API_TOKEN", "s3cr3t-value"), ("PATH", "/bin")]
+            .into_iter()
+            .collect();
+        let command = "serve --token 's3cr3t-value' --path /bin";
+        let hidden = hide(command, &env);
+        assert_eq!(hidden, "serve --token '${{API_TOKEN}}' --path /bin");
+        assert_eq!(reveal(&hidden, &env).unwrap(), command);
+        assert_eq!(
+            reveal(&hidden, &Env::default()),
+            Err(MissingSecret("API_TOKEN".into()))
+        );
+        assert_eq!(
+            reveal("no ${secret} here", &env).unwrap(),
+            "no ${secret} here"
+        );
     }
 
     #[test]

@@ -210,6 +210,36 @@ fn parse_response(raw: &[u8]) -> std::io::Result<Response> {
     })
 }
 
+/// Clears `command`'s environment but for what belongs to the machine rather than to a
+/// deployment (PATH, HOME, certificates, proxies, package indexes), so that a developer's
+/// shell with `CC_HEALTH_CHECK_PATH_0` or `APP_FOLDER` set cannot change a result.
+pub fn cleared(command: &mut Command) -> &mut Command {
+    const KEPT: [&str; 10] = [
+        "PATH",
+        "HOME",
+        "TMPDIR",
+        "LANG",
+        "USER",
+        "PYENV_ROOT",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "REQUESTS_CA_BUNDLE",
+        "CURL_CA_BUNDLE",
+    ];
+    const KEPT_PREFIXES: [&str; 4] = ["UV_INDEX", "UV_DEFAULT_INDEX", "UV_EXTRA_INDEX", "PIP_"];
+    command.env_clear();
+    for (key, value) in std::env::vars_os() {
+        let Some(name) = key.to_str() else { continue };
+        let kept = KEPT.contains(&name)
+            || KEPT_PREFIXES.iter().any(|p| name.starts_with(p))
+            || name.to_ascii_uppercase().ends_with("_PROXY");
+        if kept {
+            command.env(&key, value);
+        }
+    }
+    command
+}
+
 /// The environment every test gives uv: never download an interpreter.
 pub fn uv_env(command: &mut Command) -> &mut Command {
     command

@@ -77,7 +77,8 @@ impl Setup {
         let public = free_ports(self.chain_ports);
         let app = free_ports(1);
         let mut cmd = Command::new("bash");
-        cmd.arg(root().join("scripts/deploy"))
+        testkit::cleared(&mut cmd)
+            .arg(root().join("scripts/deploy"))
             .args([
                 "--public-port",
                 &public.to_string(),
@@ -96,20 +97,6 @@ impl Setup {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        for var in [
-            "CC_REQUEST_FLOW",
-            "CC_REQUEST_FLOW_CUSTOM",
-            "OTOROSHI_CHALLENGE_SECRET",
-            "CC_REDIRECTIONIO_PROJECT_KEY",
-            "CC_HEALTH_CHECK_PATH",
-            "CC_RUN_COMMAND",
-            "CC_PRE_RUN_HOOK",
-            "CC_RUN_SUCCEEDED_HOOK",
-            "CC_RUN_FAILED_HOOK",
-            "ENVIRONMENT",
-        ] {
-            cmd.env_remove(var);
-        }
         cmd.envs(self.vars.iter().map(|(k, v)| (*k, v.as_str())));
         if !self.path_first.is_empty() {
             let mut path = self.path_first.clone();
@@ -500,6 +487,58 @@ fn an_app_bound_to_localhost_fails_with_the_diagnosis() {
 }
 
 #[test]
+fn the_diagnosis_names_the_apps_own_port_not_another_programs() {
+    let wrong = testkit::free_port();
+    let setup = Setup::new("hello")
+        .var(
+            "CC_PYTHON_UV_RUN_COMMAND",
+            format!("PORT={wrong} uv run python app.py"),
+        )
+        .args(&["--timeout", "3s"]);
+    let mut deployment = setup.start();
+    // Some other program listens where a legacy app would (the shifted "9000").
+    let other = testkit::TinyServer::start("0.0.0.0", deployment.app, &[]);
+    assert_eq!(deployment.exit(Duration::from_secs(60)).code(), Some(1));
+    let output = deployment.output();
+    assert!(
+        output.contains(&format!(
+            "Your application is not listening on {public}\nYour application listens on {wrong}; it must listen on {public}, the PORT it is given.\n",
+            public = deployment.public
+        )),
+        "{output}"
+    );
+    assert!(
+        !output.contains(&other.port.to_string()),
+        "nothing is said of the other program's port:\n{output}"
+    );
+    deployment.nothing_left();
+}
+
+#[test]
+fn the_scripts_run_from_their_own_directory() {
+    let (tmp, app) = copy_example("hello");
+    let out = Command::new("bash")
+        .args(["plan", "--state-dir"])
+        .arg(tmp.path().join("state"))
+        .arg(&app)
+        .current_dir(root().join("scripts"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap())
+        .env("HOME", std::env::var("HOME").unwrap())
+        .env("UVDEPLOY_BIN", bin("detect").parent().unwrap())
+        .env("CC_PYTHON_UV_RUN_COMMAND", "uv run python app.py")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["mode"], "uv");
+}
+
+#[test]
 fn legacy_mode_is_refused_before_anything_starts() {
     let mut deployment =
         Setup::new("hello").start_with(|app| std::fs::remove_file(app.join("uv.lock")).unwrap());
@@ -516,13 +555,34 @@ fn legacy_mode_is_refused_before_anything_starts() {
 #[test]
 fn secrets_never_reach_the_state_dir_argv_or_output() {
     let password = "db-password-never-shown";
+    let literal = "literal-token-in-the-command";
     let deployment = Setup::new("hello")
         .var("OTOROSHI_CHALLENGE_SECRET", SECRET)
         .var("DATABASE_PASSWORD", password)
+        .var("API_TOKEN", literal)
+        // Written literally in the run command: kept out of the plan, put back by launcher.
+        .var(
+            "CC_PYTHON_UV_RUN_COMMAND",
+            format!("HELLO_FAIL_PATH=/{literal} uv run python app.py"),
+        )
         .start_with(with_vcl);
     deployment.deployed();
-    let secrets = [SECRET, password];
-    for pid in processes_in_group(deployment.guard.pid()) {
+    let plan = std::fs::read_to_string(deployment.tmp.path().join("state/plan.json")).unwrap();
+    assert!(
+        plan.contains("HELLO_FAIL_PATH=/${{API_TOKEN}} uv run"),
+        "{plan}"
+    );
+    // The app got the value itself: that path fails as asked.
+    let failing = http_get(
+        deployment.public,
+        &format!("/{literal}"),
+        &[("Otoroshi-State", &token())],
+    );
+    assert_eq!(failing.unwrap().status, 500);
+    let secrets = [SECRET, password, literal];
+    let running = marked_processes(&deployment.mark);
+    assert!(running.len() >= 3, "the app and varnishd run: {running:?}");
+    for pid in running {
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         let cmdline = String::from_utf8_lossy(&cmdline);
         assert!(
@@ -550,7 +610,13 @@ fn secrets_never_reach_the_state_dir_argv_or_output() {
             .status
             == 200
     );
-    assert!(secrets.iter().all(|s| !deployment.output().contains(s)));
+    let output = deployment.output();
+    // The app's own access log is the app's business: leave its lines out.
+    let ours: String = output
+        .lines()
+        .filter(|l| !l.starts_with("hello:"))
+        .collect();
+    assert!(secrets.iter().all(|s| !ours.contains(s)), "{output}");
 }
 
 #[test]

@@ -8,17 +8,15 @@ use testkit::{bin, copy_example, uv_env};
 const RUN: &str = "uv run gunicorn shop:app --bind 0.0.0.0:$PORT";
 
 /// `uvbuild APP` with its own cache dir and a clean environment of build variables.
+/// `uvbuild APP --cache-dir CACHE` in a cleared environment: a developer's shell (with
+/// `ENVIRONMENT`, `APP_FOLDER` or a hook set) must not change a result.
 fn uvbuild(app: &Path, cache: &Path) -> Command {
     let mut cmd = Command::new(bin("uvbuild"));
-    uv_env(&mut cmd)
+    uv_env(testkit::cleared(&mut cmd))
         .arg(app)
         .arg("--cache-dir")
         .arg(cache)
-        .env("CC_PYTHON_UV_RUN_COMMAND", RUN)
-        .env_remove("ENVIRONMENT")
-        .env_remove("CC_PRE_BUILD_HOOK")
-        .env_remove("CC_POST_BUILD_HOOK")
-        .env_remove("UV_OFFLINE");
+        .env("CC_PYTHON_UV_RUN_COMMAND", RUN);
     cmd
 }
 
@@ -209,6 +207,18 @@ fn hooks_run_in_order_and_a_failing_hook_fails_the_build() {
     assert!(
         !app.join(".venv").exists(),
         "uv did not run after the failed hook"
+    );
+
+    // The hook's command is printed with secrets redacted, by value.
+    let out = uvbuild(&app, &tmp.path().join("cache"))
+        .env("API_TOKEN", "s3cr3t-token-value")
+        .env("CC_PRE_BUILD_HOOK", "test s3cr3t-token-value = other")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        "uvbuild: running CC_PRE_BUILD_HOOK: test *** = other\nerror: CC_PRE_BUILD_HOOK failed (exit status: 1): `test *** = other`\n"
     );
 
     let out = uvbuild(&app, &tmp.path().join("cache"))
