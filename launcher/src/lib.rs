@@ -470,3 +470,167 @@ fn install_hint(command: &str) -> Option<String> {
         _ => return None,
     }.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plan::{Build, Environment, HealthCheck, Hop, Ports, RequestFlow, Run, RunSource, SCHEMA};
+
+    fn plan(command: &str, argv: Option<&[&str]>) -> Plan {
+        Plan {
+            schema: SCHEMA,
+            app_dir: "/srv/app".into(),
+            mode: Mode::Uv,
+            reasons: vec![],
+            environment: Environment::Production,
+            build: Build {
+                argv: vec!["uv".into()],
+                cache_dir: "/cache/uv".into(),
+                result: None,
+            },
+            run: Some(Run {
+                source: RunSource::CcPythonUvRunCommand,
+                command: command.into(),
+                argv: argv.map(|a| a.iter().map(|w| w.to_string()).collect()),
+            }),
+            ports: Ports {
+                public: 8080,
+                app: 9000,
+            },
+            ignored: vec![],
+            warnings: vec![],
+            health_check: HealthCheck {
+                source: "default".into(),
+                paths: vec!["/".into()],
+            },
+            request_flow: RequestFlow {
+                source: "auto".into(),
+                blocked: false,
+                middlewares: vec![],
+            },
+            hops: Some(vec![Hop {
+                name: "otoroshi-challenge".into(),
+                listen: 8080,
+                forward: Some(9000),
+                argv: vec!["otoroshi-challenge".into()],
+                env: [(
+                    "OTOROSHI_CHALLENGE_SECRET".to_string(),
+                    EnvValue::FromEnv {
+                        from_env: "OTOROSHI_CHALLENGE_SECRET".into(),
+                    },
+                )]
+                .into_iter()
+                .collect(),
+                files: vec![HopFile {
+                    path: "/state/x.conf".into(),
+                    content: "x".into(),
+                }],
+            }]),
+            extra: Default::default(),
+        }
+    }
+
+    fn env(vars: &[(&str, &str)]) -> Env {
+        vars.iter().copied().collect()
+    }
+
+    /// The app's argv for each form of run command.
+    #[test]
+    fn the_app_runs_its_command_in_the_form_it_needs() {
+        let cases: &[(&str, Option<&[&str]>, &[&str])] = &[
+            (
+                "uv run app",
+                Some(&["uv", "run", "app"]),
+                &["uv", "run", "app"],
+            ),
+            (
+                "FOO=1 uv run app",
+                None,
+                &["/bin/sh", "-c", "FOO=1 exec uv run app"],
+            ),
+            (
+                "migrate && serve",
+                None,
+                &["/bin/sh", "-c", "migrate && serve"],
+            ),
+            (
+                "serve --token ${{API_TOKEN}}",
+                None,
+                &["/bin/sh", "-c", "exec serve --token s3cr3t-value"],
+            ),
+        ];
+        let vars = env(&[
+            ("API_TOKEN", "s3cr3t-value"),
+            ("CC_PRE_RUN_HOOK", "echo hi"),
+        ]);
+        for (command, argv, expected) in cases {
+            let launch = prepare(Some(&plan(command, *argv)), &Target::App, &vars, None).unwrap();
+            assert_eq!(&launch.argv, expected, "{command}");
+            assert_eq!(launch.cwd, Path::new("/srv/app"));
+            assert_eq!(launch.env.get("PORT"), Some("9000"));
+            assert_eq!(launch.env.get("UV_CACHE_DIR"), Some("/cache/uv"));
+            assert_eq!(launch.pre_run_hook.as_deref(), Some("echo hi"));
+            assert_eq!(launch.binds, Some((9000, "the app".into())));
+        }
+        let missing = prepare(
+            Some(&plan("serve ${{API_TOKEN}}", None)),
+            &Target::App,
+            &Env::default(),
+            None,
+        );
+        assert!(matches!(missing, Err(LaunchError::Secret(_))));
+    }
+
+    #[test]
+    fn a_hop_takes_its_secret_by_name_and_describe_never_shows_it() {
+        let vars = env(&[("OTOROSHI_CHALLENGE_SECRET", "hunter2-secret")]);
+        let hop = Target::Hop("otoroshi-challenge".into());
+        let launch = prepare(Some(&plan("x", Some(&["x"]))), &hop, &vars, Some(18080)).unwrap();
+        assert_eq!(launch.env.get("PORT"), Some("18080"));
+        assert_eq!(
+            launch.env.get("OTOROSHI_CHALLENGE_SECRET"),
+            Some("hunter2-secret")
+        );
+        assert_eq!(
+            describe(&launch),
+            "argv: otoroshi-challenge\ncwd: /srv/app\nenv: OTOROSHI_CHALLENGE_SECRET=***\nenv: PORT=18080\nfile: /state/x.conf (1 bytes)\n"
+        );
+        assert!(matches!(
+            prepare(Some(&plan("x", Some(&["x"]))), &hop, &Env::default(), None),
+            Err(LaunchError::MissingHopVariable { .. })
+        ));
+        assert!(matches!(
+            prepare(
+                Some(&plan("x", Some(&["x"]))),
+                &Target::Hop("varnish".into()),
+                &vars,
+                None
+            ),
+            Err(LaunchError::UnknownHop { .. })
+        ));
+    }
+
+    #[test]
+    fn a_run_hook_runs_only_when_set() {
+        let p = plan("x", Some(&["x"]));
+        let hook = Target::Hook("CC_RUN_SUCCEEDED_HOOK".into());
+        assert!(prepare(Some(&p), &hook, &Env::default(), None)
+            .unwrap()
+            .argv
+            .is_empty());
+        let set = env(&[("CC_RUN_SUCCEEDED_HOOK", "notify ok")]);
+        assert_eq!(
+            prepare(Some(&p), &hook, &set, None).unwrap().argv,
+            ["/bin/sh", "-c", "notify ok"]
+        );
+        assert!(matches!(
+            prepare(
+                Some(&p),
+                &Target::Hook("CC_PRE_BUILD_HOOK".into()),
+                &set,
+                None
+            ),
+            Err(LaunchError::UnknownHook(_))
+        ));
+    }
+}

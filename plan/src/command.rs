@@ -45,15 +45,16 @@ fn is_executable(path: &Path) -> bool {
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     const MAX: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
     let text = text.trim();
+    let too_long = || format!("`{text}` is longer than a day (the longest wait is `24h`)");
     let duration = match text.parse::<u64>() {
         Ok(seconds) => std::time::Duration::from_secs(seconds),
-        Err(_) => humantime::parse_duration(text)
-            .map_err(|e| format!("`{text}` is not a duration ({e}; e.g. `60s`, `500ms`, `2m`)"))?,
+        Err(_) => humantime::parse_duration(text).map_err(|e| match e {
+            humantime::DurationError::NumberOverflow => too_long(),
+            e => format!("`{text}` is not a duration ({e}; e.g. `60s`, `500ms`, `2m`)"),
+        })?,
     };
     if duration > MAX {
-        return Err(format!(
-            "`{text}` is longer than a day (the longest wait is `24h`)"
-        ));
+        return Err(too_long());
     }
     Ok(duration)
 }

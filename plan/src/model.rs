@@ -300,3 +300,169 @@ pub struct HopFile {
     pub path: PathBuf,
     pub content: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow(names: &[&str], blocked: bool) -> RequestFlow {
+        RequestFlow {
+            source: "test".into(),
+            blocked,
+            middlewares: names
+                .iter()
+                .map(|name| match *name {
+                    "otoroshi-challenge" => Middleware::OtoroshiChallenge {
+                        secret_env: "S".into(),
+                    },
+                    "varnish" => Middleware::Varnish {
+                        vcl: "v.vcl".into(),
+                        storage_size: "1G".into(),
+                    },
+                    "redirectionio" => Middleware::Redirectionio {
+                        project_key_env: "K".into(),
+                        instance_name: "i".into(),
+                    },
+                    _ => Middleware::Custom {
+                        command: "c @@LISTEN_PORT@@ @@FORWARD_PORT@@".into(),
+                    },
+                })
+                .collect(),
+        }
+    }
+
+    fn hops(pairs: &[(u16, u16)]) -> Vec<HopPorts> {
+        pairs
+            .iter()
+            .map(|&(listen, forward)| HopPorts { listen, forward })
+            .collect()
+    }
+
+    /// Every shape of request flow, on the platform's ports and at the edges of the range.
+    #[test]
+    fn the_chain_for_every_flow_and_port_edge() {
+        let all = ["otoroshi-challenge", "varnish", "redirectionio", "custom"];
+        type Case<'a> = (
+            u16,
+            u16,
+            &'a [&'a str],
+            bool,
+            Result<Vec<HopPorts>, LayoutError>,
+        );
+        let cases: Vec<Case> = vec![
+            (8080, 9000, &[], false, Ok(vec![])),
+            (8080, 9000, &all[..1], false, Ok(hops(&[(8080, 9000)]))),
+            (
+                8080,
+                9000,
+                &all[..2],
+                false,
+                Ok(hops(&[(8080, 8081), (8081, 9000)])),
+            ),
+            (
+                8080,
+                9000,
+                &all[..3],
+                false,
+                Ok(hops(&[(8080, 8081), (8081, 8082), (8082, 9000)])),
+            ),
+            (
+                8080,
+                9000,
+                &all,
+                false,
+                Ok(hops(&[
+                    (8080, 8081),
+                    (8081, 8082),
+                    (8082, 8083),
+                    (8083, 9000),
+                ])),
+            ),
+            (8080, 9000, &[], true, Ok(hops(&[(8080, 9000)]))),
+            // The last port there is.
+            (65535, 9000, &all[..1], false, Ok(hops(&[(65535, 9000)]))),
+            (
+                65534,
+                9000,
+                &all[..2],
+                false,
+                Ok(hops(&[(65534, 65535), (65535, 9000)])),
+            ),
+            (
+                65535,
+                9000,
+                &all[..2],
+                false,
+                Err(LayoutError::PastLastPort {
+                    public: 65535,
+                    count: 2,
+                }),
+            ),
+            (
+                65533,
+                9000,
+                &all,
+                false,
+                Err(LayoutError::PastLastPort {
+                    public: 65533,
+                    count: 4,
+                }),
+            ),
+            // The app inside the chain.
+            (
+                8080,
+                8081,
+                &all[..2],
+                false,
+                Err(LayoutError::AppPortInChain {
+                    app: 8081,
+                    first: 8080,
+                    last: 8081,
+                }),
+            ),
+            (
+                8080,
+                8080,
+                &all[..1],
+                false,
+                Err(LayoutError::AppPortInChain {
+                    app: 8080,
+                    first: 8080,
+                    last: 8080,
+                }),
+            ),
+            (
+                8080,
+                8082,
+                &all[..2],
+                false,
+                Ok(hops(&[(8080, 8081), (8081, 8082)])),
+            ),
+        ];
+        for (public, app, names, blocked, expected) in cases {
+            let flow = flow(names, blocked);
+            let ports = PortSettings { public, app }.ports_for(&flow);
+            assert_eq!(
+                ports.chain(&flow),
+                expected,
+                "{public} {app} {names:?} {blocked}"
+            );
+        }
+    }
+
+    #[test]
+    fn without_middleware_the_app_is_on_the_public_port() {
+        let ports = PortSettings {
+            public: 8080,
+            app: 9000,
+        }
+        .ports_for(&flow(&[], false));
+        assert_eq!(
+            ports,
+            Ports {
+                public: 8080,
+                app: 8080
+            }
+        );
+    }
+}

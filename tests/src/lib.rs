@@ -50,6 +50,15 @@ pub fn copy_example(name: &str) -> (tempfile::TempDir, PathBuf) {
     (dir, app)
 }
 
+/// A copy of `tests/fixtures/NAME` (an app made for one behaviour) in a fresh readable temp
+/// dir; returns (guard, app path).
+pub fn copy_fixture(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = shared_tempdir();
+    let app = dir.path().join(name);
+    copy_tree(&root().join("tests/fixtures").join(name), &app);
+    (dir, app)
+}
+
 fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {

@@ -3,7 +3,7 @@
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use testkit::{bin, copy_example, uv_env};
+use testkit::{bin, copy_example, copy_fixture, uv_env};
 
 const RUN: &str = "uv run gunicorn shop:app --bind 0.0.0.0:$PORT";
 
@@ -89,13 +89,7 @@ fn a_rebuild_is_served_from_the_kept_cache() {
 
 #[test]
 fn an_outdated_lockfile_fails_with_the_hint_and_changes_nothing() {
-    let (tmp, app) = copy_example("flask-shop");
-    let pyproject = std::fs::read_to_string(app.join("pyproject.toml")).unwrap();
-    std::fs::write(
-        app.join("pyproject.toml"),
-        pyproject.replace("\"gunicorn>=22.0\"", "\"gunicorn>=22.0\", \"six\""),
-    )
-    .unwrap();
+    let (tmp, app) = copy_fixture("uv_lockfile_out_of_sync");
     let before = (
         std::fs::read(app.join("pyproject.toml")).unwrap(),
         std::fs::read(app.join("uv.lock")).unwrap(),
@@ -143,13 +137,7 @@ fn a_build_leaves_the_project_files_untouched() {
 
 #[test]
 fn a_missing_python_is_named() {
-    let (tmp, app) = copy_example("hello");
-    let pyproject = std::fs::read_to_string(app.join("pyproject.toml")).unwrap();
-    std::fs::write(
-        app.join("pyproject.toml"),
-        pyproject.replace(">=3.11", ">=3.99"),
-    )
-    .unwrap();
+    let (tmp, app) = copy_fixture("python_not_installed");
     let out = uvbuild(&app, &tmp.path().join("cache")).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
