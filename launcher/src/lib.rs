@@ -537,7 +537,9 @@ mod tests {
     /// The app's argv for each form of run command.
     #[test]
     fn the_app_runs_its_command_in_the_form_it_needs() {
-        let cases: &[(&str, Option<&[&str]>, &[&str])] = &[
+        /// (run command, its words when it needs no shell, the argv launched)
+        type Case<'a> = (&'a str, Option<&'a [&'a str]>, &'a [&'a str]);
+        let cases: &[Case] = &[
             (
                 "uv run app",
                 Some(&["uv", "run", "app"]),

@@ -61,7 +61,7 @@ macro_rules! cases {
         $(
             #[test]
             fn $name() {
-                insta::assert_snapshot!(stringify!($name), run(&$script));
+                insta::assert_snapshot!(stringify!($name), run(($script).as_ref()));
             }
         )*
     };
@@ -78,26 +78,26 @@ cases! {
     detect_chain_past_the_last_port: format!("{RUN} OTOROSHI_CHALLENGE_SECRET=s CC_REDIRECTIONIO_PROJECT_KEY=k detect --public-port 65535 app");
     detect_port_zero: format!("{RUN} detect --public-port 0 app");
     detect_app_folder_outside: format!("{RUN} APP_FOLDER=../.. detect app");
-    detect_unbalanced_quote: "CC_PYTHON_UV_RUN_COMMAND=\"python 'app.py\" detect app".to_string();
-    detect_bad_env_file_line: "detect --env-file bad.env app".to_string();
-    detect_missing_app_dir: "detect nowhere".to_string();
+    detect_unbalanced_quote: "CC_PYTHON_UV_RUN_COMMAND=\"python 'app.py\" detect app";
+    detect_bad_env_file_line: "detect --env-file bad.env app";
+    detect_missing_app_dir: "detect nowhere";
     pipeline_says_one_error_for_one_failure: format!("{RUN} CC_REQUEST_FLOW=varnsh detect app | uvbuild | flowctl; echo \"statuses: ${{PIPESTATUS[*]}}\" >&2");
-    uvbuild_legacy_mode: "detect app 2>/dev/null | uvbuild".to_string();
+    uvbuild_legacy_mode: "detect app 2>/dev/null | uvbuild";
     uvbuild_no_pyproject: format!("{RUN} uvbuild no-pyproject");
-    flowctl_plan_not_json: "echo '{' | flowctl".to_string();
-    flowctl_plan_without_schema: "echo '{}' | flowctl".to_string();
-    flowctl_plan_of_another_schema: "echo '{\"schema\": 2}' | flowctl".to_string();
-    flowctl_empty_plan_file: "flowctl --plan /dev/null".to_string();
+    flowctl_plan_not_json: "echo '{' | flowctl";
+    flowctl_plan_without_schema: "echo '{}' | flowctl";
+    flowctl_plan_of_another_schema: "echo '{\"schema\": 2}' | flowctl";
+    flowctl_empty_plan_file: "flowctl --plan /dev/null";
     flowctl_vcl_that_does_not_compile: format!("{RUN} detect bad-vcl | flowctl --state-dir state");
     flowctl_state_dir_inside_the_app: format!("{RUN} detect app | flowctl --state-dir app/state");
     launcher_unknown_hop: format!("{RUN} OTOROSHI_CHALLENGE_SECRET=s detect app | flowctl --state-dir state > plan.json && launcher --plan plan.json --hop varnish");
     launcher_no_hops: format!("{RUN} detect app > plan.json && launcher --plan plan.json --hop varnish");
     launcher_unknown_hook: format!("{RUN} detect app > plan.json && launcher --plan plan.json --hook CC_PRE_BUILD_HOOK");
     launcher_hop_secret_not_set: format!("{RUN} OTOROSHI_CHALLENGE_SECRET=s detect app | flowctl --state-dir state > plan.json && launcher --plan plan.json --hop otoroshi-challenge");
-    launcher_command_not_found: "launcher -- no-such-program --flag".to_string();
-    launcher_legacy_mode: "detect app 2>/dev/null > plan.json; launcher --plan plan.json --app".to_string();
-    healthcheck_relative_path: "healthcheck --port 1 --path health".to_string();
-    healthcheck_timeout_too_long: "healthcheck --port 1 --timeout 99999999999999999999s".to_string();
-    healthcheck_port_zero: "healthcheck --port 0".to_string();
-    otoroshi_challenge_without_secret: "otoroshi-challenge --listen 1 --forward 2".to_string();
+    launcher_command_not_found: "launcher -- no-such-program --flag";
+    launcher_legacy_mode: "detect app 2>/dev/null > plan.json; launcher --plan plan.json --app";
+    healthcheck_relative_path: "healthcheck --port 1 --path health";
+    healthcheck_timeout_too_long: "healthcheck --port 1 --timeout 99999999999999999999s";
+    healthcheck_port_zero: "healthcheck --port 0";
+    otoroshi_challenge_without_secret: "otoroshi-challenge --listen 1 --forward 2";
 }
