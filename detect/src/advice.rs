@@ -1,7 +1,19 @@
 //! Warnings: configurations that deploy, but probably not as the user means.
 
-use plan::{Env, Environment, Run};
+use plan::{Env, Environment, Run, RunSource};
 use std::path::Path;
+
+/// The platform's page says `CC_PYTHON_UV_RUN_COMMAND` "is executed directly, without shell
+/// variable expansion": a command that needs a shell runs here (through `/bin/sh`) and may not
+/// there.
+pub fn runs_through_a_shell(run: &Run) -> Option<String> {
+    (run.source == RunSource::CcPythonUvRunCommand && run.argv.is_none()).then(|| {
+        format!(
+            "CC_PYTHON_UV_RUN_COMMAND uses shell syntax (`{}`): uvdeploy runs it through /bin/sh, but the platform executes it directly, without shell expansion; write the port as a number (8080, or 9000 behind middlewares) or have the app read PORT, and drop the shell syntax",
+            run.command
+        )
+    })
+}
 
 /// `uv run` syncs the environment before running, with the `dev` group unless told
 /// otherwise: after a `--no-dev` build, it installs the dev dependencies at start-up.

@@ -71,6 +71,7 @@ pub fn detect(repo_dir: &Path, env: &Env, ports: PortSettings) -> Result<Plan, D
         .filter(|_| mode == Mode::Uv)
         .and_then(|run| advice::uv_run_installs_dev_dependencies(run, environment, env, &app_dir))
         .into_iter()
+        .chain(run.as_ref().and_then(advice::runs_through_a_shell))
         .chain(environment_warning)
         .collect();
     Ok(Plan {
@@ -401,6 +402,33 @@ mod tests {
                 app: 19000
             }
         );
+    }
+
+    #[test]
+    fn warnings_for_what_would_deploy_otherwise_on_the_platform() {
+        let a = app(true);
+        let shell = plan_for(
+            &a,
+            &[("CC_PYTHON_UV_RUN_COMMAND", "uv run app --port $PORT")],
+        );
+        assert!(
+            shell.warnings[0].starts_with(
+                "CC_PYTHON_UV_RUN_COMMAND uses shell syntax (`uv run app --port $PORT`)"
+            ),
+            "{:?}",
+            shell.warnings
+        );
+        // CC_RUN_COMMAND is not what the page speaks of.
+        let cc_run = plan_for(&a, &[UV_RUN, ("CC_RUN_COMMAND", "serve --port $PORT")]);
+        assert!(cc_run.warnings.is_empty(), "{:?}", cc_run.warnings);
+        let typo = plan_for(&a, &[UV_RUN, ("ENVIRONMENT", "Development")]);
+        assert_eq!(typo.environment, Environment::Production);
+        assert!(typo.warnings[0].starts_with(
+            "ENVIRONMENT is `Development`: only `development` keeps dev dependencies"
+        ));
+        assert!(plan_for(&a, &[UV_RUN, ("ENVIRONMENT", "production")])
+            .warnings
+            .is_empty());
     }
 
     #[test]
