@@ -8,7 +8,7 @@ if [[ -z ${UVDEPLOY_BIN:-} ]]; then
     if [[ -x $root/target/release/detect ]]; then UVDEPLOY_BIN=$root/target/release
     else UVDEPLOY_BIN=$root/target/debug; fi
 fi
-for tool in detect uvbuild flowctl launcher healthcheck; do
+for tool in checkout detect uvbuild flowctl launcher healthcheck; do
     if [[ ! -x $UVDEPLOY_BIN/$tool ]]; then
         echo "error: \`$UVDEPLOY_BIN/$tool\` is missing" >&2
         echo >&2
@@ -17,11 +17,11 @@ for tool in detect uvbuild flowctl launcher healthcheck; do
     fi
 done
 
-env_args=() port_args=() state_dir="" timeout=60s app_dir="" keep_state=""
+env_args=() port_args=() state_dir="" timeout=60s app_dir="" keep_state="" working_tree=""
 
 usage_error() {
     echo "error: $1" >&2
-    echo "usage: ${0##*/} [--env-file FILE]... [--env KEY=VALUE]... [--public-port N] [--app-port N] [--state-dir DIR] [--keep-state] [--timeout 60s] APP_DIR" >&2
+    echo "usage: ${0##*/} [--env-file FILE]... [--env KEY=VALUE]... [--public-port N] [--app-port N] [--state-dir DIR] [--keep-state] [--working-tree] [--timeout 60s] APP_DIR" >&2
     exit 2
 }
 
@@ -32,6 +32,7 @@ parse_options() {
             --public-port|--app-port) (($# >= 2)) || usage_error "$1 needs a value"; port_args+=("$1" "$2"); shift 2 ;;
             --state-dir) (($# >= 2)) || usage_error "$1 needs a value"; state_dir=$2; shift 2 ;;
             --keep-state) keep_state=1; shift ;;
+            --working-tree) working_tree=1; shift ;;
             --timeout) (($# >= 2)) || usage_error "$1 needs a value"; timeout=$2; shift 2 ;;
             -h|--help) sed -n '2,/^$/s/^# \{0,1\}//p' "$0"; exit 0 ;;
             -*) usage_error "unknown option \`$1\`" ;;
@@ -58,6 +59,17 @@ prepare_state_dir() {
     fi
     chmod 755 "$state_dir" || exit 2
     [[ $state_dir == /* ]] || state_dir=$PWD/$state_dir
+}
+
+# What is deployed: `checkout` copies APP_DIR's commit (or, with --working-tree, its files
+# as they are) into $state_dir/copy and says so; detect then reads the copy. A copy this
+# script made before (source.json beside it says so) is replaced; anything else is refused.
+check_out() {
+    local args=(--into "$state_dir/copy")
+    [[ -n $working_tree ]] && args+=(--working-tree)
+    [[ -f $state_dir/source.json ]] && rm -rf -- "$state_dir/copy"
+    "$UVDEPLOY_BIN/launcher" --die-with-parent --group-file "${groups:-/dev/null}" -- \
+        "$UVDEPLOY_BIN/checkout" "${args[@]}" "$app_dir" > "$state_dir/source.json"
 }
 
 say() { echo "==> $*" >&2; }

@@ -54,11 +54,48 @@ fn runs_uv_run(command: &str) -> bool {
 }
 
 /// A `dev` dependency group, or `tool.uv.dev-dependencies`, in `pyproject.toml`.
+/// `uv run --package NAME` from a workspace's root: the platform's build (`uv sync --locked
+/// --no-dev` at the root) installs the root project's dependencies, not the member's, so
+/// `uv run` installs the member's at start-up, on every start.
+pub fn uv_run_package_installs_at_start_up(run: &Run, app_dir: &Path) -> Option<String> {
+    let words = shell_words::split(&run.command).unwrap_or_default();
+    let package = words
+        .iter()
+        .position(|w| w == "--package")
+        .and_then(|i| words.get(i + 1))
+        .cloned()
+        .or_else(|| {
+            words
+                .iter()
+                .find_map(|w| w.strip_prefix("--package=").map(String::from))
+        })?;
+    if !runs_uv_run(&run.command) || !is_workspace_root(app_dir) {
+        return None;
+    }
+    Some(format!(
+        "{}: `uv run --package {package}` installs the dependencies of the workspace member `{package}` when the app starts, not at build (the build runs `uv sync --locked --no-dev` at the workspace root); make the root project depend on the member (`dependencies = [\"{package}\"]` and `[tool.uv.sources] {package} = {{ workspace = true }}`) so that the build installs it",
+        run.source.variable()
+    ))
+}
+
+fn is_workspace_root(app_dir: &Path) -> bool {
+    pyproject(app_dir).is_some_and(|p| {
+        p.get("tool")
+            .and_then(|t| t.get("uv"))
+            .and_then(|u| u.get("workspace"))
+            .is_some()
+    })
+}
+
+fn pyproject(app_dir: &Path) -> Option<toml::Table> {
+    std::fs::read_to_string(app_dir.join("pyproject.toml"))
+        .ok()?
+        .parse::<toml::Table>()
+        .ok()
+}
+
 fn declares_dev_dependencies(app_dir: &Path) -> bool {
-    let Ok(text) = std::fs::read_to_string(app_dir.join("pyproject.toml")) else {
-        return false;
-    };
-    let Ok(pyproject) = text.parse::<toml::Table>() else {
+    let Some(pyproject) = pyproject(app_dir) else {
         return false;
     };
     let non_empty = |v: Option<&toml::Value>| {

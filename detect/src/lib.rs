@@ -12,7 +12,7 @@ pub use health::health_check;
 
 use plan::command::{self, CommandError};
 pub use plan::PortSettings;
-use plan::{Build, Env, Environment, Mode, Plan, Run, RunSource, SCHEMA};
+use plan::{Build, Env, Environment, Mode, Plan, Run, RunSource, Source, SourceKind, SCHEMA};
 use std::path::{Path, PathBuf};
 
 /// Variables of the legacy backend (uWSGI/Gunicorn + Nginx) that a uv deployment ignores:
@@ -50,7 +50,7 @@ const LEGACY_ONLY: &[&str] = &[
 pub fn detect(repo_dir: &Path, env: &Env, ports: PortSettings) -> Result<Plan, DetectError> {
     let app_dir = app_dir(repo_dir, env)?;
     let run = run_command(env)?;
-    let (mode, reasons) = mode(&app_dir, env);
+    let (mode, reasons) = mode(&app_dir, repo_dir, env);
     let (environment, environment_warning) = environment_of(env);
     let (request_flow, flow_ignored) = request_flow(env, &app_dir)?;
     let ports = ports.ports_for(&request_flow);
@@ -72,6 +72,11 @@ pub fn detect(repo_dir: &Path, env: &Env, ports: PortSettings) -> Result<Plan, D
         .and_then(|run| advice::uv_run_installs_dev_dependencies(run, environment, env, &app_dir))
         .into_iter()
         .chain(run.as_ref().and_then(advice::runs_through_a_shell))
+        .chain(
+            run.as_ref()
+                .filter(|_| mode == Mode::Uv)
+                .and_then(|run| advice::uv_run_package_installs_at_start_up(run, &app_dir)),
+        )
         .chain(environment_warning)
         .collect();
     Ok(Plan {
@@ -79,6 +84,7 @@ pub fn detect(repo_dir: &Path, env: &Env, ports: PortSettings) -> Result<Plan, D
         build: Build {
             argv: build_argv(environment),
             cache_dir: cache_dir(env)?,
+            kept_venv: None,
             result: None,
         },
         app_dir,
@@ -91,8 +97,68 @@ pub fn detect(repo_dir: &Path, env: &Env, ports: PortSettings) -> Result<Plan, D
         warnings,
         health_check: health_check(env)?,
         request_flow,
+        source: None,
         hops: None,
         extra: Default::default(),
+    })
+}
+
+/// Records what `checkout` copied (`detect --source FILE`): the plan says what is deployed,
+/// the venv is kept per application between copies, and a `uv.lock` that is in the working
+/// tree but not in the commit is its own reason for legacy mode.
+pub fn from_source(plan: &mut Plan, source: Source, env: &Env) {
+    let relative = plan
+        .app_dir
+        .strip_prefix(&source.copy)
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let original = source.origin.join(&relative);
+    if let Some(root) = cache_root(env) {
+        let name = original
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "app".into());
+        plan.build.kept_venv = Some(root.join("venvs").join(format!(
+            "{name}-{:016x}",
+            fnv1a(original.as_os_str().as_encoded_bytes())
+        )));
+    }
+    let lock_left_out = source.kind == SourceKind::Commit
+        && !plan.app_dir.join("uv.lock").is_file()
+        && original.join("uv.lock").is_file();
+    if lock_left_out {
+        let commit = source.commit.clone().unwrap_or_default();
+        for reason in plan
+            .reasons
+            .iter_mut()
+            .filter(|r| r.starts_with("uv.lock not found"))
+        {
+            *reason = format!(
+                "uv.lock not committed: it is in your working tree ({}) but not in commit {commit}, which is what is deployed; commit it (`git add uv.lock && git commit`)",
+                original.join("uv.lock").display()
+            );
+        }
+    }
+    plan.source = Some(source);
+}
+
+/// Where uvdeploy keeps what outlives a deployment (the venvs): `UVDEPLOY_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/uvdeploy`, else `~/.cache/uvdeploy`.
+fn cache_root(env: &Env) -> Option<PathBuf> {
+    if let Some(dir) = env.non_empty("UVDEPLOY_CACHE_DIR") {
+        return Some(dir.into());
+    }
+    if let Some(dir) = env.non_empty("XDG_CACHE_HOME") {
+        return Some(Path::new(dir).join("uvdeploy"));
+    }
+    env.non_empty("HOME")
+        .map(|home| Path::new(home).join(".cache/uvdeploy"))
+}
+
+/// FNV-1a: a stable name for a path, the same in every version of Rust.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf29ce484222325, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x100000001b3)
     })
 }
 
@@ -168,7 +234,7 @@ fn run_command(env: &Env) -> Result<Option<Run>, DetectError> {
 }
 
 /// uv mode needs both `uv.lock` at the app's root and `CC_PYTHON_UV_RUN_COMMAND`.
-fn mode(app_dir: &Path, env: &Env) -> (Mode, Vec<String>) {
+fn mode(app_dir: &Path, repo_dir: &Path, env: &Env) -> (Mode, Vec<String>) {
     let has_lock = app_dir.join("uv.lock").is_file();
     let has_uv_command = env.non_empty("CC_PYTHON_UV_RUN_COMMAND").is_some();
     if has_lock && has_uv_command {
@@ -182,10 +248,31 @@ fn mode(app_dir: &Path, env: &Env) -> (Mode, Vec<String>) {
     }
     let mut reasons = Vec::new();
     if !has_lock {
-        reasons.push(format!(
+        let mut reason = format!(
             "uv.lock not found at the project root ({})",
             app_dir.display()
-        ));
+        );
+        // APP_FOLDER naming a workspace member: its lockfile is at the workspace root.
+        let repo = repo_dir
+            .canonicalize()
+            .unwrap_or_else(|_| repo_dir.to_path_buf());
+        if let Some(lock) = app_dir
+            .ancestors()
+            .skip(1)
+            .take_while(|dir| dir.starts_with(&repo))
+            .map(|dir| dir.join("uv.lock"))
+            .find(|lock| lock.is_file())
+        {
+            reason.push_str(&format!(
+                "; the lockfile is `{}`, at the workspace root: the platform looks for it in APP_FOLDER, so deploy the workspace root instead (APP_FOLDER `{}`, or unset) and run the member from there",
+                lock.display(),
+                lock.parent()
+                    .and_then(|d| d.strip_prefix(&repo).ok())
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_default()
+            ));
+        }
+        reasons.push(reason);
     }
     if !has_uv_command {
         let mut reason = "CC_PYTHON_UV_RUN_COMMAND is not set".to_string();
@@ -429,6 +516,55 @@ mod tests {
         assert!(plan_for(&a, &[UV_RUN, ("ENVIRONMENT", "production")])
             .warnings
             .is_empty());
+    }
+
+    /// A uv workspace: the root's pyproject.toml and uv.lock, one member under packages/api.
+    fn workspace() -> App {
+        let a = app(true);
+        std::fs::write(
+            a.dir.path().join("pyproject.toml"),
+            "[project]\nname = \"root\"\nversion = \"0.1.0\"\n\n[tool.uv.workspace]\nmembers = [\"packages/*\"]\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(a.dir.path().join("packages/api")).unwrap();
+        a
+    }
+
+    #[test]
+    fn a_workspace_member_run_from_the_root_installs_at_start_up() {
+        let ws = workspace();
+        let plan = plan_for(
+            &ws,
+            &[(
+                "CC_PYTHON_UV_RUN_COMMAND",
+                "uv run --package api python -m api",
+            )],
+        );
+        assert_eq!(plan.mode, Mode::Uv);
+        assert!(
+            plan.warnings.iter().any(|w| w.starts_with("CC_PYTHON_UV_RUN_COMMAND: `uv run --package api` installs the dependencies of the workspace member `api` when the app starts, not at build")
+                && w.contains("[tool.uv.sources] api = { workspace = true }")),
+            "{:?}",
+            plan.warnings
+        );
+        let plain = plan_for(&ws, &[UV_RUN]);
+        assert!(plain.warnings.iter().all(|w| !w.contains("--package")));
+    }
+
+    #[test]
+    fn app_folder_on_a_workspace_member_says_where_the_lockfile_is() {
+        let ws = workspace();
+        let plan = plan_for(&ws, &[UV_RUN, ("APP_FOLDER", "packages/api")]);
+        assert_eq!(plan.mode, Mode::Legacy);
+        let lock = ws.dir.path().canonicalize().unwrap().join("uv.lock");
+        assert!(
+            plan.reasons[0].contains(&format!(
+                "; the lockfile is `{}`, at the workspace root: the platform looks for it in APP_FOLDER, so deploy the workspace root instead (APP_FOLDER ``, or unset)",
+                lock.display()
+            )),
+            "{:?}",
+            plan.reasons
+        );
     }
 
     #[test]

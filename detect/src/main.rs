@@ -1,6 +1,6 @@
 use clap::Parser;
 use plan::cli::{EnvArgs, PortArgs};
-use plan::report::{report, Fault};
+use plan::report::{report, Fault, Message};
 use plan::{print_plan, Env};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,6 +24,9 @@ struct Cli {
     env: EnvArgs,
     #[command(flatten)]
     ports: PortArgs,
+    /// What `checkout` printed: APP_DIR is its copy; the plan records what is deployed.
+    #[arg(long, value_name = "FILE")]
+    source: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -39,7 +42,19 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: &Cli, env: &Env) -> Result<(), Fault> {
-    let plan = detect::detect(&cli.app_dir, env, cli.ports.into())?;
+    let mut plan = detect::detect(&cli.app_dir, env, cli.ports.into())?;
+    if let Some(file) = &cli.source {
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            Message::usage(format!("cannot read the source `{}`: {e}", file.display()))
+        })?;
+        let source = serde_json::from_str(&text).map_err(|e| {
+            Message::usage(format!(
+                "`{}` is not what `checkout` prints: {e}",
+                file.display()
+            ))
+        })?;
+        detect::from_source(&mut plan, source, env);
+    }
     detect::tell(&plan, "detect", env);
     print_plan(&plan, cli.pretty)?;
     Ok(())

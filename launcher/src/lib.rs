@@ -486,6 +486,7 @@ mod tests {
             build: Build {
                 argv: vec!["uv".into()],
                 cache_dir: "/cache/uv".into(),
+                kept_venv: None,
                 result: None,
             },
             run: Some(Run {
@@ -508,6 +509,7 @@ mod tests {
                 blocked: false,
                 middlewares: vec![],
             },
+            source: None,
             hops: Some(vec![Hop {
                 name: "otoroshi-challenge".into(),
                 listen: 8080,

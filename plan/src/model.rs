@@ -34,12 +34,47 @@ pub struct Plan {
     pub warnings: Vec<String>,
     pub health_check: HealthCheck,
     pub request_flow: RequestFlow,
+    /// What is deployed (the commit, the working tree, or a directory), when `detect` was
+    /// given what `checkout` made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Source>,
     /// Added by `flowctl`: one per middleware, in chain order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hops: Option<Vec<Hop>>,
     /// Fields this version does not know, passed on unchanged.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+/// What is deployed, as `checkout` copied it: the platform deploys the pushed commit, so
+/// that is what a rehearsal deploys unless told otherwise.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Source {
+    pub kind: SourceKind,
+    /// The directory the user named (in the developer's working tree, never written).
+    pub origin: PathBuf,
+    /// The clean copy, where the build and the app run.
+    pub copy: PathBuf,
+    /// The commit (short hash) and its subject, in a git work tree with commits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// Uncommitted changes (`git status --porcelain` lines): left out of a commit's copy,
+    /// included in a working tree's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceKind {
+    /// The committed tree (`HEAD`), as a push sends it.
+    Commit,
+    /// The files as they are, tracked and untracked, but what `.gitignore` ignores.
+    WorkingTree,
+    /// Not in a git work tree: the directory as it is.
+    Directory,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +96,10 @@ pub struct Build {
     pub argv: Vec<String>,
     /// The uv cache kept between builds.
     pub cache_dir: PathBuf,
+    /// Where the app's virtual environment is kept between deployments of a copy (linked in
+    /// as `.venv`): creating one costs more than a warm sync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept_venv: Option<PathBuf>,
     /// Added by `uvbuild` once the build ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<BuildResult>,
