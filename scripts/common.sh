@@ -21,7 +21,7 @@ env_args=() port_args=() state_dir="" timeout=60s app_dir="" keep_state="" worki
 
 usage_error() {
     echo "error: $1" >&2
-    echo "usage: ${0##*/} [--env-file FILE]... [--env KEY=VALUE]... [--public-port N] [--app-port N] [--state-dir DIR] [--keep-state] [--working-tree] [--timeout 60s] APP_DIR" >&2
+    echo "usage: ${0##*/} [--env-file FILE]... [--env KEY=VALUE]... [--public-port N] [--app-port N] [--state-dir DIR] [--keep-state] [--working-tree] [--timeout 60s] [APP_DIR]" >&2
     exit 2
 }
 
@@ -34,12 +34,13 @@ parse_options() {
             --keep-state) keep_state=1; shift ;;
             --working-tree) working_tree=1; shift ;;
             --timeout) (($# >= 2)) || usage_error "$1 needs a value"; timeout=$2; shift 2 ;;
-            -h|--help) sed -n '2,/^$/s/^# \{0,1\}//p' "$0"; exit 0 ;;
+            -h|--help|-V|--version) source "$here/help.sh" "$1" ;;
             -*) usage_error "unknown option \`$1\`" ;;
             *) [[ -z $app_dir ]] || usage_error "one APP_DIR only (got \`$app_dir\` and \`$1\`)"; app_dir=$1; shift ;;
         esac
     done
-    [[ -n $app_dir ]] || usage_error "APP_DIR is missing"
+    # Like every tool, the current directory by default.
+    [[ -n $app_dir ]] || app_dir=.
 }
 
 # The state directory: rendered files, varnishd's working directory, the plan. Outside the

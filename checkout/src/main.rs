@@ -29,6 +29,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    plan::cli::generate_if_asked::<Cli>();
     let cli = Cli::parse();
     let env = Env::from_process();
     match run(&cli, &env) {

@@ -165,6 +165,17 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 /// Says on stderr what a person should know about the plan: legacy mode and why, warnings,
 /// variables with no effect. (`flowctl APP_DIR` and `uvbuild APP_DIR` say it too.)
 pub fn tell(plan: &Plan, tool: &str, env: &Env) {
+    if let Some(folder) = env.non_empty("APP_FOLDER") {
+        plan::report::say(
+            tool,
+            format_args!(
+                "the application is APP_FOLDER `{}`: {}",
+                folder.trim(),
+                plan.app_dir.display()
+            ),
+            env,
+        );
+    }
     if plan.mode == Mode::Legacy {
         plan::report::say(
             tool,

@@ -30,6 +30,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    plan::cli::generate_if_asked::<Cli>();
     let cli = Cli::parse();
     let env = match cli.env.env() {
         Ok(env) => env,

@@ -62,6 +62,7 @@ class Handler(BaseHTTPRequestHandler):
         seen = self.count()
         path = self.path.split("?")[0]
         if path == CRASH_PATH:
+            self.log_message('"%s" crashing on purpose', self.requestline)
             os._exit(3)
         if path == FAIL_PATH:
             self.answer(500, "failing on purpose\n")

@@ -51,6 +51,7 @@ enum Format {
 }
 
 fn main() -> ExitCode {
+    plan::cli::generate_if_asked::<Cli>();
     let cli = Cli::parse();
     let env = match cli.env.env() {
         Ok(env) => env,

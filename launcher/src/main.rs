@@ -55,6 +55,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    plan::cli::generate_if_asked::<Cli>();
     // Read first, before anything could outlive a parent that dies meanwhile.
     let parent = nix::unistd::getppid();
     let cli = Cli::parse();

@@ -33,6 +33,16 @@ const FORWARDED: [Signal; 4] = [
 /// returns the exit code this process must end with.
 pub fn run(program: &Path, launch: &Launch) -> u8 {
     let me = std::process::id() as i32;
+    // Children this process had before it became the launcher are not the command's: a
+    // shell's `cmd > >(prefixer) &` forks the prefixer from the very process that then execs
+    // us. Only what appears from now on is supervised.
+    let before = plan::process::descendants(me);
+    let ours = move || -> Vec<i32> {
+        plan::process::descendants(me)
+            .into_iter()
+            .filter(|pid| !before.contains(pid))
+            .collect()
+    };
     // Orphans of the shell become our children rather than init's, so they are seen and reaped.
     let _ = nix::sys::prctl::set_child_subreaper(true);
     let mut mask = SigSet::empty();
@@ -75,7 +85,7 @@ pub fn run(program: &Path, launch: &Launch) -> u8 {
             }
         }
         if ended.is_some() {
-            let left = plan::process::descendants(me);
+            let left = ours();
             if left.is_empty() {
                 break;
             }
@@ -92,10 +102,10 @@ pub fn run(program: &Path, launch: &Launch) -> u8 {
             }
         }
         match mask.wait() {
-            Ok(Signal::SIGALRM) => signal_all(&plan::process::descendants(me), Signal::SIGKILL),
+            Ok(Signal::SIGALRM) => signal_all(&ours(), Signal::SIGKILL),
             Ok(signal) if FORWARDED.contains(&signal) => {
                 asked_to_stop = true;
-                signal_all(&plan::process::descendants(me), signal);
+                signal_all(&ours(), signal);
             }
             _ => {}
         }

@@ -32,6 +32,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    plan::cli::generate_if_asked::<Cli>();
     let cli = Cli::parse();
     let env = Env::from_process();
     let secret = match env.non_empty(SECRET_VARIABLE) {

@@ -61,3 +61,30 @@ impl PlanArgs {
         PlanSource::from_flag(self.plan.as_deref())
     }
 }
+
+/// For packagers (`scripts/install`): `TOOL --generate-man` prints the tool's man page and
+/// `TOOL --generate-completions bash|zsh|fish|elvish|powershell` its completion script, both
+/// from its clap definition, then exits. Looked for before parsing, so that a tool's required
+/// arguments do not stand in the way; not in `--help`, since users do not need them.
+pub fn generate_if_asked<C: clap::CommandFactory>() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut out = std::io::stdout();
+    let mut command = C::command();
+    let name = command.get_name().to_string();
+    let result = match args.first().map(String::as_str) {
+        Some("--generate-man") => clap_mangen::Man::new(command).render(&mut out),
+        Some("--generate-completions") => {
+            let Some(shell) = args
+                .get(1)
+                .and_then(|s| s.parse::<clap_complete::Shell>().ok())
+            else {
+                eprintln!("error: --generate-completions takes a shell: bash, zsh, fish, elvish or powershell");
+                std::process::exit(i32::from(crate::report::exit::USAGE));
+            };
+            clap_complete::generate(shell, &mut command, name, &mut out);
+            Ok(())
+        }
+        _ => return,
+    };
+    std::process::exit(i32::from(result.is_err()));
+}

@@ -146,6 +146,13 @@ pub fn parse_plan(text: &str, what: &str) -> Result<Plan, PlanError> {
     })
 }
 
+/// The plan's JSON Schema (draft 2020-12), generated from these types: `docs/plan.schema.json`
+/// is this, and a test keeps it current.
+pub fn schema() -> String {
+    let schema = schemars::schema_for!(Plan);
+    serde_json::to_string_pretty(&schema).expect("a schema serializes") + "\n"
+}
+
 /// Writes the plan on stdout, for `main`: a reader that went away is a quiet end
 /// ([`crate::report::WriteError`]).
 pub fn print_plan(plan: &Plan, pretty: bool) -> Result<(), crate::report::WriteError> {
@@ -217,6 +224,38 @@ mod tests {
             parse_plan(r#"{"schema": 1}"#, "p"),
             Err(PlanError::Invalid { .. })
         ));
+    }
+
+    /// `docs/plan.schema.json` is what the types say; `UVDEPLOY_UPDATE_SCHEMA=1 cargo test -p
+    /// uvdeploy-plan` writes it anew after a change of the plan.
+    #[test]
+    fn the_schema_in_docs_is_current() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/plan.schema.json");
+        let current = schema();
+        if std::env::var_os("UVDEPLOY_UPDATE_SCHEMA").is_some() {
+            std::fs::write(&path, &current).unwrap();
+        }
+        let written = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            written == current,
+            "docs/plan.schema.json is not current: run `UVDEPLOY_UPDATE_SCHEMA=1 cargo test -p uvdeploy-plan` and commit it"
+        );
+    }
+
+    #[test]
+    fn the_example_plan_fits_the_schema_s_top_level_fields() {
+        let schema: Value = serde_json::from_str(&schema()).unwrap();
+        let example: Value = serde_json::from_str(EXAMPLE).unwrap();
+        let properties = schema["properties"].as_object().unwrap();
+        for field in example.as_object().unwrap().keys() {
+            assert!(properties.contains_key(field), "{field} is in the schema");
+        }
+        for required in schema["required"].as_array().unwrap() {
+            assert!(
+                example.get(required.as_str().unwrap()).is_some(),
+                "{required}"
+            );
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The plan's types. Field names are the contract between the tools: add fields, never rename
 //! or drop one. Unknown fields are kept (`extra`) so a tool passes on what a newer tool added.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -14,7 +15,7 @@ pub const DEFAULT_PUBLIC_PORT: u16 = 8080;
 /// Where the app listens when at least one middleware sits in front of it.
 pub const DEFAULT_APP_PORT: u16 = 9000;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Plan {
     pub schema: u32,
     /// Absolute path of the application (the repository, or its `APP_FOLDER`).
@@ -48,7 +49,7 @@ pub struct Plan {
 
 /// What is deployed, as `checkout` copied it: the platform deploys the pushed commit, so
 /// that is what a rehearsal deploys unless told otherwise.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Source {
     pub kind: SourceKind,
     /// The directory the user named (in the developer's working tree, never written).
@@ -66,7 +67,7 @@ pub struct Source {
     pub changes: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum SourceKind {
     /// The committed tree (`HEAD`), as a push sends it.
@@ -77,21 +78,21 @@ pub enum SourceKind {
     Directory,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     Uv,
     Legacy,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Environment {
     Production,
     Development,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Build {
     pub argv: Vec<String>,
     /// The uv cache kept between builds.
@@ -105,7 +106,7 @@ pub struct Build {
     pub result: Option<BuildResult>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct BuildResult {
     /// `"ok"` (a failed build prints no plan).
     pub status: String,
@@ -115,7 +116,7 @@ pub struct BuildResult {
     pub python_version: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum RunSource {
     #[serde(rename = "CC_RUN_COMMAND")]
     CcRunCommand,
@@ -132,7 +133,7 @@ impl RunSource {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Run {
     pub source: RunSource,
     /// The command as the user wrote it.
@@ -141,14 +142,14 @@ pub struct Run {
     pub argv: Option<Vec<String>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Ports {
     pub public: u16,
     /// Equal to `public` without middleware.
     pub app: u16,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct HealthCheck {
     /// `"CC_HEALTH_CHECK_PATH"`, `"CC_HEALTH_CHECK_PATH_N"` or `"default"`.
     pub source: String,
@@ -258,7 +259,7 @@ impl Ports {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RequestFlow {
     /// `"auto"`, `"CC_REQUEST_FLOW"`.
     pub source: String,
@@ -274,7 +275,7 @@ impl RequestFlow {
 }
 
 /// One service of the request flow, with the settings it needs. Secrets are named, never held.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "name")]
 pub enum Middleware {
     #[serde(rename = "otoroshi-challenge")]
@@ -313,7 +314,7 @@ impl Middleware {
 }
 
 /// One process of the proxy chain, as `flowctl` planned it and `launcher --hop` runs it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Hop {
     pub name: String,
     pub listen: u16,
@@ -327,14 +328,14 @@ pub struct Hop {
 
 /// A hop's environment variable: a literal, or taken from the launcher's own environment
 /// (how secrets travel: the plan names them, the process reads them).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum EnvValue {
     FromEnv { from_env: String },
     Literal(String),
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct HopFile {
     pub path: PathBuf,
     pub content: String,

@@ -114,9 +114,10 @@ pub fn render(failure: &dyn Failure, env: &Env) -> String {
     crate::secret::redact(&out, env)
 }
 
-/// Prints the report on stderr and gives the exit code `main` returns.
+/// Prints the report on stderr and gives the exit code `main` returns. (Written, not
+/// `eprint!`ed: a stderr that is gone must not turn an error into a panic.)
 pub fn report(failure: &dyn Failure, env: &Env) -> ExitCode {
-    eprint!("{}", render(failure, env));
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), render(failure, env).as_bytes());
     ExitCode::from(failure.exit_code())
 }
 
@@ -144,7 +145,8 @@ impl Failure for WriteError {
 
 /// Prints one line of progress on stderr, secrets redacted.
 pub fn say(tool: &str, line: impl Display, env: &Env) {
-    eprintln!("{}", crate::secret::redact(&format!("{tool}: {line}"), env));
+    let line = crate::secret::redact(&format!("{tool}: {line}\n"), env);
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
 }
 
 #[cfg(test)]

@@ -36,6 +36,8 @@ struct Deployment {
 
 struct Setup {
     example: &'static str,
+    /// What runs the deployment: `bash scripts/deploy` unless set.
+    entry: Option<Vec<std::ffi::OsString>>,
     /// Directories put first on PATH (stand-ins for programs not packaged here).
     path_first: Vec<PathBuf>,
     vars: Vec<(&'static str, String)>,
@@ -48,6 +50,7 @@ impl Setup {
     fn new(example: &'static str) -> Self {
         Setup {
             example,
+            entry: None,
             path_first: vec![],
             vars: vec![("CC_PYTHON_UV_RUN_COMMAND", "uv run python app.py".into())],
             chain_ports: 1,
@@ -114,9 +117,15 @@ impl Setup {
     fn launch(self, tmp: tempfile::TempDir, app_dir: PathBuf) -> Deployment {
         let public = free_ports(self.chain_ports);
         let app = free_ports(1);
-        let mut cmd = Command::new("bash");
+        let entry = self.entry.clone().unwrap_or_else(|| {
+            vec![
+                "bash".into(),
+                root().join("scripts/deploy").into_os_string(),
+            ]
+        });
+        let mut cmd = Command::new(&entry[0]);
         testkit::cleared(&mut cmd)
-            .arg(root().join("scripts/deploy"))
+            .args(&entry[1..])
             .args([
                 "--public-port",
                 &public.to_string(),
@@ -653,7 +662,7 @@ fn secrets_never_reach_the_state_dir_argv_or_output() {
     // The app's own access log is the app's business: leave its lines out.
     let ours: String = output
         .lines()
-        .filter(|l| !l.starts_with("hello:"))
+        .filter(|l| !l.starts_with("app      | hello:"))
         .collect();
     assert!(secrets.iter().all(|s| !ours.contains(s)), "{output}");
 }
@@ -987,4 +996,111 @@ fn the_developers_venv_with_dev_dependencies_is_the_same_after_a_deployment() {
         !output.contains("- pytest"),
         "nothing uninstalled: {output}"
     );
+}
+
+#[test]
+fn every_line_says_which_process_it_comes_from_and_a_crash_keeps_its_last_line() {
+    let mut deployment = Setup::new("hello")
+        .var("HELLO_CRASH_PATH", "/crash")
+        .var("CC_RUN_SUCCEEDED_HOOK", "echo from the hook")
+        .start_with(with_vcl);
+    deployment.deployed();
+    let _ = http_get(deployment.app, "/crash", &[]);
+    assert_eq!(deployment.exit(Duration::from_secs(30)).code(), Some(1));
+    let output = deployment.output();
+    for line in [
+        format!("app      | hello: listening on 0.0.0.0:{}", deployment.app),
+        "varnish  | Child launched OK".to_string(),
+        "hook     | from the hook".to_string(),
+        // The app's last words, logged as it crashed, are not lost.
+        "app      | hello: \"GET /crash HTTP/1.1\" crashing on purpose".to_string(),
+    ] {
+        assert!(
+            output.lines().any(|l| l == line),
+            "no line `{line}`:\n{output}"
+        );
+    }
+    assert!(
+        !output.contains('\u{1b}'),
+        "no colour when stderr is not a terminal"
+    );
+    deployment.nothing_left();
+}
+
+#[test]
+fn colour_when_forced_and_none_with_no_color() {
+    for (no_color, coloured) in [(false, true), (true, false)] {
+        // NO_COLOR counts when it is set and not empty (the harness sets it for every test).
+        let setup = Setup::new("hello")
+            .var("CLICOLOR_FORCE", "1")
+            .var("NO_COLOR", if no_color { "1" } else { "" });
+        let mut deployment = setup.start();
+        deployment.deployed();
+        deployment.stop();
+        let output = deployment.output();
+        assert_eq!(
+            output.contains("\u{1b}[36mapp      |\u{1b}[0m hello: listening"),
+            coloured,
+            "NO_COLOR={no_color}:\n{output}"
+        );
+        assert_eq!(output.contains("\napp      | hello: listening"), !coloured);
+        deployment.nothing_left();
+    }
+}
+
+#[test]
+fn the_installed_uvdeploy_deploys_from_another_directory() {
+    let prefix = tempfile::tempdir().unwrap();
+    let mut install = Command::new("bash");
+    testkit::cleared(&mut install)
+        .arg(root().join("scripts/install"))
+        .arg("--prefix")
+        .arg(prefix.path())
+        .arg("--from")
+        .arg(bin("detect").parent().unwrap());
+    let out = install.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let uvdeploy = prefix.path().join("bin/uvdeploy");
+    let version = Command::new(&uvdeploy).arg("--version").output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout),
+        format!("uvdeploy {}\n", env!("CARGO_PKG_VERSION"))
+    );
+    for page in [
+        "detect",
+        "checkout",
+        "uvbuild",
+        "flowctl",
+        "launcher",
+        "healthcheck",
+        "otoroshi-challenge",
+    ] {
+        let man = std::fs::read_to_string(
+            prefix
+                .path()
+                .join(format!("share/man/man1/uvdeploy-{page}.1")),
+        )
+        .unwrap();
+        assert!(man.contains(&format!(".TH {page} 1")), "{page}");
+        assert!(prefix
+            .path()
+            .join(format!("share/bash-completion/completions/{page}"))
+            .is_file());
+    }
+    let mut deployment = Setup {
+        entry: Some(vec![uvdeploy.into_os_string(), "deploy".into()]),
+        ..Setup::new("hello")
+    }
+    .start();
+    deployment.deployed();
+    assert_eq!(
+        http_get(deployment.public, "/", &[]).unwrap().body,
+        "Hello from uv!\n"
+    );
+    assert_eq!(deployment.stop().code(), Some(0));
+    deployment.nothing_left();
 }
