@@ -98,6 +98,7 @@ pub fn detect(repo_dir: &Path, env: &Env, ports: PortSettings) -> Result<Plan, D
         health_check: health_check(env)?,
         request_flow,
         source: None,
+        state_dir: None,
         hops: None,
         extra: Default::default(),
     })

@@ -87,6 +87,7 @@ pub fn plan_hops(plan: &mut Plan, options: &FlowOptions) -> Result<Vec<String>, 
             .collect::<Result<_, _>>()?
     };
     plan.hops = Some(hops);
+    plan.state_dir = Some(options.state_dir.clone());
     Ok(notes)
 }
 

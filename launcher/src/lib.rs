@@ -510,6 +510,7 @@ mod tests {
                 middlewares: vec![],
             },
             source: None,
+            state_dir: None,
             hops: Some(vec![Hop {
                 name: "otoroshi-challenge".into(),
                 listen: 8080,

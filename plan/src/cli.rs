@@ -26,6 +26,23 @@ impl EnvArgs {
     pub fn env(&self) -> Result<Env, EnvError> {
         Env::layered(&self.env_files, &self.assignments)
     }
+
+    /// Only what the env files and `--env` say, not this process's environment: the
+    /// application's own variables, for a tool that writes them somewhere (`export`).
+    pub fn without_process(&self) -> Result<Env, EnvError> {
+        let mut env = Env::default();
+        for file in &self.env_files {
+            env.load_file(file)?;
+        }
+        for assignment in &self.assignments {
+            let layered = Env::layered(&[], std::slice::from_ref(assignment))?;
+            let (key, _) = assignment.split_once('=').unwrap_or_default();
+            if let Some(value) = layered.get(key) {
+                env.set(key, value);
+            }
+        }
+        Ok(env)
+    }
 }
 
 /// `--public-port` and `--app-port`: the platform's 8080 and 9000 unless shifted.

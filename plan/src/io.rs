@@ -149,8 +149,22 @@ pub fn parse_plan(text: &str, what: &str) -> Result<Plan, PlanError> {
 /// The plan's JSON Schema (draft 2020-12), generated from these types: `docs/plan.schema.json`
 /// is this, and a test keeps it current.
 pub fn schema() -> String {
-    let schema = schemars::schema_for!(Plan);
-    serde_json::to_string_pretty(&schema).expect("a schema serializes") + "\n"
+    let schema = serde_json::to_value(schemars::schema_for!(Plan)).expect("a schema serializes");
+    serde_json::to_string_pretty(&sorted(schema)).expect("a schema serializes") + "\n"
+}
+
+/// The keys of every object in order: the same text whatever the build's serde_json features
+/// (`export` turns on `preserve_order`, and Cargo unifies features across the workspace).
+fn sorted(value: Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
+        other => other,
+    }
 }
 
 /// Writes the plan on stdout, for `main`: a reader that went away is a quiet end

@@ -39,6 +39,9 @@ pub struct Plan {
     /// given what `checkout` made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<Source>,
+    /// Added by `flowctl`: where the hops' rendered files and working directories go.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_dir: Option<PathBuf>,
     /// Added by `flowctl`: one per middleware, in chain order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hops: Option<Vec<Hop>>,

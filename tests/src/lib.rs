@@ -127,6 +127,18 @@ pub struct ProcessGuard {
 impl ProcessGuard {
     pub fn spawn(command: &mut Command) -> Self {
         command.process_group(0);
+        // A test runner started as a background job inherits SIGINT and SIGQUIT ignored, and
+        // a shell cannot trap a signal ignored at its start: give the child the defaults, so
+        // that what a test proves does not depend on how the runner was started.
+        unsafe {
+            command.pre_exec(|| {
+                use nix::sys::signal::{signal, SigHandler, Signal};
+                for sig in [Signal::SIGINT, Signal::SIGQUIT] {
+                    signal(sig, SigHandler::SigDfl).map_err(std::io::Error::from)?;
+                }
+                Ok(())
+            });
+        }
         let child = command
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));

@@ -1078,6 +1078,7 @@ fn the_installed_uvdeploy_deploys_from_another_directory() {
         "launcher",
         "healthcheck",
         "otoroshi-challenge",
+        "export",
     ] {
         let man = std::fs::read_to_string(
             prefix

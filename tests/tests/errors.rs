@@ -100,4 +100,6 @@ cases! {
     healthcheck_timeout_too_long: "healthcheck --port 1 --timeout 99999999999999999999s";
     healthcheck_port_zero: "healthcheck --port 0";
     otoroshi_challenge_without_secret: "otoroshi-challenge --listen 1 --forward 2";
+    image_without_podman_nor_buildah: format!("PATH=/nonexistent /bin/bash {} app", testkit::root().join("scripts/image").display());
+    export_without_a_target: "env export";
 }

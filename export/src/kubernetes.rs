@@ -1,0 +1,302 @@
+//! `export kubernetes`: the plan as what a Kubernetes cluster runs. One Deployment whose pod
+//! holds the whole chain, as the platform runs it in one instance: the app in `containers`,
+//! every hop as a native sidecar (an `initContainers` entry with `restartPolicy: Always`,
+//! Kubernetes 1.29+) started before it, in chain order; the hops' rendered files in a
+//! ConfigMap; one Service on the public port. Secrets come from a Secret the user creates,
+//! by `secretKeyRef`: no value ever lands in the manifests.
+
+use crate::ExportError;
+use plan::command::shell_argv;
+use plan::secret::is_secret;
+use plan::{Env, EnvValue, Hop, Mode, Plan};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeSet;
+use std::path::Path;
+
+/// Where the image holds the app (the Containerfile copies it there).
+pub const APP_DIR: &str = "/app";
+/// Where the hops' rendered files are mounted, read-only, from the ConfigMap.
+pub const CONFIG_DIR: &str = "/etc/uvdeploy";
+/// A writable directory for what the hops keep at run time (varnishd's working directory).
+pub const STATE_DIR: &str = "/var/lib/uvdeploy";
+/// The workspace's own tools, on PATH in the image.
+const OUR_TOOLS: [&str; 3] = ["otoroshi-challenge", "launcher", "healthcheck"];
+
+pub struct Options {
+    pub image: String,
+    /// A valid DNS label.
+    pub name: String,
+    pub replicas: u32,
+    /// The application's variables (from `--env-file`, `--env`): plain `env`, or from the
+    /// Secret when they are secrets.
+    pub env: Env,
+}
+
+/// The manifests, and the secret variables the user must put in `NAME-secrets`.
+pub struct Manifests {
+    pub documents: Vec<Value>,
+    pub secrets: Vec<String>,
+}
+
+/// A name as Kubernetes takes it: lowercase letters, digits and `-`, at most 63 characters,
+/// starting and ending with a letter or digit.
+pub fn dns_label(name: &str) -> Option<String> {
+    let mut label: String = name
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    label.truncate(63);
+    let label = label.trim_matches('-').to_string();
+    (!label.is_empty()).then_some(label)
+}
+
+pub fn manifests(plan: &Plan, options: &Options) -> Result<Manifests, ExportError> {
+    if plan.mode == Mode::Legacy {
+        return Err(ExportError::Legacy(plan.reasons.join("; ")));
+    }
+    let hops = plan.hops.as_ref().ok_or(ExportError::NoHops)?;
+    let run = plan.run.as_ref().ok_or(ExportError::NoRunCommand)?;
+    let name = &options.name;
+    let labels = json!({
+        "app.kubernetes.io/name": name,
+        "app.kubernetes.io/managed-by": "uvdeploy",
+    });
+    let secret_ref = |variable: &str| json!({"name": variable, "valueFrom": {"secretKeyRef": {"name": format!("{name}-secrets"), "key": variable}}});
+    // Every secret the manifests refer to, and those of them the app itself reads.
+    let mut secrets = BTreeSet::new();
+    let mut app_secrets = BTreeSet::new();
+
+    // The app: its command as launcher would run it, PORT, and the app's variables.
+    let command: Vec<String> = match &run.argv {
+        Some(argv) => argv.clone(),
+        None => shell_argv(&run.command),
+    };
+    let command: Vec<String> = command
+        .iter()
+        .map(|w| secret_references(w, &mut app_secrets))
+        .collect();
+    let mut env = vec![json!({"name": "PORT", "value": plan.ports.app.to_string()})];
+    for (key, value) in options.env.iter().filter(|(k, _)| *k != "PORT") {
+        if is_secret(key) {
+            app_secrets.insert(key.to_string());
+        } else {
+            env.push(json!({"name": key, "value": value}));
+        }
+    }
+    let mut probe_command = vec![
+        "healthcheck".to_string(),
+        "--port".into(),
+        plan.ports.app.to_string(),
+    ];
+    if !plan.health_check.is_default() {
+        for path in &plan.health_check.paths {
+            app_secrets.extend(secret_names(path));
+            probe_command.extend(["--path".to_string(), path.clone()]);
+        }
+    }
+    probe_command.extend(["--timeout".to_string(), "5s".into()]);
+    let probe = |period: u32, failures: u32| {
+        json!({
+            "exec": {"command": probe_command},
+            "periodSeconds": period,
+            "timeoutSeconds": 10,
+            "failureThreshold": failures,
+        })
+    };
+
+    // The hops: files from the ConfigMap, state in an emptyDir, secrets from the Secret.
+    let mut config = Map::new();
+    let mut sidecars = Vec::new();
+    for hop in hops {
+        let (argv, files) = relocate(hop, plan.state_dir.as_deref());
+        let mut hop_env = vec![json!({"name": "PORT", "value": hop.listen.to_string()})];
+        for (key, value) in &hop.env {
+            match value {
+                EnvValue::Literal(v) => hop_env.push(json!({"name": key, "value": v})),
+                EnvValue::FromEnv { from_env } => {
+                    secrets.insert(from_env.clone());
+                    hop_env.push(secret_ref(from_env));
+                }
+            }
+        }
+        let argv: Vec<String> = argv
+            .iter()
+            .map(|w| secret_references(w, &mut secrets))
+            .collect();
+        let mut sidecar = json!({
+            "name": hop.name,
+            "image": options.image,
+            "restartPolicy": "Always",
+            "command": argv,
+            "env": hop_env,
+            "ports": [{"containerPort": hop.listen}],
+            "startupProbe": {"tcpSocket": {"port": hop.listen}, "periodSeconds": 1, "failureThreshold": 60},
+            "volumeMounts": [{"name": "state", "mountPath": STATE_DIR}],
+        });
+        if !files.is_empty() {
+            sidecar["volumeMounts"]
+                .as_array_mut()
+                .expect("an array")
+                .push(json!({"name": "config", "mountPath": CONFIG_DIR, "readOnly": true}));
+        }
+        config.extend(
+            files
+                .into_iter()
+                .map(|(key, content)| (key, Value::String(content))),
+        );
+        sidecars.push(sidecar);
+    }
+    for secret in &app_secrets {
+        env.push(secret_ref(secret));
+    }
+    secrets.extend(app_secrets);
+    let app = json!({
+        "name": "app",
+        "image": options.image,
+        "workingDir": APP_DIR,
+        "command": command,
+        "env": env,
+        "ports": [{"containerPort": plan.ports.app}],
+        "startupProbe": probe(2, 60),
+        "readinessProbe": probe(10, 3),
+    });
+
+    let mut volumes = vec![json!({"name": "state", "emptyDir": {}})];
+    if !config.is_empty() {
+        volumes.push(json!({"name": "config", "configMap": {"name": format!("{name}-config")}}));
+    }
+    let mut pod = Map::new();
+    if !sidecars.is_empty() {
+        pod.insert("initContainers".into(), Value::Array(sidecars));
+    }
+    pod.insert("containers".into(), json!([app]));
+    pod.insert("volumes".into(), Value::Array(volumes));
+
+    let mut documents = Vec::new();
+    if !config.is_empty() {
+        documents.push(json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": format!("{name}-config"), "labels": labels},
+            "data": config,
+        }));
+    }
+    documents.push(json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "replicas": options.replicas,
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": pod},
+        },
+    }));
+    documents.push(json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "selector": labels,
+            "ports": [{"name": "http", "port": plan.ports.public, "targetPort": plan.ports.public, "protocol": "TCP"}],
+        },
+    }));
+    Ok(Manifests {
+        documents,
+        secrets: secrets.into_iter().collect(),
+    })
+}
+
+/// The hop's argv and files as they are inside the pod: each rendered file mounted from the
+/// ConfigMap (keyed by its place in the state directory), the rest of the state directory in
+/// the emptyDir, our own tools found on PATH. (A plan from before `state_dir` was recorded:
+/// the directory of the hop's first file.)
+fn relocate(hop: &Hop, state_dir: Option<&Path>) -> (Vec<String>, Vec<(String, String)>) {
+    let state = state_dir
+        .or_else(|| hop.files.first().and_then(|f| f.path.parent()))
+        .map(|dir| dir.display().to_string());
+    let mut argv = hop.argv.clone();
+    let mut files = Vec::new();
+    for file in &hop.files {
+        // The file's place in the state directory (`varnish-8081.vcl`,
+        // `redirectionio-8082/agent.yml`), as a ConfigMap key takes it.
+        let relative = state
+            .as_deref()
+            .and_then(|dir| file.path.strip_prefix(dir).ok())
+            .unwrap_or(&file.path);
+        let key = relative.display().to_string().replace('/', "-");
+        let mounted = format!("{CONFIG_DIR}/{key}");
+        let from = file.path.display().to_string();
+        argv = argv.iter().map(|w| w.replace(&from, &mounted)).collect();
+        let content = match &state {
+            Some(dir) => file.content.replace(dir.as_str(), STATE_DIR),
+            None => file.content.clone(),
+        };
+        files.push((key, content));
+    }
+    if let Some(dir) = &state {
+        argv = argv
+            .iter()
+            .map(|w| w.replace(dir.as_str(), STATE_DIR))
+            .collect();
+    }
+    if let Some(program) = argv.first_mut() {
+        let base = Path::new(program.as_str())
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if OUR_TOOLS.contains(&base.as_str()) {
+            *program = base;
+        }
+    }
+    (argv, files)
+}
+
+/// `${{NAME}}` (a secret the plan names) as Kubernetes expands a variable in a command,
+/// `$(NAME)`; the names are collected.
+fn secret_references(word: &str, secrets: &mut BTreeSet<String>) -> String {
+    let names = secret_names(word);
+    let mut out = word.to_string();
+    for name in &names {
+        out = out.replace(&format!("${{{{{name}}}}}"), &format!("$({name})"));
+    }
+    secrets.extend(names);
+    out
+}
+
+fn secret_names(text: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${{") {
+        let Some(len) = rest[start + 3..].find("}}") else {
+            break;
+        };
+        names.push(rest[start + 3..start + 3 + len].to_string());
+        rest = &rest[start + 3 + len + 2..];
+    }
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_become_dns_labels() {
+        assert_eq!(dns_label("Flask_Shop").as_deref(), Some("flask-shop"));
+        assert_eq!(dns_label("my.app").as_deref(), Some("my-app"));
+        assert_eq!(dns_label("--x--").as_deref(), Some("x"));
+        assert_eq!(dns_label("___"), None);
+        assert_eq!(dns_label(&"a".repeat(80)).map(|l| l.len()), Some(63));
+    }
+
+    #[test]
+    fn secrets_become_kubernetes_references() {
+        let mut names = BTreeSet::new();
+        assert_eq!(
+            secret_references("--token=${{API_TOKEN}}", &mut names),
+            "--token=$(API_TOKEN)"
+        );
+        assert_eq!(names.into_iter().collect::<Vec<_>>(), ["API_TOKEN"]);
+    }
+}

@@ -1,0 +1,37 @@
+//! The same deployment beyond one machine: the plan (after `flowctl`, so with its hops) as
+//! Kubernetes manifests (`kubernetes`), and the Containerfile of the image they run
+//! (`containerfile`). No orchestrator of our own: the engine is Kubernetes, and locally
+//! `podman kube play` runs the same manifests.
+
+pub mod containerfile;
+pub mod kubernetes;
+pub mod yaml;
+
+use plan::report::{exit, Failure};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("the plan has no `hops`: it did not go through `flowctl`")]
+    NoHops,
+    #[error("the plan is in legacy mode ({0}): export handles uv deployments only")]
+    Legacy(String),
+    #[error("the plan has no run command")]
+    NoRunCommand,
+    #[error("--name `{0}` cannot be made a DNS label (letters, digits and `-`, at most 63)")]
+    BadName(String),
+}
+
+impl Failure for ExportError {
+    fn exit_code(&self) -> u8 {
+        exit::USAGE
+    }
+    fn hint(&self) -> Option<String> {
+        match self {
+            ExportError::NoHops => Some(
+                "pipe the plan through flowctl: `detect APP | uvbuild | flowctl | export kubernetes --image IMAGE`"
+                    .into(),
+            ),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,351 @@
+//! `export` on plans made by the real `detect | flowctl`: golden manifests for every shape of
+//! chain, the invariants a schema cannot see, and the real Kubernetes schemas
+//! (`kubernetes-validate`, PyPI, schemas bundled): valid for 1.29 and the newest, and, when
+//! there are hops, invalid for 1.27, which has no native sidecars.
+
+use export::kubernetes::{manifests, Options};
+use plan::{Env, Plan};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+use testkit::{bin, copy_example, HIT_MARKING_VCL};
+
+/// (golden file, example app, a VCL added, variables)
+type Case = (
+    &'static str,
+    &'static str,
+    bool,
+    &'static [(&'static str, &'static str)],
+);
+
+const CASES: [Case; 5] = [
+    (
+        "no_middleware",
+        "hello",
+        false,
+        &[("CC_HEALTH_CHECK_PATH", "/health")],
+    ),
+    (
+        "otoroshi_and_varnish",
+        "hello",
+        true,
+        &[("OTOROSHI_CHALLENGE_SECRET", "s3cr3t-value")],
+    ),
+    (
+        "all_three",
+        "hello",
+        true,
+        &[
+            ("OTOROSHI_CHALLENGE_SECRET", "s3cr3t-value"),
+            ("CC_REDIRECTIONIO_PROJECT_KEY", "k3y-value"),
+            ("CC_HEALTH_CHECK_PATH_0", "/health"),
+            ("CC_HEALTH_CHECK_PATH_1", "/"),
+        ],
+    ),
+    (
+        "custom",
+        "hello",
+        false,
+        &[
+            ("CC_REQUEST_FLOW", "custom"),
+            (
+                "CC_REQUEST_FLOW_CUSTOM",
+                "my-proxy --listen @@LISTEN_PORT@@ --to @@FORWARD_PORT@@",
+            ),
+        ],
+    ),
+    (
+        "block",
+        "hello",
+        false,
+        &[
+            ("CC_REQUEST_FLOW", "block"),
+            ("CC_HEALTH_CHECK_PATH", "/health"),
+        ],
+    ),
+];
+
+/// The plan `detect | flowctl` makes for the case, with a fixed state directory.
+fn plan_of(example: &str, vcl: bool, vars: &[(&str, &str)]) -> Plan {
+    let (_tmp, app) = copy_example(example);
+    if vcl {
+        std::fs::create_dir_all(app.join("clevercloud")).unwrap();
+        std::fs::write(app.join("clevercloud/varnish.vcl"), HIT_MARKING_VCL).unwrap();
+    }
+    let mut detect = Command::new(bin("detect"));
+    testkit::cleared(&mut detect)
+        .arg(&app)
+        .env("CC_PYTHON_UV_RUN_COMMAND", "uv run python app.py")
+        .envs(vars.iter().copied());
+    let planned = detect.output().unwrap();
+    assert!(
+        planned.status.success(),
+        "{}",
+        String::from_utf8_lossy(&planned.stderr)
+    );
+    let mut flowctl = Command::new(bin("flowctl"));
+    testkit::cleared(&mut flowctl)
+        .env(
+            "PATH",
+            format!("{}:/usr/sbin", std::env::var("PATH").unwrap()),
+        )
+        .args(["--state-dir", "/srv/uvdeploy-state"]);
+    let out = assert_cmd::Command::from_std(flowctl)
+        .write_stdin(planned.stdout)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn options() -> Options {
+    let env: Env = [("GREETING", "hello"), ("DATABASE_PASSWORD", "pw-value")]
+        .into_iter()
+        .collect();
+    Options {
+        image: "registry.example/hello:1".into(),
+        name: "hello".into(),
+        replicas: 2,
+        env,
+    }
+}
+
+#[test]
+fn golden_manifests_for_every_shape_of_chain() {
+    for (name, example, vcl, vars) in CASES {
+        let plan = plan_of(example, vcl, vars);
+        let yaml = export::yaml::documents(&manifests(&plan, &options()).unwrap().documents);
+        let golden =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/golden/{name}.yaml"));
+        if std::env::var_os("UVDEPLOY_UPDATE_GOLDEN").is_some() {
+            std::fs::write(&golden, &yaml).unwrap();
+        }
+        assert_eq!(
+            yaml,
+            std::fs::read_to_string(&golden).unwrap_or_default(),
+            "{name}: run `UVDEPLOY_UPDATE_GOLDEN=1 cargo test -p export` and review the diff"
+        );
+        for (_, value) in vars.iter().filter(|(k, _)| plan::secret::is_secret(k)) {
+            assert!(
+                !yaml.contains(value),
+                "{name}: a secret's value in the manifests"
+            );
+        }
+        assert!(!yaml.contains("pw-value"), "{name}");
+    }
+}
+
+/// What a schema does not check: the Service reaches the pod, names are unique, every port
+/// a probe or the Service uses is declared, and the chain's ports are the plan's.
+#[test]
+fn invariants_the_schema_misses() {
+    for (name, example, vcl, vars) in CASES {
+        let plan = plan_of(example, vcl, vars);
+        let docs = manifests(&plan, &options()).unwrap().documents;
+        let kind = |k: &str| docs.iter().find(|d| d["kind"] == k).unwrap();
+        let (deployment, service) = (kind("Deployment"), kind("Service"));
+        let pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+            .as_object()
+            .unwrap();
+        for selector in [
+            &service["spec"]["selector"],
+            &deployment["spec"]["selector"]["matchLabels"],
+        ] {
+            for (k, v) in selector.as_object().unwrap() {
+                assert_eq!(
+                    pod_labels.get(k),
+                    Some(v),
+                    "{name}: selector {k} not on the pod"
+                );
+            }
+        }
+        let pod = &deployment["spec"]["template"]["spec"];
+        let containers: Vec<&Value> = pod["initContainers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .chain(pod["containers"].as_array().unwrap())
+            .collect();
+        let names: BTreeSet<&str> = containers
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names.len(),
+            containers.len(),
+            "{name}: container names are unique"
+        );
+        let declared: BTreeSet<u64> = containers
+            .iter()
+            .flat_map(|c| c["ports"].as_array().unwrap())
+            .map(|p| p["containerPort"].as_u64().unwrap())
+            .collect();
+        for container in &containers {
+            if let Some(port) = container["startupProbe"]["tcpSocket"]["port"].as_u64() {
+                assert!(declared.contains(&port), "{name}: probe port {port}");
+            }
+        }
+        let target = service["spec"]["ports"][0]["targetPort"].as_u64().unwrap();
+        assert!(
+            declared.contains(&target),
+            "{name}: the Service's port {target} is declared"
+        );
+        assert_eq!(target, u64::from(plan.ports.public));
+        // The chain: each hop a sidecar on its listen port, in order, then the app.
+        let hops = plan.hops.as_ref().unwrap();
+        let sidecars = pod["initContainers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(sidecars.len(), hops.len(), "{name}");
+        for (sidecar, hop) in sidecars.iter().zip(hops) {
+            assert_eq!(sidecar["name"], hop.name.as_str());
+            assert_eq!(
+                sidecar["restartPolicy"], "Always",
+                "{name}: a native sidecar"
+            );
+            assert_eq!(sidecar["ports"][0]["containerPort"], hop.listen);
+        }
+        let app = &pod["containers"][0];
+        assert_eq!(app["ports"][0]["containerPort"], plan.ports.app);
+        assert!(app["env"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!({"name": "PORT", "value": plan.ports.app.to_string()})));
+    }
+}
+
+#[test]
+fn the_real_kubernetes_schemas_accept_them_from_1_29_and_refuse_sidecars_before() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, ..) in CASES {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/golden/{name}.yaml"));
+        let validate = |version: &str| {
+            Command::new("kubernetes-validate")
+                .args(["--strict", "--quiet", "-k", version])
+                .arg(&file)
+                .current_dir(dir.path())
+                .output()
+                .expect("kubernetes-validate is installed (scripts/setup installs it)")
+        };
+        for version in ["1.29.0", "1.37.0"] {
+            let out = validate(version);
+            assert!(
+                out.status.success(),
+                "{name} on {version}: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+        let old = validate("1.27.0");
+        let has_hops = name != "no_middleware";
+        assert_eq!(
+            !old.status.success(),
+            has_hops,
+            "{name} on 1.27: {}",
+            String::from_utf8_lossy(&old.stdout)
+        );
+        if has_hops {
+            assert!(String::from_utf8_lossy(&old.stdout).contains("'restartPolicy' was unexpected"));
+        }
+    }
+}
+
+#[test]
+fn bad_input_is_one_error_and_exit_2() {
+    let run = |args: &[&str], stdin: &str| {
+        let out = assert_cmd::Command::new(bin("export"))
+            .args(args)
+            .write_stdin(stdin.to_string())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&[], "");
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("kubernetes") && err.contains("containerfile"),
+        "the targets are listed: {err}"
+    );
+    let (code, err) = run(&["helm"], "");
+    assert_eq!(code, Some(2));
+    assert!(
+        err.starts_with("error: unrecognized subcommand 'helm'"),
+        "{err}"
+    );
+    let (code, err) = run(&["kubernetes"], "");
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--image <IMAGE>"), "{err}");
+
+    let mut plan: Value = serde_json::from_str(testkit::EXAMPLE_PLAN).unwrap();
+    plan.as_object_mut().unwrap().remove("hops");
+    let (code, err) = run(&["kubernetes", "--image", "i"], &plan.to_string());
+    assert_eq!(
+        (code, err.as_str()),
+        (Some(2), "error: the plan has no `hops`: it did not go through `flowctl`\n\nhint: pipe the plan through flowctl: `detect APP | uvbuild | flowctl | export kubernetes --image IMAGE`\n")
+    );
+    let mut legacy: Value = serde_json::from_str(testkit::EXAMPLE_PLAN).unwrap();
+    legacy["mode"] = "legacy".into();
+    let (code, err) = run(&["kubernetes", "--image", "i"], &legacy.to_string());
+    assert_eq!(code, Some(2));
+    assert!(
+        err.starts_with("error: the plan is in legacy mode"),
+        "{err}"
+    );
+    let (code, err) = run(
+        &["kubernetes", "--image", "i", "--name", "___"],
+        testkit::EXAMPLE_PLAN,
+    );
+    assert_eq!(
+        (code, err.as_str()),
+        (Some(2), "error: --name `___` cannot be made a DNS label (letters, digits and `-`, at most 63)\n")
+    );
+}
+
+#[test]
+fn the_containerfile_follows_uvs_layers_and_holds_what_the_chain_needs() {
+    let plan = plan_of(
+        "hello",
+        true,
+        &[("OTOROSHI_CHALLENGE_SECRET", "s3cr3t-value")],
+    );
+    let mut env = Env::default();
+    env.set("CC_PRE_BUILD_HOOK", "echo before");
+    let text = export::containerfile::render(&plan, "base:offline", &env);
+    let at = |needle: &str| {
+        text.find(needle)
+            .unwrap_or_else(|| panic!("no `{needle}` in:\n{text}"))
+    };
+    assert!(text.contains("FROM base:offline\n"));
+    // Dependencies first (the lockfile bind-mounted, the cache in a cache mount), then the app.
+    assert!(
+        at("--mount=type=bind,source=uv.lock,target=uv.lock")
+            < at("uv sync --locked --no-install-project --no-dev")
+    );
+    assert!(at("--mount=type=cache,target=/root/.cache/uv") < at("COPY . /app"));
+    assert!(at("uv sync --locked --no-install-project --no-dev") < at("COPY . /app"));
+    assert!(at("COPY . /app") < at("RUN [\"/bin/sh\",\"-c\",\"echo before\"]"));
+    assert!(at("RUN [\"/bin/sh\",\"-c\",\"echo before\"]") < at("uv sync --locked --no-dev\n"));
+    assert!(
+        text.contains("command -v varnishd"),
+        "a Varnish hop: varnishd in the image"
+    );
+    assert!(text.contains("COPY .uvdeploy/bin/ /usr/local/bin/"));
+    assert!(text.contains("CMD [\"uv\",\"run\",\"python\",\"app.py\"]"));
+    assert!(!text.contains("s3cr3t-value"));
+
+    let dev = plan_of("hello", false, &[("ENVIRONMENT", "development")]);
+    let text = export::containerfile::render(&dev, "b", &Env::default());
+    assert!(
+        !text.contains("--no-dev"),
+        "development keeps dev dependencies"
+    );
+    assert!(!text.contains("varnishd"), "no Varnish hop, no varnishd");
+}
