@@ -82,6 +82,13 @@ pub fn checkout(app_dir: &Path, into: &Path, working_tree: bool) -> Result<Sourc
     )?
     .lines()
     .map(|line| line.trim_start().to_string())
+    // The developer's .venv is never deployed, committed or not: not a change to report.
+    .filter(|line| {
+        !line
+            .split_once(' ')
+            .map(|(_, path)| format!("/{}", path.trim_start()))
+            .is_some_and(|path| path.contains("/.venv/"))
+    })
     .collect();
     if working_tree {
         source.kind = SourceKind::WorkingTree;

@@ -1,5 +1,5 @@
 use clap::Parser;
-use plan::report::{report, say, Fault, WriteError};
+use plan::report::{say, Fault, WriteError};
 use plan::Env;
 use std::io::Write;
 use std::path::PathBuf;
@@ -29,21 +29,15 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    plan::cli::generate_if_asked::<Cli>();
-    let cli = Cli::parse();
-    let env = Env::from_process();
-    match run(&cli, &env) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => report(&*e, &env),
-    }
+    plan::cli::main::<Cli>(|_| None, run)
 }
 
-fn run(cli: &Cli, env: &Env) -> Result<(), Fault> {
+fn run(cli: &Cli, env: &Env) -> Result<ExitCode, Fault> {
     let source = checkout::checkout(&cli.app_dir, &cli.into, cli.working_tree)?;
     for line in checkout::describe(&source) {
         say("checkout", line, env);
     }
     let json = serde_json::to_string(&source).expect("a source serializes");
     writeln!(std::io::stdout(), "{json}").map_err(WriteError)?;
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,6 @@
 use clap::Parser;
 use plan::cli::{EnvArgs, PortArgs};
-use plan::report::{report, Fault, Message};
+use plan::report::{Fault, Message};
 use plan::{print_plan, Env};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,19 +30,10 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    plan::cli::generate_if_asked::<Cli>();
-    let cli = Cli::parse();
-    let env = match cli.env.env() {
-        Ok(env) => env,
-        Err(e) => return report(&e, &Env::from_process()),
-    };
-    match run(&cli, &env) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => report(&*e, &env),
-    }
+    plan::cli::main::<Cli>(|cli| Some(&cli.env), run)
 }
 
-fn run(cli: &Cli, env: &Env) -> Result<(), Fault> {
+fn run(cli: &Cli, env: &Env) -> Result<ExitCode, Fault> {
     let mut plan = detect::detect(&cli.app_dir, env, cli.ports.into())?;
     if let Some(file) = &cli.source {
         let text = std::fs::read_to_string(file).map_err(|e| {
@@ -58,5 +49,5 @@ fn run(cli: &Cli, env: &Env) -> Result<(), Fault> {
     }
     detect::tell(&plan, "detect", env);
     print_plan(&plan, cli.pretty)?;
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

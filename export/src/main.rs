@@ -1,7 +1,7 @@
 use clap::{Parser, Subcommand};
 use export::{containerfile, kubernetes, yaml, ExportError};
 use plan::cli::{EnvArgs, PlanArgs};
-use plan::report::{report, say, Fault, WriteError};
+use plan::report::{say, Fault, WriteError};
 use plan::{read_plan, Env};
 use std::io::Write;
 use std::process::ExitCode;
@@ -56,17 +56,11 @@ enum Target {
 }
 
 fn main() -> ExitCode {
-    plan::cli::generate_if_asked::<Cli>();
-    let cli = Cli::parse();
-    let env = Env::from_process();
-    match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => report(&*e, &env),
-    }
+    plan::cli::main::<Cli>(|_| None, |cli, _| run(cli))
 }
 
-fn run(cli: Cli) -> Result<(), Fault> {
-    let text = match cli.target {
+fn run(cli: &Cli) -> Result<ExitCode, Fault> {
+    let text = match &cli.target {
         Target::Kubernetes {
             image,
             name,
@@ -75,7 +69,7 @@ fn run(cli: Cli) -> Result<(), Fault> {
             env,
         } => {
             let plan = read_plan(&plan.source(), "export")?;
-            let given = name.unwrap_or_else(|| {
+            let given = name.clone().unwrap_or_else(|| {
                 plan.app_dir
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
@@ -83,9 +77,9 @@ fn run(cli: Cli) -> Result<(), Fault> {
             });
             let name = kubernetes::dns_label(&given).ok_or(ExportError::BadName(given))?;
             let options = kubernetes::Options {
-                image,
+                image: image.clone(),
                 name: name.clone(),
-                replicas,
+                replicas: *replicas,
                 env: env.without_process()?,
             };
             let manifests = kubernetes::manifests(&plan, &options)?;
@@ -108,11 +102,11 @@ fn run(cli: Cli) -> Result<(), Fault> {
         }
         Target::Containerfile { base, plan, env } => {
             let plan = read_plan(&plan.source(), "export")?;
-            containerfile::render(&plan, &base, &env.without_process()?)
+            containerfile::render(&plan, base, &env.without_process()?)
         }
     };
     std::io::stdout()
         .write_all(text.as_bytes())
         .map_err(WriteError)?;
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,7 +1,7 @@
 use clap::{Parser, ValueEnum};
 use flowctl::{new_state_dir, otoroshi_challenge_command, plan_hops, text, varnish, FlowOptions};
 use plan::cli::{EnvArgs, PlanArgs, PortArgs};
-use plan::report::{report, say, Fault, WriteError};
+use plan::report::{say, Fault, WriteError};
 use plan::{print_plan, read_plan, Env};
 use std::io::Write;
 use std::path::PathBuf;
@@ -51,19 +51,10 @@ enum Format {
 }
 
 fn main() -> ExitCode {
-    plan::cli::generate_if_asked::<Cli>();
-    let cli = Cli::parse();
-    let env = match cli.env.env() {
-        Ok(env) => env,
-        Err(e) => return report(&e, &Env::from_process()),
-    };
-    match run(&cli, &env) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => report(&*e, &env),
-    }
+    plan::cli::main::<Cli>(|cli| Some(&cli.env), run)
 }
 
-fn run(cli: &Cli, env: &Env) -> Result<(), Fault> {
+fn run(cli: &Cli, env: &Env) -> Result<ExitCode, Fault> {
     let mut plan = match &cli.app_dir {
         Some(dir) => {
             let plan = detect::detect(dir, env, cli.ports.into())?;
@@ -110,5 +101,5 @@ fn run(cli: &Cli, env: &Env) -> Result<(), Fault> {
             print_plan(&plan, cli.pretty)?;
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

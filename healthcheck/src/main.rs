@@ -2,7 +2,7 @@ use clap::Parser;
 use healthcheck::{render, run, Check};
 use plan::cli::{port_value, EnvArgs, PlanArgs};
 use plan::command::parse_duration;
-use plan::report::{exit, report, say, Fault, Message, WriteError};
+use plan::report::{exit, say, Fault, Message, WriteError};
 use plan::{read_plan, Env};
 use std::io::Write;
 use std::process::ExitCode;
@@ -52,21 +52,11 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    plan::cli::generate_if_asked::<Cli>();
-    let cli = Cli::parse();
-    let env = match cli.env.env() {
-        Ok(env) => env,
-        Err(e) => return report(&e, &Env::from_process()),
-    };
-    match check(&cli, &env) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(exit::FAILED),
-        Err(e) => report(&*e, &env),
-    }
+    plan::cli::main::<Cli>(|cli| Some(&cli.env), check)
 }
 
-/// Whether the deployment is healthy.
-fn check(cli: &Cli, env: &Env) -> Result<bool, Fault> {
+/// Exit 0 when the deployment is healthy, 1 when it is not.
+fn check(cli: &Cli, env: &Env) -> Result<ExitCode, Fault> {
     let mut check = match cli.port {
         Some(port) => Check {
             host: cli.host.clone(),
@@ -123,5 +113,9 @@ fn check(cli: &Cli, env: &Env) -> Result<bool, Fault> {
     std::io::stdout()
         .write_all(plan::secret::redact(&text, env).as_bytes())
         .map_err(WriteError)?;
-    Ok(verdict.healthy)
+    Ok(if verdict.healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(exit::FAILED)
+    })
 }

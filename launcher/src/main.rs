@@ -1,7 +1,7 @@
 use clap::Parser;
 use launcher::{describe, die_with_parent, exec, lead_group, prepare, Target};
 use plan::cli::{port_value, EnvArgs, PlanArgs};
-use plan::report::{report, say, Fault};
+use plan::report::{say, Fault};
 use plan::{read_plan, Env};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,21 +55,12 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    plan::cli::generate_if_asked::<Cli>();
     // Read first, before anything could outlive a parent that dies meanwhile.
     let parent = nix::unistd::getppid();
-    let cli = Cli::parse();
-    let env = match cli.env.env() {
-        Ok(env) => env,
-        Err(e) => return report(&e, &Env::from_process()),
-    };
-    match run(&cli, &env, parent) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => report(&*e, &env),
-    }
+    plan::cli::main::<Cli>(|cli| Some(&cli.env), |cli, env| run(cli, env, parent))
 }
 
-fn run(cli: &Cli, env: &Env, parent: nix::unistd::Pid) -> Result<(), Fault> {
+fn run(cli: &Cli, env: &Env, parent: nix::unistd::Pid) -> Result<ExitCode, Fault> {
     let target = match (&cli.hop, &cli.hook, cli.app) {
         (Some(name), _, _) => Target::Hop(name.clone()),
         (_, Some(name), _) => Target::Hook(name.clone()),
@@ -84,13 +75,13 @@ fn run(cli: &Cli, env: &Env, parent: nix::unistd::Pid) -> Result<(), Fault> {
     let launch = prepare(plan.as_ref(), &target, env, cli.port)?;
     if let Target::Hook(name) = &target {
         if launch.argv.is_empty() {
-            return Ok(());
+            return Ok(ExitCode::SUCCESS);
         }
         say("launcher", format_args!("running {name}"), env);
     }
     if cli.dry_run {
         print!("{}", describe(&launch));
-        return Ok(());
+        return Ok(ExitCode::SUCCESS);
     }
     if let Some(file) = &cli.group_file {
         lead_group(file)?;

@@ -105,3 +105,23 @@ pub fn generate_if_asked<C: clap::CommandFactory>() {
     };
     std::process::exit(i32::from(result.is_err()));
 }
+
+/// The shape of every tool's `main`: answer `--generate-man`/`--generate-completions`, parse
+/// the command line, layer the environment (`env_args`: the tool's `--env-file`/`--env`, or
+/// `None` for the process environment alone), run, and end the one way errors end
+/// ([`crate::report::report`], secrets redacted with that environment).
+pub fn main<C: clap::Parser>(
+    env_args: impl Fn(&C) -> Option<&EnvArgs>,
+    run: impl FnOnce(&C, &Env) -> Result<std::process::ExitCode, crate::report::Fault>,
+) -> std::process::ExitCode {
+    generate_if_asked::<C>();
+    let cli = C::parse();
+    let env = match env_args(&cli).map(EnvArgs::env).transpose() {
+        Ok(env) => env.unwrap_or_else(Env::from_process),
+        Err(e) => return crate::report::report(&e, &Env::from_process()),
+    };
+    match run(&cli, &env) {
+        Ok(code) => code,
+        Err(e) => crate::report::report(&*e, &env),
+    }
+}

@@ -1,6 +1,6 @@
 use clap::Parser;
 use plan::cli::{EnvArgs, PlanArgs, PortArgs};
-use plan::report::{report, say, Fault};
+use plan::report::{say, Fault};
 use plan::{print_plan, read_plan, Env};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,19 +33,10 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    plan::cli::generate_if_asked::<Cli>();
-    let cli = Cli::parse();
-    let env = match cli.env.env() {
-        Ok(env) => env,
-        Err(e) => return report(&e, &Env::from_process()),
-    };
-    match run(&cli, &env) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => report(&*e, &env),
-    }
+    plan::cli::main::<Cli>(|cli| Some(&cli.env), run)
 }
 
-fn run(cli: &Cli, env: &Env) -> Result<(), Fault> {
+fn run(cli: &Cli, env: &Env) -> Result<ExitCode, Fault> {
     let mut plan = match &cli.app_dir {
         Some(dir) => {
             let plan = detect::detect(dir, env, cli.ports.into())?;
@@ -71,5 +62,5 @@ fn run(cli: &Cli, env: &Env) -> Result<(), Fault> {
         );
     }
     print_plan(&plan, cli.pretty)?;
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
