@@ -506,4 +506,32 @@ fn by_hand_flowctl_plans_an_app_directory_itself() {
         String::from_utf8(out.stdout).unwrap(),
         ":8080 varnish → :9000 app (python3 app.py)\n"
     );
+    // What detect would warn about, flowctl APP_DIR says too.
+    let out = assert_cmd::Command::new(bin("flowctl"))
+        .arg(&app)
+        .args([
+            "--format",
+            "text",
+            "--env",
+            "CC_PYTHON_UV_RUN_COMMAND=python3 app.py",
+        ])
+        .args([
+            "--env",
+            "CC_PYTHON_MODULE=app:app",
+            "--env",
+            "ENVIRONMENT=Development",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("flowctl: warning: ENVIRONMENT is `Development`"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "flowctl: warning: CC_PYTHON_MODULE is set but has no effect in this deployment"
+        ),
+        "{err}"
+    );
 }

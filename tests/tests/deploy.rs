@@ -38,6 +38,9 @@ struct Setup {
     example: &'static str,
     /// What runs the deployment: `bash scripts/deploy` unless set.
     entry: Option<Vec<std::ffi::OsString>>,
+    /// Let deploy make its own state directory (under `TMPDIR`, the test's) instead of
+    /// naming one.
+    own_state_dir: bool,
     /// Directories put first on PATH (stand-ins for programs not packaged here).
     path_first: Vec<PathBuf>,
     vars: Vec<(&'static str, String)>,
@@ -51,6 +54,7 @@ impl Setup {
         Setup {
             example,
             entry: None,
+            own_state_dir: false,
             path_first: vec![],
             vars: vec![("CC_PYTHON_UV_RUN_COMMAND", "uv run python app.py".into())],
             chain_ports: 1,
@@ -132,8 +136,15 @@ impl Setup {
                 "--app-port",
                 &app.to_string(),
             ])
-            .arg("--state-dir")
-            .arg(tmp.path().join("state"))
+            .args(if self.own_state_dir {
+                vec![]
+            } else {
+                vec![
+                    "--state-dir".into(),
+                    tmp.path().join("state").into_os_string(),
+                ]
+            })
+            .env("TMPDIR", tmp.path())
             .args(&self.extra_args)
             .arg(&app_dir)
             .env("UVDEPLOY_BIN", bin("detect").parent().unwrap())
@@ -1104,4 +1115,55 @@ fn the_installed_uvdeploy_deploys_from_another_directory() {
     );
     assert_eq!(deployment.stop().code(), Some(0));
     deployment.nothing_left();
+}
+
+/// The state directories deploy made under `dir`.
+fn state_dirs(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("uvdeploy-hello.")
+        })
+        .collect()
+}
+
+#[test]
+fn a_clean_stop_removes_its_state_directory_and_a_failure_keeps_it() {
+    let mut clean = Setup {
+        own_state_dir: true,
+        ..Setup::new("hello")
+    }
+    .start();
+    clean.deployed();
+    assert_eq!(state_dirs(clean.tmp.path()).len(), 1, "made while it runs");
+    assert_eq!(clean.stop().code(), Some(0));
+    assert!(
+        state_dirs(clean.tmp.path()).is_empty(),
+        "removed after a clean stop"
+    );
+
+    let mut failed = Setup {
+        own_state_dir: true,
+        ..Setup::new("hello")
+    }
+    .var("CC_HEALTH_CHECK_PATH", "/health")
+    .var("HELLO_FAIL_PATH", "/health")
+    .start();
+    assert_eq!(failed.exit(Duration::from_secs(60)).code(), Some(1));
+    let kept = state_dirs(failed.tmp.path());
+    assert_eq!(kept.len(), 1);
+    assert!(
+        failed.output().contains(&format!(
+            "deploy: the state directory is kept: {}",
+            kept[0].display()
+        )),
+        "{}",
+        failed.output()
+    );
+    assert!(kept[0].join("plan.json").is_file(), "kept for debugging");
+    failed.nothing_left();
 }

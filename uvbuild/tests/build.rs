@@ -167,6 +167,67 @@ fn missing_uv_says_how_to_install_it() {
     );
 }
 
+/// A stand-in `uv` on PATH: a shell script that prints `output` on stderr and exits `code`.
+fn fake_uv(dir: &Path, output: &str, code: i32) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dir.join("fake-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let uv = bin.join("uv");
+    std::fs::write(
+        &uv,
+        format!("#!/bin/sh\nprintf '{output}' >&2\nexit {code}\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&uv, std::fs::Permissions::from_mode(0o755)).unwrap();
+    format!("{}:/usr/bin:/bin", bin.display())
+}
+
+#[test]
+fn uvs_output_is_relayed_as_bytes_even_when_not_utf8() {
+    let (tmp, app) = copy_example("hello");
+    let path = fake_uv(tmp.path(), "caf\\351 first\\nsecond line\\n", 2);
+    let out = uvbuild(&app, &tmp.path().join("cache"))
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = &out.stderr;
+    let find = |needle: &[u8]| err.windows(needle.len()).any(|w| w == needle);
+    assert!(find(b"caf\xe9 first\nsecond line\n"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_pyenv_shim_without_uv_is_named() {
+    let (tmp, app) = copy_example("hello");
+    let path = fake_uv(tmp.path(), "pyenv: uv: command not found\\n", 127);
+    let out = uvbuild(&app, &tmp.path().join("cache"))
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("error: `uv` on PATH is a pyenv shim that finds no uv to run (`pyenv: uv: command not found`)\n\nhint: install uv for the Python that pyenv selects here"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_hook_script_without_its_executable_bit_gets_the_chmod_hint() {
+    let (tmp, app) = copy_example("hello");
+    std::fs::write(app.join("prepare.sh"), "#!/bin/sh\necho prepared\n").unwrap();
+    let out = uvbuild(&app, &tmp.path().join("cache"))
+        .env("CC_PRE_BUILD_HOOK", "./prepare.sh")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("error: CC_PRE_BUILD_HOOK failed (exit status: 126): `./prepare.sh`\n\nhint: `./prepare.sh` is not executable: run `chmod +x ./prepare.sh` and commit it (git keeps the executable bit)\n"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[test]
 fn hooks_run_in_order_and_a_failing_hook_fails_the_build() {
     let (tmp, app) = copy_example("hello");
