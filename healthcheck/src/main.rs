@@ -46,6 +46,9 @@ struct Cli {
     /// Print one JSON object (each path, status, duration, the verdict) instead of lines.
     #[arg(long)]
     json: bool,
+    /// Also write that JSON object to FILE (the lines still go to stdout).
+    #[arg(long, value_name = "FILE")]
+    report: Option<std::path::PathBuf>,
     /// Where a secret the plan names (a token in a health check path) is set.
     #[command(flatten)]
     env: EnvArgs,
@@ -102,14 +105,16 @@ fn check(cli: &Cli, env: &Env) -> Result<ExitCode, Fault> {
         env,
     );
     let verdict = run(&check);
-    let text = if cli.json {
-        format!(
-            "{}\n",
-            serde_json::to_string(&verdict).expect("the verdict serializes")
-        )
-    } else {
-        render(&verdict)
-    };
+    let json = format!(
+        "{}\n",
+        serde_json::to_string(&verdict).expect("the verdict serializes")
+    );
+    if let Some(file) = &cli.report {
+        std::fs::write(file, plan::secret::redact(&json, env)).map_err(|e| {
+            Message::failed(format!("cannot write the report `{}`: {e}", file.display()))
+        })?;
+    }
+    let text = if cli.json { json } else { render(&verdict) };
     std::io::stdout()
         .write_all(plan::secret::redact(&text, env).as_bytes())
         .map_err(WriteError)?;

@@ -1167,3 +1167,24 @@ fn a_clean_stop_removes_its_state_directory_and_a_failure_keeps_it() {
     assert!(kept[0].join("plan.json").is_file(), "kept for debugging");
     failed.nothing_left();
 }
+
+#[test]
+fn deploy_json_sums_the_deployment_up_for_scripts() {
+    let mut deployment = Setup::new("hello")
+        .var("CC_HEALTH_CHECK_PATH", "/health")
+        .start_with(with_vcl);
+    deployment.deployed();
+    let summary: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(deployment.tmp.path().join("state/deploy.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(summary["status"], "healthy");
+    assert!(summary["processes"]["app"].as_u64().unwrap() > 1);
+    assert!(summary["processes"]["varnish"].as_u64().unwrap() > 1);
+    assert_eq!(summary["health"]["healthy"], true);
+    assert_eq!(summary["health"]["probes"][0]["path"], "/health");
+    assert_eq!(summary["plan"]["hops"][0]["name"], "varnish");
+    assert_eq!(summary["plan"]["source"]["kind"], "directory");
+    assert_eq!(deployment.stop().code(), Some(0));
+    deployment.nothing_left();
+}
