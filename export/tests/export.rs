@@ -78,12 +78,7 @@ fn plan_of(example: &str, vcl: bool, vars: &[(&str, &str)]) -> Plan {
         .arg(&app)
         .env("CC_PYTHON_UV_RUN_COMMAND", "uv run python app.py")
         .envs(vars.iter().copied());
-    let planned = detect.output().unwrap();
-    assert!(
-        planned.status.success(),
-        "{}",
-        String::from_utf8_lossy(&planned.stderr)
-    );
+    let planned = testkit::succeeded(detect.output().unwrap());
     let mut flowctl = Command::new(bin("flowctl"));
     testkit::cleared(&mut flowctl)
         .env(
@@ -91,14 +86,11 @@ fn plan_of(example: &str, vcl: bool, vars: &[(&str, &str)]) -> Plan {
             format!("{}:/usr/sbin", std::env::var("PATH").unwrap()),
         )
         .args(["--state-dir", "/srv/uvdeploy-state"]);
-    let out = assert_cmd::Command::from_std(flowctl)
-        .write_stdin(planned.stdout)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = testkit::succeeded(
+        assert_cmd::Command::from_std(flowctl)
+            .write_stdin(planned.stdout)
+            .output()
+            .unwrap(),
     );
     serde_json::from_slice(&out.stdout).unwrap()
 }

@@ -261,6 +261,17 @@ pub fn cleared(command: &mut Command) -> &mut Command {
     command
 }
 
+/// The output of a command that must succeed: its stderr is the failure's message otherwise.
+pub fn succeeded(output: std::process::Output) -> std::process::Output {
+    assert!(
+        output.status.success(),
+        "{} failed:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
 /// The environment every test gives uv: never download an interpreter.
 pub fn uv_env(command: &mut Command) -> &mut Command {
     command

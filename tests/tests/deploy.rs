@@ -337,21 +337,7 @@ fn with_vcl(app: &Path) {
 
 /// Every file of the app (but `.venv`, which uv owns) and its content.
 fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut files = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap().map(Result::unwrap) {
-            if entry.file_name() == ".venv" {
-                continue;
-            }
-            if entry.file_type().unwrap().is_dir() {
-                stack.push(entry.path());
-            } else {
-                files.insert(entry.path(), std::fs::read(entry.path()).unwrap());
-            }
-        }
-    }
-    files
+    every_byte(dir, &[".venv"])
 }
 
 #[test]
@@ -576,22 +562,19 @@ fn the_diagnosis_names_the_apps_own_port_not_another_programs() {
 #[test]
 fn the_scripts_run_from_their_own_directory() {
     let (tmp, app) = copy_example("hello");
-    let out = Command::new("bash")
-        .args(["plan", "--state-dir"])
-        .arg(tmp.path().join("state"))
-        .arg(&app)
-        .current_dir(root().join("scripts"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap())
-        .env("HOME", std::env::var("HOME").unwrap())
-        .env("UVDEPLOY_BIN", bin("detect").parent().unwrap())
-        .env("CC_PYTHON_UV_RUN_COMMAND", "uv run python app.py")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = testkit::succeeded(
+        Command::new("bash")
+            .args(["plan", "--state-dir"])
+            .arg(tmp.path().join("state"))
+            .arg(&app)
+            .current_dir(root().join("scripts"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap())
+            .env("HOME", std::env::var("HOME").unwrap())
+            .env("UVDEPLOY_BIN", bin("detect").parent().unwrap())
+            .env("CC_PYTHON_UV_RUN_COMMAND", "uv run python app.py")
+            .output()
+            .unwrap(),
     );
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(plan["mode"], "uv");
@@ -696,20 +679,17 @@ fn sigint_stops_a_chain_of_varnish_and_the_app() {
 fn scripts_plan_shows_the_plan_and_chain_without_building() {
     let (tmp, app) = copy_example("hello");
     with_vcl(&app);
-    let out = Command::new("bash")
-        .arg(root().join("scripts/plan"))
-        .args(["--public-port", "18080", "--state-dir"])
-        .arg(tmp.path().join("state"))
-        .arg(&app)
-        .env("UVDEPLOY_BIN", bin("detect").parent().unwrap())
-        .env("CC_PYTHON_UV_RUN_COMMAND", "uv run python app.py")
-        .env_remove("CC_REQUEST_FLOW")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = testkit::succeeded(
+        Command::new("bash")
+            .arg(root().join("scripts/plan"))
+            .args(["--public-port", "18080", "--state-dir"])
+            .arg(tmp.path().join("state"))
+            .arg(&app)
+            .env("UVDEPLOY_BIN", bin("detect").parent().unwrap())
+            .env("CC_PYTHON_UV_RUN_COMMAND", "uv run python app.py")
+            .env_remove("CC_REQUEST_FLOW")
+            .output()
+            .unwrap(),
     );
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(plan["hops"][0]["name"], "varnish");
@@ -947,12 +927,15 @@ fn a_uv_lock_that_is_not_committed_means_legacy_mode_with_its_reason() {
     deployment.nothing_left();
 }
 
-/// Every file of a tree, links as their targets, byte for byte.
-fn every_byte(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+/// Every file of a tree, links as their targets, byte for byte, but the entries named `skip`.
+fn every_byte(dir: &Path, skip: &[&str]) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut files = BTreeMap::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for entry in std::fs::read_dir(&d).unwrap().map(Result::unwrap) {
+            if skip.iter().any(|s| entry.file_name() == *s) {
+                continue;
+            }
             let kind = entry.file_type().unwrap();
             if kind.is_symlink() {
                 let target = std::fs::read_link(entry.path()).unwrap();
@@ -990,7 +973,7 @@ fn the_developers_venv_with_dev_dependencies_is_the_same_after_a_deployment() {
                     app.join(".venv/bin/pytest").exists(),
                     "pytest is a dev dependency"
                 );
-                *venv_before.lock().unwrap() = every_byte(&app.join(".venv"));
+                *venv_before.lock().unwrap() = every_byte(&app.join(".venv"), &[]);
             },
         );
     deployment.deployed();
@@ -998,7 +981,7 @@ fn the_developers_venv_with_dev_dependencies_is_the_same_after_a_deployment() {
     assert_eq!(deployment.stop().code(), Some(0));
     deployment.nothing_left();
     assert_eq!(
-        every_byte(&deployment.app_dir.join(".venv")),
+        every_byte(&deployment.app_dir.join(".venv"), &[]),
         *venv_before.lock().unwrap(),
         "the developer's .venv is byte for byte the same"
     );
@@ -1069,12 +1052,7 @@ fn the_installed_uvdeploy_deploys_from_another_directory() {
         .arg(prefix.path())
         .arg("--from")
         .arg(bin("detect").parent().unwrap());
-    let out = install.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    testkit::succeeded(install.output().unwrap());
     let uvdeploy = prefix.path().join("bin/uvdeploy");
     let version = Command::new(&uvdeploy).arg("--version").output().unwrap();
     assert_eq!(
