@@ -51,8 +51,9 @@ made_state_dir=""
 prepare_state_dir() {
     if [[ -z $state_dir ]]; then
         local name=${app_dir%/}
+        [[ $name == . || -z $name ]] && name=$PWD
         name=${name##*/}
-        [[ $name == . || $name == .. || -z $name ]] && name=app
+        [[ $name == .. || -z $name ]] && name=app
         state_dir=$(mktemp -d "${TMPDIR:-/tmp}/uvdeploy-$name.XXXXXX") || exit 2
         made_state_dir=1
     else
