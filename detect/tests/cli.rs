@@ -217,3 +217,27 @@ fn every_bad_input_is_one_error_line_and_exit_2() {
     let not_a_dir = Path::new(&hello).join("app.py");
     assert!(error_of(detect().arg(&not_a_dir)).ends_with("is not a directory"));
 }
+
+#[test]
+fn app_folder_says_which_folder_is_the_application() {
+    let repo = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(repo.path().join("backend")).unwrap();
+    std::fs::write(repo.path().join("backend/uv.lock"), "").unwrap();
+    let out = detect()
+        .arg(repo.path())
+        .env("APP_FOLDER", "backend")
+        .env("CC_PYTHON_UV_RUN_COMMAND", "uv run python app.py")
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let backend = repo.path().canonicalize().unwrap().join("backend");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!(
+            "detect: the application is APP_FOLDER `backend`: {}\n",
+            backend.display()
+        )),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

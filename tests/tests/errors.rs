@@ -103,3 +103,37 @@ cases! {
     image_without_podman_nor_buildah: format!("PATH=/nonexistent /bin/bash {} app", testkit::root().join("scripts/image").display());
     export_without_a_target: "env export";
 }
+
+/// Every script answers `--help` (its header) and `--version` on stdout, exit 0, and does
+/// nothing else then (before, `scripts/setup --help` installed packages and printed nothing
+/// on stdout).
+#[test]
+fn every_script_answers_help_and_version_and_does_nothing_else() {
+    for script in [
+        "setup", "test", "bench", "install", "deploy", "plan", "image", "uvdeploy",
+    ] {
+        let path = testkit::root().join("scripts").join(script);
+        for flag in ["--help", "--version"] {
+            let out = Command::new("bash")
+                .env_clear()
+                .arg(&path)
+                .arg(flag)
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "{script} {flag}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            if flag == "--version" {
+                assert!(
+                    stdout.trim_end().ends_with(env!("CARGO_PKG_VERSION")),
+                    "{script}: {stdout}"
+                );
+            } else {
+                assert!(stdout.lines().count() > 1, "{script} --help: {stdout}");
+            }
+        }
+    }
+}
