@@ -53,8 +53,8 @@ pub fn render(plan: &Plan, base: &str, env: &Env) -> String {
          WORKDIR {APP_DIR}\n\
          # The dependencies alone: an unchanged uv.lock reuses this layer.\n\
          RUN --mount=type=cache,target=/root/.cache/uv \\\n    \
-         --mount=type=bind,source=uv.lock,target=uv.lock \\\n    \
-         --mount=type=bind,source=pyproject.toml,target=pyproject.toml \\\n    \
+         --mount=type=bind,source=uv.lock,target={APP_DIR}/uv.lock \\\n    \
+         --mount=type=bind,source=pyproject.toml,target={APP_DIR}/pyproject.toml \\\n    \
          uv sync --locked --no-install-project{no_dev}\n\
          COPY . {APP_DIR}\n\
          RUN rm -rf {APP_DIR}/.uvdeploy\n"

@@ -318,7 +318,7 @@ fn the_containerfile_follows_uvs_layers_and_holds_what_the_chain_needs() {
     assert!(text.contains("FROM base:offline\n"));
     // Dependencies first (the lockfile bind-mounted, the cache in a cache mount), then the app.
     assert!(
-        at("--mount=type=bind,source=uv.lock,target=uv.lock")
+        at("--mount=type=bind,source=uv.lock,target=/app/uv.lock")
             < at("uv sync --locked --no-install-project --no-dev")
     );
     assert!(at("--mount=type=cache,target=/root/.cache/uv") < at("COPY . /app"));

@@ -110,7 +110,15 @@ cases! {
 #[test]
 fn every_script_answers_help_and_version_and_does_nothing_else() {
     for script in [
-        "setup", "test", "bench", "install", "deploy", "plan", "image", "uvdeploy",
+        "setup",
+        "test",
+        "bench",
+        "install",
+        "deploy",
+        "plan",
+        "image",
+        "base-image",
+        "uvdeploy",
     ] {
         let path = testkit::root().join("scripts").join(script);
         for flag in ["--help", "--version"] {

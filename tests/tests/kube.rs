@@ -1,0 +1,247 @@
+//! The exported deployment, really run: `examples/flask-shop` built into an image by
+//! `scripts/image` on a base made offline by `scripts/base-image` (Debian packages only),
+//! `export kubernetes` manifests played by `podman kube play`, then the chain checked from
+//! outside: 401 without a token, 200 through Varnish with one, the project's `healthcheck`
+//! passing, and `podman kube down` leaving no container or pod.
+//!
+//! podman 4.3 (Debian 12) is not Kubernetes: it waits for init containers to exit (so native
+//! sidecars would never let the app start), mishandles `secretKeyRef`, ignores probes, and
+//! publishes ports only with a bridge network, which this sandbox cannot give. So this test
+//! rewrites the manifests for podman, and only here: the sidecars move into `containers`,
+//! the secret is inlined, the `ports` go, and the pod shares the host's network, on free test
+//! ports (the plan itself is made on them). The exported manifests stay correct Kubernetes
+//! (`export/tests` checks them against the real schemas).
+
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+use testkit::{bin, copy_example, free_port, free_ports, http_get, root, wait_for_port};
+
+const BASE: &str = "localhost/uvdeploy-base:bookworm";
+const SECRET: &str = "kube-test-otoroshi-secret";
+
+/// A command with this project's containers.conf (runc, lower ulimits), never /etc's.
+fn with_podman_conf(command: &mut Command) -> &mut Command {
+    testkit::cleared(command)
+        .env(
+            "CONTAINERS_CONF",
+            root().join("tests/podman/containers.conf"),
+        )
+        .env(
+            "PATH",
+            format!("{}:/usr/sbin", std::env::var("PATH").unwrap()),
+        )
+}
+
+fn podman(args: &[&str]) -> Output {
+    with_podman_conf(&mut Command::new("podman"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The base image, made once per machine (podman keeps it).
+fn ensure_base() {
+    if podman(&["image", "exists", BASE]).status.success() {
+        return;
+    }
+    testkit::succeeded(
+        with_podman_conf(&mut Command::new("bash"))
+            .arg(root().join("scripts/base-image"))
+            .args(["--tag", BASE])
+            .output()
+            .unwrap(),
+    );
+}
+
+/// `scripts/image` of `app`; returns its stderr (the build's log).
+fn build_image(app: &Path, tag: &str) -> String {
+    let mut image = Command::new("bash");
+    with_podman_conf(&mut image)
+        .arg(root().join("scripts/image"))
+        .args(["--base", BASE, "--tag", tag])
+        .arg(app)
+        .env("UVDEPLOY_BIN", bin("detect").parent().unwrap())
+        .env(
+            "CC_PYTHON_UV_RUN_COMMAND",
+            "uv run --no-dev gunicorn shop:app",
+        )
+        // The build reaches PyPI as this machine does: its network, and its CA certificates
+        // (some machines reach PyPI only through a proxy that signs with its own CA).
+        .args(["--", "--network=host"]);
+    let bundle = Path::new("/etc/ssl/certs/ca-certificates.crt");
+    if bundle.is_file() {
+        image.args([
+            "--volume=/etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro",
+            "--env=SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt",
+        ]);
+    }
+    let out = testkit::succeeded(image.output().unwrap());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), tag);
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The rewrite podman 4.3 needs (see the top of this file), on the manifests as `export`
+/// writes them.
+fn for_podman(manifests: &str) -> String {
+    let mut out = Vec::new();
+    let mut lines = manifests.lines().peekable();
+    let mut containers_seen = false;
+    while let Some(line) = lines.next() {
+        match line {
+            // The sidecars become ordinary containers, listed before the app.
+            "      initContainers:" => {
+                out.push("      containers:");
+                containers_seen = true;
+            }
+            "      containers:" if containers_seen => {}
+            "        restartPolicy: Always" => {}
+            "        ports:" => {
+                while lines
+                    .peek()
+                    .is_some_and(|l| l.starts_with("        - containerPort:"))
+                {
+                    lines.next();
+                }
+            }
+            "          valueFrom:" => {
+                // secretKeyRef, name, key: the secret inlined.
+                for _ in 0..3 {
+                    lines.next();
+                }
+                out.push("          value: \"kube-test-otoroshi-secret\"");
+            }
+            other => out.push(other),
+        }
+    }
+    out.join("\n") + "\n"
+}
+
+/// A played pod, brought down when dropped, even when the test fails.
+struct Played {
+    file: PathBuf,
+}
+
+impl Drop for Played {
+    fn drop(&mut self) {
+        podman(&["kube", "down", self.file.to_str().unwrap()]);
+    }
+}
+
+fn token() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims =
+        serde_json::json!({"iss": "Otoroshi", "state": "kube", "iat": now, "exp": now + 30});
+    encode(
+        &Header::new(Algorithm::HS512),
+        &claims,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+#[test]
+fn flask_shop_runs_in_podman_from_the_exported_manifests() {
+    ensure_base();
+    let (tmp, app) = copy_example("flask-shop");
+    let name = format!("uvdeploy-test-{}", std::process::id());
+    let tag = format!("localhost/{name}:latest");
+
+    build_image(&app, &tag);
+    // The same uv.lock: the dependency layer comes from the cache.
+    let again = build_image(&app, &tag);
+    let step = again
+        .find("uv sync --locked --no-install-project --no-dev")
+        .expect("the dependency step");
+    assert!(
+        again[step..]
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.contains("Using cache")),
+        "the dependency layer is reused:\n{again}"
+    );
+
+    // The plan on free ports, exported as it would be for a cluster.
+    let (public, app_port) = (free_ports(2), free_port());
+    let mut detect = Command::new(bin("detect"));
+    testkit::cleared(&mut detect)
+        .arg(&app)
+        .args([
+            "--public-port",
+            &public.to_string(),
+            "--app-port",
+            &app_port.to_string(),
+        ])
+        .env(
+            "CC_PYTHON_UV_RUN_COMMAND",
+            "uv run --no-dev gunicorn shop:app",
+        )
+        .env("OTOROSHI_CHALLENGE_SECRET", SECRET);
+    let plan = testkit::succeeded(detect.output().unwrap()).stdout;
+    let mut flowctl = Command::new(bin("flowctl"));
+    with_podman_conf(&mut flowctl).args(["--state-dir", "/var/lib/uvdeploy"]);
+    let plan = testkit::succeeded(
+        assert_cmd::Command::from_std(flowctl)
+            .write_stdin(plan)
+            .output()
+            .unwrap(),
+    )
+    .stdout;
+    let exported = testkit::succeeded(
+        assert_cmd::Command::new(bin("export"))
+            .args(["kubernetes", "--image", &tag, "--name", &name])
+            .write_stdin(plan)
+            .output()
+            .unwrap(),
+    );
+    let manifests = String::from_utf8(exported.stdout).unwrap();
+    assert!(!manifests.contains(SECRET), "no secret in the manifests");
+    let file = tmp.path().join("podman.yaml");
+    std::fs::write(&file, for_podman(&manifests)).unwrap();
+
+    let played = Played { file: file.clone() };
+    let out = podman(&["kube", "play", "--network", "host", file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Every process of the chain: the challenge, Varnish, gunicorn (podman ignores probes).
+    for port in [public, public + 1, app_port] {
+        assert!(
+            wait_for_port(port, Duration::from_secs(60)),
+            "port {port} listens"
+        );
+    }
+
+    let refused = http_get(public, "/", &[]).unwrap();
+    assert_eq!(refused.status, 401, "{refused:?}");
+    let through = http_get(public, "/", &[("Otoroshi-State", &token())]).unwrap();
+    assert_eq!(through.status, 200, "{through:?}");
+    assert!(
+        through.header("Via").is_some_and(|v| v.contains("varnish")),
+        "through Varnish: {through:?}"
+    );
+    assert!(through.header("Otoroshi-State-Resp").is_some());
+    let mut check = Command::new(bin("healthcheck"));
+    testkit::cleared(&mut check).args(["--port", &public.to_string(), "--timeout", "30s"]);
+    testkit::succeeded(check.output().unwrap());
+
+    drop(played);
+    for what in [&["ps", "-a"][..], &["pod", "ps"]] {
+        let mut args = what.to_vec();
+        let filter = format!("name={name}");
+        args.extend(["--filter", &filter, "--quiet"]);
+        let left = podman(&args);
+        assert!(
+            String::from_utf8_lossy(&left.stdout).trim().is_empty(),
+            "podman {what:?} left: {}",
+            String::from_utf8_lossy(&left.stdout)
+        );
+    }
+    podman(&["rmi", "--force", &tag]);
+}
