@@ -1,7 +1,7 @@
 use clap::{Parser, Subcommand};
 use export::{containerfile, kubernetes, yaml, ExportError};
 use plan::cli::{EnvArgs, PlanArgs};
-use plan::report::{say, Fault, WriteError};
+use plan::report::{report, say, Fault, Message, WriteError};
 use plan::{read_plan, Env};
 use std::io::Write;
 use std::process::ExitCode;
@@ -55,7 +55,21 @@ enum Target {
     },
 }
 
+/// The targets `export` writes for.
+const TARGETS: [&str; 2] = ["kubernetes", "containerfile"];
+
 fn main() -> ExitCode {
+    // clap would only say `unrecognized subcommand`: name the targets there are.
+    if let Some(first) = std::env::args().nth(1) {
+        if !first.starts_with('-') && first != "help" && !TARGETS.contains(&first.as_str()) {
+            let message = Message::usage(format!(
+                "unknown target `{first}` (targets: {})",
+                TARGETS.join(", ")
+            ))
+            .with_hint("`export kubernetes --image IMAGE` or `export containerfile`");
+            return report(&message, &Env::from_process());
+        }
+    }
     plan::cli::main::<Cli>(|_| None, |cli, _| run(cli))
 }
 
