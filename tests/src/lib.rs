@@ -272,6 +272,24 @@ pub fn succeeded(output: std::process::Output) -> std::process::Output {
     output
 }
 
+/// A valid Otoroshi challenge token: HS512 with `secret`, issuer `Otoroshi`, `state`, valid
+/// for 30 seconds from now.
+pub fn otoroshi_token(secret: &str, state: &str) -> String {
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims =
+        serde_json::json!({"iss": "Otoroshi", "state": state, "iat": now, "exp": now + 30});
+    encode(
+        &Header::new(Algorithm::HS512),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
 /// The environment every test gives uv: never download an interpreter.
 pub fn uv_env(command: &mut Command) -> &mut Command {
     command

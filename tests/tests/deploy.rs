@@ -2,7 +2,6 @@
 //! healthcheck) on copies of the example apps, with real uv, varnishd and the challenge proxy,
 //! each test on its own ports.
 
-use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -316,18 +315,7 @@ fn marked_processes(mark: &str) -> Vec<i32> {
 }
 
 fn token() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let claims =
-        serde_json::json!({"iss": "Otoroshi", "state": "e2e", "iat": now, "exp": now + 30});
-    encode(
-        &Header::new(Algorithm::HS512),
-        &claims,
-        &EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap()
+    testkit::otoroshi_token(SECRET, "e2e")
 }
 
 fn with_vcl(app: &Path) {

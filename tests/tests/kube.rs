@@ -12,7 +12,6 @@
 //! ports (the plan itself is made on them). The exported manifests stay correct Kubernetes
 //! (`export/tests` checks them against the real schemas).
 
-use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -130,18 +129,7 @@ impl Drop for Played {
 }
 
 fn token() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let claims =
-        serde_json::json!({"iss": "Otoroshi", "state": "kube", "iat": now, "exp": now + 30});
-    encode(
-        &Header::new(Algorithm::HS512),
-        &claims,
-        &EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap()
+    testkit::otoroshi_token(SECRET, "kube")
 }
 
 #[test]
