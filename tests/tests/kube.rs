@@ -117,6 +117,15 @@ fn for_podman(manifests: &str) -> String {
     out.join("\n") + "\n"
 }
 
+/// An image this test built, removed when dropped, even when the test fails.
+struct Image(String);
+
+impl Drop for Image {
+    fn drop(&mut self) {
+        podman(&["rmi", "--force", &self.0]);
+    }
+}
+
 /// A played pod, brought down when dropped, even when the test fails.
 struct Played {
     file: PathBuf,
@@ -138,6 +147,7 @@ fn flask_shop_runs_in_podman_from_the_exported_manifests() {
     let (tmp, app) = copy_example("flask-shop");
     let name = format!("uvdeploy-test-{}", std::process::id());
     let tag = format!("localhost/{name}:latest");
+    let _image = Image(tag.clone());
 
     build_image(&app, &tag);
     // The same uv.lock: the dependency layer comes from the cache.
@@ -231,5 +241,4 @@ fn flask_shop_runs_in_podman_from_the_exported_manifests() {
             String::from_utf8_lossy(&left.stdout)
         );
     }
-    podman(&["rmi", "--force", &tag]);
 }
