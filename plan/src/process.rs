@@ -264,7 +264,17 @@ mod tests {
             .unwrap();
         let me = std::process::id() as i32;
         assert!(descendants(me).contains(&(child.id() as i32)));
-        assert!(command_line(child.id() as i32).starts_with("sleep 30"));
+        // The child's command line is `sleep 30` once its exec is through: on a loaded machine
+        // that can be a moment after spawn returns, so wait for it, with a deadline.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !command_line(child.id() as i32).starts_with("sleep 30") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "`{}`",
+                command_line(child.id() as i32)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         child.kill().unwrap();
         child.wait().unwrap();
         assert!(!descendants(me).contains(&(child.id() as i32)));
