@@ -259,3 +259,28 @@ fn usage_errors_exit_2() {
         .clone();
     assert!(String::from_utf8_lossy(&out).contains("has schema 9, this tool reads schema 1 only"));
 }
+
+/// `--timeout` is the whole check's deadline: a server that accepts and never answers cannot
+/// keep the check running for `--request-timeout` past it.
+#[test]
+fn the_timeout_bounds_the_requests_too() {
+    let silent = TinyServer::start("0.0.0.0", 0, &[("/", 0)]);
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("healthcheck"));
+    cmd.env_clear()
+        .args(["--port", &silent.port.to_string(), "--timeout", "1s"])
+        .args(["--request-timeout", "60s"])
+        .stdout(std::process::Stdio::piped());
+    let mut check = testkit::ProcessGuard::spawn(&mut cmd);
+    let status = check
+        .wait_timeout(Duration::from_secs(30))
+        .expect("the check ends at its deadline, not the request's");
+    assert_eq!(status.code(), Some(1));
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut check.child.stdout.take().unwrap(), &mut out).unwrap();
+    assert!(
+        out.starts_with(
+            "Response from GET / is no answer in time (timed out)\nHealth check failed:"
+        ),
+        "{out}"
+    );
+}
