@@ -114,7 +114,8 @@ pub fn from_source(plan: &mut Plan, source: Source, env: &Env) {
         .map(Path::to_path_buf)
         .unwrap_or_default();
     let original = source.origin.join(&relative);
-    if let Some(root) = cache_root(env) {
+    // Where uvdeploy keeps what outlives a deployment (the venvs).
+    if let Some(root) = user_cache(env, "UVDEPLOY_CACHE_DIR", "uvdeploy") {
         let name = original
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -141,19 +142,6 @@ pub fn from_source(plan: &mut Plan, source: Source, env: &Env) {
         }
     }
     plan.source = Some(source);
-}
-
-/// Where uvdeploy keeps what outlives a deployment (the venvs): `UVDEPLOY_CACHE_DIR`, else
-/// `$XDG_CACHE_HOME/uvdeploy`, else `~/.cache/uvdeploy`.
-fn cache_root(env: &Env) -> Option<PathBuf> {
-    if let Some(dir) = env.non_empty("UVDEPLOY_CACHE_DIR") {
-        return Some(dir.into());
-    }
-    if let Some(dir) = env.non_empty("XDG_CACHE_HOME") {
-        return Some(Path::new(dir).join("uvdeploy"));
-    }
-    env.non_empty("HOME")
-        .map(|home| Path::new(home).join(".cache/uvdeploy"))
 }
 
 /// FNV-1a: a stable name for a path, the same in every version of Rust.
@@ -323,15 +311,20 @@ fn build_argv(environment: Environment) -> Vec<String> {
 
 /// Where uv keeps its cache, by uv's own rules.
 fn cache_dir(env: &Env) -> Result<PathBuf, DetectError> {
-    if let Some(dir) = env.non_empty("UV_CACHE_DIR") {
-        return Ok(dir.into());
+    user_cache(env, "UV_CACHE_DIR", "uv").ok_or(DetectError::NoCacheDir)
+}
+
+/// A cache directory by the XDG rules uv follows: the tool's own variable (`variable`), else
+/// `$XDG_CACHE_HOME/NAME`, else `~/.cache/NAME`.
+fn user_cache(env: &Env, variable: &str, name: &str) -> Option<PathBuf> {
+    if let Some(dir) = env.non_empty(variable) {
+        return Some(dir.into());
     }
     if let Some(dir) = env.non_empty("XDG_CACHE_HOME") {
-        return Ok(Path::new(dir).join("uv"));
+        return Some(Path::new(dir).join(name));
     }
     env.non_empty("HOME")
-        .map(|home| Path::new(home).join(".cache/uv"))
-        .ok_or(DetectError::NoCacheDir)
+        .map(|home| Path::new(home).join(".cache").join(name))
 }
 
 #[cfg(test)]

@@ -91,7 +91,8 @@ pub fn manifests(plan: &Plan, options: &Options) -> Result<Manifests, ExportErro
     ];
     if !plan.health_check.is_default() {
         for path in &plan.health_check.paths {
-            app_secrets.extend(secret_names(path));
+            // Kept as `${{NAME}}`: healthcheck puts the value back from the container's env.
+            secret_references(path, &mut app_secrets);
             probe_command.extend(["--path".to_string(), path.clone()]);
         }
     }
@@ -255,26 +256,14 @@ fn relocate(hop: &Hop, state_dir: Option<&Path>) -> (Vec<String>, Vec<(String, S
 /// `${{NAME}}` (a secret the plan names) as Kubernetes expands a variable in a command,
 /// `$(NAME)`; the names are collected.
 fn secret_references(word: &str, secrets: &mut BTreeSet<String>) -> String {
-    let names = secret_names(word);
-    let mut out = word.to_string();
-    for name in &names {
-        out = out.replace(&format!("${{{{{name}}}}}"), &format!("$({name})"));
+    let rewritten = plan::secret::map_references(word, |name| {
+        secrets.insert(name.to_string());
+        Ok::<_, std::convert::Infallible>(format!("$({name})"))
+    });
+    match rewritten {
+        Ok(word) => word,
+        Err(never) => match never {},
     }
-    secrets.extend(names);
-    out
-}
-
-fn secret_names(text: &str) -> Vec<String> {
-    let mut names = Vec::new();
-    let mut rest = text;
-    while let Some(start) = rest.find("${{") {
-        let Some(len) = rest[start + 3..].find("}}") else {
-            break;
-        };
-        names.push(rest[start + 3..start + 3 + len].to_string());
-        rest = &rest[start + 3 + len + 2..];
-    }
-    names
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use export::{containerfile, kubernetes, yaml, ExportError};
 use plan::cli::{EnvArgs, PlanArgs};
 use plan::report::{report, say, Fault, Message, WriteError};
@@ -55,16 +55,17 @@ enum Target {
     },
 }
 
-/// The targets `export` writes for.
-const TARGETS: [&str; 2] = ["kubernetes", "containerfile"];
-
 fn main() -> ExitCode {
     // clap would only say `unrecognized subcommand`: name the targets there are.
+    let targets: Vec<String> = Cli::command()
+        .get_subcommands()
+        .map(|target| target.get_name().to_string())
+        .collect();
     if let Some(first) = std::env::args().nth(1) {
-        if !first.starts_with('-') && first != "help" && !TARGETS.contains(&first.as_str()) {
+        if !first.starts_with('-') && first != "help" && !targets.contains(&first) {
             let message = Message::usage(format!(
                 "unknown target `{first}` (targets: {})",
-                TARGETS.join(", ")
+                targets.join(", ")
             ))
             .with_hint("`export kubernetes --image IMAGE` or `export containerfile`");
             return report(&message, &Env::from_process());

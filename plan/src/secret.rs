@@ -18,18 +18,22 @@ pub fn is_secret(name: &str) -> bool {
     NAMED_SECRETS.contains(&name) || SECRET_WORDS.iter().any(|w| upper.contains(w))
 }
 
-/// Replaces the value of every secret variable of `env` found in `text` with `***`.
-pub fn redact(text: &str, env: &Env) -> String {
-    let mut values: Vec<&str> = env
+/// The secret variables of `env` worth hiding, as (name, value), longest value first, so that
+/// a secret that contains another is replaced whole.
+fn secrets_of(env: &Env) -> Vec<(&str, &str)> {
+    let mut secrets: Vec<(&str, &str)> = env
         .iter()
         .filter(|(k, v)| is_secret(k) && v.len() >= MIN_REDACTED_LEN)
-        .map(|(_, v)| v)
         .collect();
-    // Longest first, so a secret that contains another is replaced whole.
-    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
-    values
+    secrets.sort_by_key(|(_, v)| std::cmp::Reverse(v.len()));
+    secrets
+}
+
+/// Replaces the value of every secret variable of `env` found in `text` with `***`.
+pub fn redact(text: &str, env: &Env) -> String {
+    secrets_of(env)
         .into_iter()
-        .fold(text.to_string(), |acc, v| acc.replace(v, REDACTED))
+        .fold(text.to_string(), |acc, (_, v)| acc.replace(v, REDACTED))
 }
 
 /// A secret's value written literally in a command or a path is kept out of the plan: the
@@ -37,14 +41,35 @@ pub fn redact(text: &str, env: &Env) -> String {
 /// back from its own environment ([`reveal`]). (`${{` is not valid shell, so no command
 /// means it.)
 pub fn hide(text: &str, env: &Env) -> String {
-    let mut secrets: Vec<(&str, &str)> = env
-        .iter()
-        .filter(|(k, v)| is_secret(k) && v.len() >= MIN_REDACTED_LEN)
-        .collect();
-    secrets.sort_by_key(|(_, v)| std::cmp::Reverse(v.len()));
-    secrets.into_iter().fold(text.to_string(), |acc, (k, v)| {
-        acc.replace(v, &format!("${{{{{k}}}}}"))
-    })
+    secrets_of(env)
+        .into_iter()
+        .fold(text.to_string(), |acc, (k, v)| {
+            acc.replace(v, &reference(k))
+        })
+}
+
+/// How the plan refers to the secret variable `name`: `${{NAME}}`.
+pub fn reference(name: &str) -> String {
+    format!("${{{{{name}}}}}")
+}
+
+/// `text` with each `${{NAME}}` replaced by what `with` makes of NAME.
+pub fn map_references<E>(
+    text: &str,
+    mut with: impl FnMut(&str) -> Result<String, E>,
+) -> Result<String, E> {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${{") {
+        let Some(len) = rest[start + 3..].find("}}") else {
+            break;
+        };
+        out.push_str(&rest[..start]);
+        out.push_str(&with(&rest[start + 3..start + 3 + len])?);
+        rest = &rest[start + 3 + len + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 /// A `${{NAME}}` whose variable is not set where the command runs.
@@ -63,22 +88,11 @@ impl crate::report::Failure for MissingSecret {
 
 /// Puts back the secrets [`hide`] took out, from `env`.
 pub fn reveal(text: &str, env: &Env) -> Result<String, MissingSecret> {
-    let mut out = String::new();
-    let mut rest = text;
-    while let Some(start) = rest.find("${{") {
-        let Some(len) = rest[start + 3..].find("}}") else {
-            break;
-        };
-        let name = &rest[start + 3..start + 3 + len];
-        out.push_str(&rest[..start]);
-        out.push_str(
-            env.get(name)
-                .ok_or_else(|| MissingSecret(name.to_string()))?,
-        );
-        rest = &rest[start + 3 + len + 2..];
-    }
-    out.push_str(rest);
-    Ok(out)
+    map_references(text, |name| {
+        env.get(name)
+            .map(str::to_string)
+            .ok_or_else(|| MissingSecret(name.to_string()))
+    })
 }
 
 #[cfg(test)]
