@@ -43,6 +43,14 @@ parse_options() {
     [[ -n $app_dir ]] || app_dir=.
 }
 
+# The application's name, in $name: APP_DIR's last component (the current directory's for `.`).
+app_name() {
+    name=${app_dir%/}
+    [[ $name == . || -z $name ]] && name=$PWD
+    name=${name##*/}
+    [[ $name == .. || -z $name ]] && name=app
+}
+
 # The state directory: rendered files, varnishd's working directory, the plan. Outside the
 # app (flowctl checks), and readable by the varnish user, which drops privileges. Unless
 # --state-dir names one, a new private directory: its name cannot be guessed, so no other
@@ -50,10 +58,7 @@ parse_options() {
 made_state_dir=""
 prepare_state_dir() {
     if [[ -z $state_dir ]]; then
-        local name=${app_dir%/}
-        [[ $name == . || -z $name ]] && name=$PWD
-        name=${name##*/}
-        [[ $name == .. || -z $name ]] && name=app
+        app_name
         state_dir=$(mktemp -d "${TMPDIR:-/tmp}/uvdeploy-$name.XXXXXX") || exit 2
         made_state_dir=1
     else
@@ -66,12 +71,12 @@ prepare_state_dir() {
 # What is deployed: `checkout` copies APP_DIR's commit (or, with --working-tree, its files
 # as they are) into $state_dir/copy and says so; detect then reads the copy. A copy this
 # script made before (source.json beside it says so) is replaced; anything else is refused.
-check_out() {
+# The arguments, if any, run checkout (deploy runs it through launcher, as a recorded group).
+check_out() { # [RUNNER...]
     local args=(--into "$state_dir/copy")
     [[ -n $working_tree ]] && args+=(--working-tree)
     [[ -f $state_dir/source.json ]] && rm -rf -- "$state_dir/copy"
-    "$UVDEPLOY_BIN/launcher" --die-with-parent --group-file "${groups:-/dev/null}" -- \
-        "$UVDEPLOY_BIN/checkout" "${args[@]}" "$app_dir" > "$state_dir/source.json"
+    "$@" "$UVDEPLOY_BIN/checkout" "${args[@]}" "$app_dir" > "$state_dir/source.json"
 }
 
 say() { echo "==> $*" >&2; }
