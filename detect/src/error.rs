@@ -54,8 +54,14 @@ pub enum DetectError {
     VarnishStorageSize(String),
     #[error("CC_VARNISH_STORAGE_SIZE: `{0}` is more than Varnish can hold in memory here (at most 1T, e.g. `512M`, `1G`)")]
     VarnishStorageTooLarge(String),
-    #[error("cannot tell where the uv cache is: neither UV_CACHE_DIR, XDG_CACHE_HOME nor HOME is set (set UV_CACHE_DIR)")]
+    #[error("cannot tell where the build cache is: neither UV_CACHE_DIR (PIP_CACHE_DIR in legacy mode), XDG_CACHE_HOME nor HOME is set (set UV_CACHE_DIR or PIP_CACHE_DIR)")]
     NoCacheDir,
+    #[error("{variable}: `{value}` is not valid ({valid})")]
+    Invalid {
+        variable: String,
+        value: String,
+        valid: String,
+    },
     #[error(transparent)]
     Layout(#[from] plan::LayoutError),
 }

@@ -5,6 +5,7 @@ mod advice;
 mod error;
 mod flow;
 mod health;
+mod legacy;
 
 pub use error::DetectError;
 pub use flow::request_flow;
@@ -25,7 +26,14 @@ const LEGACY_ONLY: &[&str] = &[
     "CC_PIP_REQUIREMENTS_FILE",
     "CC_PYTHON_MANAGE_TASKS",
     "CC_GUNICORN_TIMEOUT",
+    "CC_GUNICORN_WORKER_CLASS",
+    "CC_GUNICORN_LOGLEVEL",
     "GUNICORN_WORKER_CLASS",
+    "CC_UWSGI_EXTRA_CONFIG",
+    "CC_UWSGI_DISABLE_FILE_WRAPPER",
+    "CC_PYTHON_CELERY_MODULE",
+    "CC_PYTHON_CELERY_USE_BEAT",
+    "CC_PYTHON_CELERY_LOGFILE",
     "HARAKIRI",
     "PYTHON_SETUP_PY_GOAL",
     "STATIC_FILES_PATH",
@@ -50,12 +58,12 @@ const LEGACY_ONLY: &[&str] = &[
 pub fn detect(repo_dir: &Path, env: &Env, ports: PortSettings) -> Result<Plan, DetectError> {
     let app_dir = app_dir(repo_dir, env)?;
     let run = run_command(env)?;
-    let (mode, reasons) = mode(&app_dir, repo_dir, env);
+    let (mode, mut reasons) = mode(&app_dir, repo_dir, env);
     let (environment, environment_warning) = environment_of(env);
     let (request_flow, flow_ignored) = request_flow(env, &app_dir)?;
-    let ports = ports.ports_for(&request_flow);
+    let ports = ports.ports_for(&request_flow, mode);
     // Refuse a chain that does not fit now, not when a later tool lays it out.
-    ports.chain(&request_flow)?;
+    ports.chain(&request_flow, mode)?;
     let mut ignored = Vec::new();
     if mode == Mode::Uv {
         ignored.extend(
@@ -66,6 +74,19 @@ pub fn detect(repo_dir: &Path, env: &Env, ports: PortSettings) -> Result<Plan, D
         );
     }
     ignored.extend(flow_ignored);
+    let mut legacy_warnings = Vec::new();
+    let (run, legacy) = match mode {
+        Mode::Uv => (run, None),
+        Mode::Legacy => {
+            if run.as_ref().map(|r| r.source) == Some(RunSource::CcPythonUvRunCommand) {
+                ignored.push("CC_PYTHON_UV_RUN_COMMAND".into());
+            }
+            let settings = legacy::legacy(&app_dir, env, run, ports.app)?;
+            reasons.extend(settings.reasons);
+            legacy_warnings = settings.warnings;
+            (settings.run, Some(settings.legacy))
+        }
+    };
     let warnings = run
         .as_ref()
         .filter(|_| mode == Mode::Uv)
@@ -78,12 +99,13 @@ pub fn detect(repo_dir: &Path, env: &Env, ports: PortSettings) -> Result<Plan, D
                 .and_then(|run| advice::uv_run_package_installs_at_start_up(run, &app_dir)),
         )
         .chain(environment_warning)
+        .chain(legacy_warnings)
         .collect();
     Ok(Plan {
         schema: SCHEMA,
         build: Build {
-            argv: build_argv(environment),
-            cache_dir: cache_dir(env)?,
+            argv: build_argv(mode, legacy.as_ref(), environment),
+            cache_dir: cache_dir(mode, env)?,
             kept_venv: None,
             result: None,
         },
@@ -98,6 +120,7 @@ pub fn detect(repo_dir: &Path, env: &Env, ports: PortSettings) -> Result<Plan, D
         health_check: health_check(env)?,
         request_flow,
         source: None,
+        legacy,
         state_dir: None,
         hops: None,
         extra: Default::default(),
@@ -299,7 +322,18 @@ fn environment_of(env: &Env) -> (Environment, Option<String>) {
     }
 }
 
-fn build_argv(environment: Environment) -> Vec<String> {
+/// What the build runs: `uv sync`, or in legacy mode pip on the requirements (in the venv
+/// `uvbuild` makes with the chosen Python).
+fn build_argv(mode: Mode, legacy: Option<&plan::Legacy>, environment: Environment) -> Vec<String> {
+    if let (Mode::Legacy, Some(legacy)) = (mode, legacy) {
+        let mut argv: Vec<String> = ["pip", "install", "--disable-pip-version-check"]
+            .map(String::from)
+            .to_vec();
+        if let Some(file) = &legacy.requirements {
+            argv.extend(["-r".to_string(), file.clone()]);
+        }
+        return argv;
+    }
     let mut argv: Vec<String> = ["uv", "sync", "--locked", "--no-progress"]
         .map(String::from)
         .to_vec();
@@ -309,9 +343,12 @@ fn build_argv(environment: Environment) -> Vec<String> {
     argv
 }
 
-/// Where uv keeps its cache, by uv's own rules.
-fn cache_dir(env: &Env) -> Result<PathBuf, DetectError> {
-    user_cache(env, "UV_CACHE_DIR", "uv").ok_or(DetectError::NoCacheDir)
+/// Where uv keeps its cache, by uv's own rules; pip's in legacy mode, by pip's.
+fn cache_dir(mode: Mode, env: &Env) -> Result<PathBuf, DetectError> {
+    match mode {
+        Mode::Uv => user_cache(env, "UV_CACHE_DIR", "uv").ok_or(DetectError::NoCacheDir),
+        Mode::Legacy => user_cache(env, "PIP_CACHE_DIR", "pip").ok_or(DetectError::NoCacheDir),
+    }
 }
 
 /// A cache directory by the XDG rules uv follows: the tool's own variable (`variable`), else
@@ -357,17 +394,18 @@ mod tests {
     }
 
     const UV_RUN: (&str, &str) = ("CC_PYTHON_UV_RUN_COMMAND", "uv run python app.py");
+    const NO_REQUIREMENTS: &str = "no requirements.txt: pip installs nothing";
 
     #[test]
     fn uv_mode_needs_lock_and_command() {
         type Case<'a> = (bool, &'a [(&'a str, &'a str)], Mode, &'a [&'a str]);
         let cases: &[Case] = &[
             (true, &[UV_RUN], Mode::Uv, &["uv.lock found at the project root", "CC_PYTHON_UV_RUN_COMMAND is set"]),
-            (false, &[UV_RUN], Mode::Legacy, &["uv.lock not found at the project root"]),
-            (true, &[], Mode::Legacy, &["CC_PYTHON_UV_RUN_COMMAND is not set"]),
-            (true, &[("CC_PYTHON_UV_RUN_COMMAND", "  ")], Mode::Legacy, &["CC_PYTHON_UV_RUN_COMMAND is not set"]),
-            (true, &[("CC_RUN_COMMAND", "python app.py")], Mode::Legacy, &["CC_PYTHON_UV_RUN_COMMAND is not set (CC_RUN_COMMAND alone does not activate uv mode)"]),
-            (false, &[], Mode::Legacy, &["uv.lock not found", "CC_PYTHON_UV_RUN_COMMAND is not set"]),
+            (false, &[UV_RUN], Mode::Legacy, &["uv.lock not found at the project root", NO_REQUIREMENTS]),
+            (true, &[], Mode::Legacy, &["CC_PYTHON_UV_RUN_COMMAND is not set", NO_REQUIREMENTS]),
+            (true, &[("CC_PYTHON_UV_RUN_COMMAND", "  ")], Mode::Legacy, &["CC_PYTHON_UV_RUN_COMMAND is not set", NO_REQUIREMENTS]),
+            (true, &[("CC_RUN_COMMAND", "python app.py")], Mode::Legacy, &["CC_PYTHON_UV_RUN_COMMAND is not set (CC_RUN_COMMAND alone does not activate uv mode)", NO_REQUIREMENTS]),
+            (false, &[], Mode::Legacy, &["uv.lock not found", "CC_PYTHON_UV_RUN_COMMAND is not set", NO_REQUIREMENTS]),
         ];
         for (lock, vars, mode, reasons) in cases {
             let plan = plan_for(&app(*lock), vars);
@@ -397,20 +435,36 @@ mod tests {
     fn cache_dir_by_uv_rules() {
         let a = app(true);
         assert_eq!(
-            plan_for(&a, &[]).build.cache_dir,
+            plan_for(&a, &[UV_RUN]).build.cache_dir,
             Path::new("/home/deploy/.cache/uv")
         );
         assert_eq!(
-            plan_for(&a, &[("XDG_CACHE_HOME", "/xdg")]).build.cache_dir,
+            plan_for(&a, &[UV_RUN, ("XDG_CACHE_HOME", "/xdg")])
+                .build
+                .cache_dir,
             Path::new("/xdg/uv")
         );
         assert_eq!(
-            plan_for(&a, &[("XDG_CACHE_HOME", "/xdg"), ("UV_CACHE_DIR", "/c")])
-                .build
-                .cache_dir,
+            plan_for(
+                &a,
+                &[UV_RUN, ("XDG_CACHE_HOME", "/xdg"), ("UV_CACHE_DIR", "/c")]
+            )
+            .build
+            .cache_dir,
             Path::new("/c")
         );
-        let no_home: Env = Env::default();
+        // Legacy mode keeps pip's cache, by pip's rules.
+        assert_eq!(
+            plan_for(&a, &[]).build.cache_dir,
+            Path::new("/home/deploy/.cache/pip")
+        );
+        assert_eq!(
+            plan_for(&a, &[("UV_CACHE_DIR", "/c"), ("PIP_CACHE_DIR", "/p")])
+                .build
+                .cache_dir,
+            Path::new("/p")
+        );
+        let no_home: Env = [UV_RUN].into_iter().collect();
         assert_eq!(
             detect(a.dir.path(), &no_home, PortSettings::default()).unwrap_err(),
             DetectError::NoCacheDir
@@ -583,7 +637,11 @@ mod tests {
             plan_for(&app(true), &vars).ignored,
             ["CC_PYTHON_MODULE", "CC_PYTHON_BACKEND"]
         );
-        assert!(plan_for(&app(false), &vars).ignored.is_empty());
+        // In legacy mode they count; the uv run command does not.
+        assert_eq!(
+            plan_for(&app(false), &vars).ignored,
+            ["CC_PYTHON_UV_RUN_COMMAND"]
+        );
     }
 
     #[test]

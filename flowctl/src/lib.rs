@@ -3,13 +3,14 @@
 //! hop carries what `launcher --hop` needs: argv, environment (secrets by name), and the
 //! configuration files rendered for it (Varnish VCL, Redirection.io agent configuration).
 
+pub mod nginx;
 pub mod redirectionio;
 pub mod text;
 pub mod varnish;
 
 use plan::command::shell_argv;
 use plan::report::{exit, Failure};
-use plan::{EnvValue, Hop, HopFile, HopPorts, LayoutError, Middleware, Plan};
+use plan::{EnvValue, Hop, HopFile, HopPorts, LayoutError, Middleware, Mode, Plan};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -28,6 +29,12 @@ pub enum FlowError {
     ReadVcl { path: PathBuf, reason: String },
     #[error("the Varnish configuration `{file}` does not compile")]
     VclCompile { file: String, message: String },
+    #[error("STATIC_FILES_PATH `{path}` resolves outside the application `{app_dir}`")]
+    StaticOutsideApp { path: String, app_dir: PathBuf },
+    #[error("the Nginx configuration rendered from the plan does not pass `nginx -t`")]
+    NginxConfig { message: String },
+    #[error("the plan is in legacy mode but has no legacy settings (make it again with `detect`)")]
+    NoLegacySettings,
     #[error(transparent)]
     Layout(#[from] LayoutError),
 }
@@ -38,7 +45,9 @@ impl Failure for FlowError {
     }
     fn details(&self) -> Vec<String> {
         match self {
-            FlowError::VclCompile { message, .. } => message.lines().map(String::from).collect(),
+            FlowError::VclCompile { message, .. } | FlowError::NginxConfig { message } => {
+                message.lines().map(String::from).collect()
+            }
             _ => Vec::new(),
         }
     }
@@ -61,6 +70,10 @@ pub struct FlowOptions {
     pub varnishd: Option<PathBuf>,
     /// How to run the workspace's Otoroshi challenge proxy.
     pub otoroshi_challenge: String,
+    /// `nginx`, when installed: used in argv and to check the configuration (legacy mode).
+    pub nginx: Option<PathBuf>,
+    /// Whether the hops run as root (Nginx's workers then stay root: see [`nginx::Site`]).
+    pub as_root: bool,
 }
 
 /// Adds `hops` to the plan (replacing any), on the ports the plan lays out. Returns notes for
@@ -74,9 +87,18 @@ pub fn plan_hops(plan: &mut Plan, options: &FlowOptions) -> Result<Vec<String>, 
             app_dir: plan.app_dir.clone(),
         });
     }
-    let chain = plan.ports.chain(&plan.request_flow)?;
+    let mut chain = plan.ports.chain(&plan.request_flow, plan.mode)?;
+    // In legacy mode, Nginx is the last hop, in front of the app server.
+    let nginx = match plan.mode {
+        Mode::Legacy => Some(nginx_hop(
+            plan,
+            chain.pop().expect("legacy chains end with Nginx"),
+            options,
+        )?),
+        Mode::Uv => None,
+    };
     let mut notes = Vec::new();
-    let hops = if plan.request_flow.blocked {
+    let mut hops: Vec<Hop> = if plan.request_flow.blocked {
         vec![block_hop(plan, chain[0], options)]
     } else {
         plan.request_flow
@@ -86,6 +108,7 @@ pub fn plan_hops(plan: &mut Plan, options: &FlowOptions) -> Result<Vec<String>, 
             .map(|(middleware, ports)| middleware_hop(middleware, ports, plan, options, &mut notes))
             .collect::<Result<_, _>>()?
     };
+    hops.extend(nginx);
     plan.hops = Some(hops);
     plan.state_dir = Some(options.state_dir.clone());
     Ok(notes)
@@ -187,16 +210,16 @@ fn middleware_hop(
         } => {
             let dir = options.state_dir.join(format!("redirectionio-{listen}"));
             let config = dir.join("agent.yml");
-            hop.files.push(HopFile {
-                path: config.clone(),
-                content: redirectionio::agent_config(
+            hop.files.push(HopFile::new(
+                config.clone(),
+                redirectionio::agent_config(
                     instance_name,
                     project_key_env,
                     listen,
                     forward,
                     &dir.join("data"),
                 ),
-            });
+            ));
             hop.argv = vec![
                 "redirectionio-agent".into(),
                 "--config-file".into(),
@@ -219,6 +242,69 @@ fn middleware_hop(
     Ok(hop)
 }
 
+/// Nginx in front of the app server (legacy mode): its configuration rendered from the
+/// plan's legacy settings, checked with `nginx -t` when Nginx is here.
+fn nginx_hop(plan: &Plan, ports: HopPorts, options: &FlowOptions) -> Result<Hop, FlowError> {
+    let legacy = plan.legacy.as_ref().ok_or(FlowError::NoLegacySettings)?;
+    if let Some(files) = &legacy.nginx.static_files {
+        // Nginx serves what it finds there: nothing outside the app.
+        let real = resolved(&plan.app_dir.join(&files.path));
+        if !real.starts_with(&plan.app_dir) {
+            return Err(FlowError::StaticOutsideApp {
+                path: files.path.clone(),
+                app_dir: plan.app_dir.clone(),
+            });
+        }
+    }
+    let dir = nginx::dir(&options.state_dir, ports.listen);
+    let site = nginx::Site {
+        nginx: &legacy.nginx,
+        app_dir: &plan.app_dir,
+        backend: legacy.backend.filter(|_| {
+            plan.run.as_ref().map(|r| r.source) == Some(plan::RunSource::CcPythonBackend)
+        }),
+        listen: ports.listen,
+        forward: ports.forward,
+        dir: &dir,
+        as_root: options.as_root,
+    };
+    if let Some(program) = &options.nginx {
+        nginx::check(program, &site).map_err(|message| FlowError::NginxConfig { message })?;
+    }
+    let mut files = vec![HopFile::new(dir.join("nginx.conf"), nginx::render(&site))];
+    if !legacy.nginx.basic_auth_env.is_empty() {
+        files.push(HopFile {
+            htpasswd_from_env: legacy.nginx.basic_auth_env.clone(),
+            ..HopFile::new(dir.join("htpasswd"), String::new())
+        });
+    }
+    let program = options
+        .nginx
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "nginx".into());
+    Ok(Hop {
+        name: "nginx".into(),
+        listen: ports.listen,
+        forward: Some(ports.forward),
+        argv: nginx::argv(&program, &dir),
+        env: legacy
+            .nginx
+            .basic_auth_env
+            .iter()
+            .map(|name| {
+                (
+                    name.clone(),
+                    EnvValue::FromEnv {
+                        from_env: name.clone(),
+                    },
+                )
+            })
+            .collect(),
+        files,
+    })
+}
+
 /// The blocking service on the public port, a real `varnishd` answering `200 OK`.
 fn block_hop(plan: &Plan, ports: HopPorts, options: &FlowOptions) -> Hop {
     // Configured health check paths still reach the app, so the verdict stays true.
@@ -231,10 +317,7 @@ fn block_hop(plan: &Plan, ports: HopPorts, options: &FlowOptions) -> Hop {
         forward: health_paths.map(|_| ports.forward),
         argv: varnishd_argv(ports.listen, "16M", options),
         env: BTreeMap::new(),
-        files: vec![HopFile {
-            path: vcl_path(ports.listen, options),
-            content: vcl,
-        }],
+        files: vec![HopFile::new(vcl_path(ports.listen, options), vcl)],
     }
 }
 
@@ -270,10 +353,17 @@ fn varnish_file(
             message,
         })?;
     }
-    Ok(HopFile {
-        path: vcl_path(listen, options),
-        content: rendered.to_string(),
-    })
+    Ok(HopFile::new(
+        vcl_path(listen, options),
+        rendered.to_string(),
+    ))
+}
+
+/// A daemon (`varnishd`, `nginx`) on PATH or in the sbin directories, which a user's PATH
+/// often lacks.
+pub fn find_daemon(name: &str, path_var: &str) -> Option<PathBuf> {
+    let path = format!("{path_var}:/usr/sbin:/usr/local/sbin");
+    which::which_in(name, Some(path), "/").ok()
 }
 
 /// The Otoroshi challenge proxy next to this binary (a cargo build puts them together), or

@@ -1,5 +1,7 @@
 use clap::{Parser, ValueEnum};
-use flowctl::{new_state_dir, otoroshi_challenge_command, plan_hops, text, varnish, FlowOptions};
+use flowctl::{
+    find_daemon, new_state_dir, otoroshi_challenge_command, plan_hops, text, varnish, FlowOptions,
+};
 use plan::cli::{EnvArgs, PlanArgs, PortArgs};
 use plan::report::{say, Fault, WriteError};
 use plan::{print_plan, read_plan, Env};
@@ -14,7 +16,9 @@ use std::process::ExitCode;
 /// to the next (8081, 8082, ...), the last to the app (9000), as the plan's ports lay out.
 /// Renders the Varnish VCL (with `vcl 4.1;` and the backend added, checked with
 /// `varnishd -C`), the Redirection.io agent configuration, the custom command, and the
-/// blocking service of CC_REQUEST_FLOW=block. Run each hop with `launcher --hop NAME`, which
+/// blocking service of CC_REQUEST_FLOW=block. In legacy mode, Nginx is the last hop, in front
+/// of the app server: its configuration is rendered from the platform's variables and
+/// checked with `nginx -t`. Run each hop with `launcher --hop NAME`, which
 /// checks that its port is free just before it starts.
 ///
 /// By hand, `flowctl APP_DIR` makes the plan itself, with detect's rules.
@@ -31,7 +35,8 @@ struct Cli {
     #[command(flatten)]
     ports: PortArgs,
     /// `json`: the plan with hops; `text`: the chain for a person; `hops`: hop names, one a
-    /// line, in chain order (for scripts; a plan that has hops is listed as it is).
+    /// line, in chain order (for scripts; a plan that has hops is listed as it is);
+    /// `workers`: the names of the processes beside the app (legacy mode's Celery).
     #[arg(long, value_enum, default_value_t = Format::Json)]
     format: Format,
     /// Where rendered files and varnishd's working directory go [default: a new private
@@ -48,6 +53,7 @@ enum Format {
     Json,
     Text,
     Hops,
+    Workers,
 }
 
 fn main() -> ExitCode {
@@ -72,10 +78,13 @@ fn run(cli: &Cli, env: &Env) -> Result<ExitCode, Fault> {
             None if cli.format == Format::Json => new_state_dir(&plan)?,
             None => std::env::temp_dir(),
         };
+        let path = std::env::var("PATH").unwrap_or_default();
         let options = FlowOptions {
             state_dir,
-            varnishd: varnish::find_varnishd(&std::env::var("PATH").unwrap_or_default()),
+            varnishd: varnish::find_varnishd(&path),
             otoroshi_challenge: otoroshi_challenge_command(std::env::current_exe().ok().as_deref()),
+            nginx: find_daemon("nginx", &path),
+            as_root: nix::unistd::geteuid().is_root(),
         };
         for note in plan_hops(&mut plan, &options)? {
             say("flowctl", format_args!("note: {note}"), env);
@@ -88,6 +97,11 @@ fn run(cli: &Cli, env: &Env) -> Result<ExitCode, Fault> {
         Format::Hops => {
             for hop in plan.hops.iter().flatten() {
                 writeln!(out, "{}", hop.name).map_err(WriteError)?;
+            }
+        }
+        Format::Workers => {
+            for worker in plan.legacy.iter().flat_map(|l| &l.workers) {
+                writeln!(out, "{}", worker.name).map_err(WriteError)?;
             }
         }
         Format::Json => {

@@ -9,7 +9,7 @@ pub fn chain(plan: &Plan) -> String {
         None => format!(":{} app", plan.ports.app),
     };
     let hops = plan.hops.as_deref().unwrap_or_default();
-    if plan.request_flow.blocked {
+    if plan.request_flow.blocked && plan.mode == plan::Mode::Uv {
         let reached = match hops.first().and_then(|h| h.forward) {
             Some(_) => format!("only the health check paths reach {app}"),
             None => format!("{app} is not reachable through it"),

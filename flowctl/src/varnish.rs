@@ -105,8 +105,7 @@ pub fn varnishd_argv(
 
 /// `varnishd`'s absolute path when it is installed (it lives in /usr/sbin, often off PATH).
 pub fn find_varnishd(path_var: &str) -> Option<PathBuf> {
-    let path = format!("{path_var}:/usr/sbin:/usr/local/sbin");
-    which::which_in("varnishd", Some(path), "/").ok()
+    crate::find_daemon("varnishd", path_var)
 }
 
 /// Compiles the VCL with `varnishd -C`; on failure, varnishd's message, with the file named

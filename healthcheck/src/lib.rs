@@ -24,6 +24,9 @@ pub struct Check {
     /// The app's process (its launcher's PID), when known: the diagnosis then names the
     /// ports the app's own process tree listens on.
     pub app_pid: Option<i32>,
+    /// Legacy mode: Nginx answers on the public port even when the app server is down, so
+    /// the check still asks it, and says what it answered in the platform's legacy words.
+    pub legacy: bool,
 }
 
 impl Check {
@@ -41,7 +44,7 @@ impl Check {
                 hop: Some(h.name.clone()),
             })
             .collect();
-        if plan.request_flow.is_proxied() {
+        if plan.ports.app != plan.ports.public {
             inner_ports.push(InnerPort {
                 port: plan.ports.app,
                 hop: None,
@@ -56,6 +59,7 @@ impl Check {
             timeout,
             request_timeout,
             app_pid: None,
+            legacy: plan.mode == plan::Mode::Legacy,
         }
     }
 
@@ -109,6 +113,11 @@ pub struct Verdict {
     /// When nothing listened in time: the platform's line, then what listens instead.
     pub diagnosis: Vec<String>,
     pub waited_ms: u64,
+    /// Rendered in legacy mode's words (`GET http://HOST:PORT/ returned 502!`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub legacy: bool,
+    #[serde(skip)]
+    pub host: String,
 }
 
 /// Runs the check: waits for the ports, then probes every path at once, all within
@@ -119,13 +128,22 @@ pub fn run(check: &Check) -> Verdict {
     let listening = wait_until_listening(check, deadline);
     let waited_ms = started.elapsed().as_millis() as u64;
     if let Err(diagnosis) = listening {
+        // Nginx is up, the app server is not: ask Nginx anyway, as the platform does (it
+        // answers 502), with a moment of its own past the deadline for that one answer.
+        let probes = if check.legacy && accepts(&check.host, check.port) {
+            probe_all(check, Instant::now() + check.request_timeout)
+        } else {
+            Vec::new()
+        };
         return Verdict {
             healthy: false,
             listening: false,
             port: check.port,
-            probes: Vec::new(),
+            probes,
             diagnosis,
             waited_ms,
+            legacy: check.legacy,
+            host: check.host.clone(),
         };
     }
     let probes = probe_all(check, deadline);
@@ -136,6 +154,8 @@ pub fn run(check: &Check) -> Verdict {
         probes,
         diagnosis: Vec::new(),
         waited_ms,
+        legacy: check.legacy,
+        host: check.host.clone(),
     }
 }
 
@@ -353,16 +373,39 @@ fn transport_reason(t: &ureq::Transport) -> String {
 
 /// The verdict in the platform's words.
 pub fn render(verdict: &Verdict) -> String {
+    // Legacy mode: each failed answer as the platform's legacy deployer logs it.
+    let legacy_lines: String = verdict
+        .probes
+        .iter()
+        .filter(|p| verdict.legacy && !p.passed)
+        .map(|p| {
+            format!(
+                "GET http://{}:{}{} returned {}!\n",
+                verdict.host,
+                verdict.port,
+                p.path,
+                p.outcome()
+            )
+        })
+        .collect();
     if !verdict.listening {
-        return verdict.diagnosis.iter().map(|l| format!("{l}\n")).collect();
+        let diagnosis: String = verdict.diagnosis.iter().map(|l| format!("{l}\n")).collect();
+        return legacy_lines + &diagnosis;
     }
     let mut out = String::new();
-    for probe in &verdict.probes {
+    for probe in verdict
+        .probes
+        .iter()
+        .filter(|p| !verdict.legacy || p.passed)
+    {
         out.push_str(&format!(
             "Response from GET {} is {}\n",
             probe.path,
             probe.outcome()
         ));
+    }
+    if verdict.legacy {
+        return out + &legacy_lines;
     }
     if !verdict.healthy {
         out.push_str("Health check failed:\n");
@@ -405,6 +448,8 @@ mod tests {
             ],
             diagnosis: vec![],
             waited_ms: 0,
+            legacy: false,
+            host: "127.0.0.1".into(),
         };
         assert_eq!(
             render(&verdict),
@@ -426,6 +471,8 @@ If the deployment fails after this message, please update your configuration and
             probes: vec![probe("/", None, false)],
             diagnosis: vec![],
             waited_ms: 0,
+            legacy: false,
+            host: "127.0.0.1".into(),
         };
         assert!(render(&verdict).contains("- GET / returned connection reset.\n"));
     }
@@ -443,6 +490,7 @@ If the deployment fails after this message, please update your configuration and
             timeout: Duration::ZERO,
             request_timeout: Duration::ZERO,
             app_pid: None,
+            legacy: false,
         }
     }
 

@@ -70,6 +70,7 @@ fn check(cli: &Cli, env: &Env) -> Result<ExitCode, Fault> {
             timeout: cli.timeout,
             request_timeout: cli.request_timeout,
             app_pid: None,
+            legacy: false,
         },
         None => {
             let plan = read_plan(&cli.plan.source(), "healthcheck")?;

@@ -26,6 +26,8 @@ pub enum Target {
     /// One of the platform's run hooks (`CC_RUN_SUCCEEDED_HOOK`, `CC_RUN_FAILED_HOOK`), run
     /// in the app when it is set.
     Hook(String),
+    /// A process beside the app (legacy mode's Celery worker), in the app's environment.
+    Worker(String),
 }
 
 /// The hooks `--hook` runs: the others run inside the tools (build hooks in `uvbuild`, the
@@ -34,10 +36,16 @@ pub const RUN_HOOKS: [&str; 2] = ["CC_RUN_SUCCEEDED_HOOK", "CC_RUN_FAILED_HOOK"]
 
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
-    #[error("the plan is in legacy mode ({0}): the platform would deploy it with its legacy Python backend, which uvdeploy does not run")]
-    Legacy(String),
     #[error("the plan has no run command")]
     NoRunCommand,
+    #[error("the plan has no worker \"{name}\" (its workers: {known})")]
+    UnknownWorker { name: String, known: String },
+    #[error("CC_PYTHON_MANAGE_TASKS: `python manage.py {task}` failed ({status})")]
+    ManageTask {
+        task: String,
+        status: String,
+        code: u8,
+    },
     #[error("the run command is empty")]
     EmptyCommand,
     #[error("the plan has no hops, so there is no hop \"{0}\"")]
@@ -82,6 +90,7 @@ impl Failure for LaunchError {
     fn exit_code(&self) -> u8 {
         match self {
             LaunchError::PreRunHook(hook) => hook.exit_code(),
+            LaunchError::ManageTask { code, .. } => *code,
             LaunchError::NotFound { .. } => 127,
             LaunchError::NotExecutable(_) => 126,
             LaunchError::ParentGone
@@ -96,7 +105,7 @@ impl Failure for LaunchError {
 
     fn hint(&self) -> Option<String> {
         Some(match self {
-            LaunchError::NoRunCommand => "set CC_PYTHON_UV_RUN_COMMAND (or CC_RUN_COMMAND), e.g. `uv run python app.py`, and make the plan again".into(),
+            LaunchError::NoRunCommand => "set CC_PYTHON_UV_RUN_COMMAND (or CC_RUN_COMMAND), e.g. `uv run python app.py`, or in legacy mode CC_PYTHON_MODULE (`module:app`), and make the plan again".into(),
             LaunchError::NoHops(_) => "pipe the plan through `flowctl` first: `detect APP_DIR | uvbuild | flowctl > plan.json`".into(),
             LaunchError::PortInUse { .. } => "stop what listens there, or shift the chain with `--public-port` and `--app-port`".into(),
             LaunchError::NotExecutable(path) => format!("`chmod +x {}`, or run it through its interpreter", path.display()),
@@ -120,6 +129,8 @@ pub struct Launch {
     pub files: Vec<HopFile>,
     /// `CC_PRE_RUN_HOOK`, for the app only.
     pub pre_run_hook: Option<String>,
+    /// Legacy mode's `CC_PYTHON_MANAGE_TASKS`, run after the pre-run hook (app only).
+    pub manage_tasks: Vec<String>,
     /// The port the process will bind, checked free just before it starts, and what it is.
     pub binds: Option<(u16, String)>,
 }
@@ -141,6 +152,7 @@ pub fn prepare(
         set: Vec::new(),
         files: Vec::new(),
         pre_run_hook: None,
+        manage_tasks: Vec::new(),
         binds: None,
     };
     let planned_port = match (target, plan) {
@@ -169,8 +181,12 @@ pub fn prepare(
             launch.binds = Some((port, format!("hop {name}")));
             Some(port)
         }
-        (Target::App | Target::Hop(_), None) => {
-            unreachable!("main reads a plan for --app and --hop")
+        (Target::Worker(name), Some(plan)) => {
+            worker_launch(plan, name, env, &mut launch)?;
+            None
+        }
+        (Target::App | Target::Hop(_) | Target::Worker(_), None) => {
+            unreachable!("main reads a plan for --app, --hop and --worker")
         }
     };
     if launch.argv.is_empty() {
@@ -191,9 +207,6 @@ pub fn prepare(
 /// The app: its run command (through the shell when it needs one), the kept uv cache and the
 /// pre-run hook. Returns the port it must listen on.
 fn app_launch(plan: &Plan, env: &Env, launch: &mut Launch) -> Result<u16, LaunchError> {
-    if plan.mode == Mode::Legacy {
-        return Err(LaunchError::Legacy(plan.reasons.join("; ")));
-    }
     let run = plan.run.as_ref().ok_or(LaunchError::NoRunCommand)?;
     if run.command.trim().is_empty() {
         return Err(LaunchError::EmptyCommand);
@@ -202,8 +215,15 @@ fn app_launch(plan: &Plan, env: &Env, launch: &mut Launch) -> Result<u16, Launch
         Some(argv) => argv.clone(),
         None => shell_argv(&run.command),
     };
-    // `uv run` must find the packages the build put in the kept cache.
-    if env.get("UV_CACHE_DIR").is_none() {
+    if plan.mode == Mode::Legacy {
+        use_venv(plan, env, launch);
+        launch.manage_tasks = plan
+            .legacy
+            .as_ref()
+            .map(|l| l.manage_tasks.clone())
+            .unwrap_or_default();
+    } else if env.get("UV_CACHE_DIR").is_none() {
+        // `uv run` must find the packages the build put in the kept cache.
         set(
             launch,
             "UV_CACHE_DIR",
@@ -253,7 +273,66 @@ fn hop_launch(plan: &Plan, name: &str, env: &Env, launch: &mut Launch) -> Result
     }
     launch.argv = hop.argv.clone();
     launch.files = hop.files.clone();
+    for file in &mut launch.files {
+        for variable in &file.htpasswd_from_env {
+            let pair = env
+                .non_empty(variable)
+                .ok_or_else(|| LaunchError::MissingHopVariable {
+                    hop: hop.name.clone(),
+                    variable: variable.clone(),
+                })?;
+            // detect checked the shape: `login:password`.
+            let (login, password) = pair.split_once(':').unwrap_or((pair, ""));
+            file.content
+                .push_str(&format!("{login}:{{PLAIN}}{password}\n"));
+        }
+    }
     Ok(hop.listen)
+}
+
+/// Legacy mode runs everything in the venv the build made: its `bin` first on PATH, as an
+/// activated venv would have it.
+fn use_venv(plan: &Plan, env: &Env, launch: &mut Launch) {
+    let venv = plan.app_dir.join(".venv");
+    let path = match env.non_empty("PATH") {
+        Some(path) => format!("{}:{path}", venv.join("bin").display()),
+        None => venv.join("bin").display().to_string(),
+    };
+    set(launch, "PATH", path);
+    set(launch, "VIRTUAL_ENV", venv.display().to_string());
+}
+
+/// A worker of legacy mode (Celery), in the app's directory and venv.
+fn worker_launch(
+    plan: &Plan,
+    name: &str,
+    env: &Env,
+    launch: &mut Launch,
+) -> Result<(), LaunchError> {
+    let workers = plan
+        .legacy
+        .as_ref()
+        .map(|l| l.workers.as_slice())
+        .unwrap_or_default();
+    let worker =
+        workers
+            .iter()
+            .find(|w| w.name == name)
+            .ok_or_else(|| LaunchError::UnknownWorker {
+                name: name.to_string(),
+                known: if workers.is_empty() {
+                    "none".into()
+                } else {
+                    workers
+                        .iter()
+                        .map(|w| w.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
+            })?;
+    launch.argv = worker.argv.clone();
+    use_venv(plan, env, launch);
+    Ok(())
 }
 
 fn set(launch: &mut Launch, key: &str, value: String) {
@@ -283,6 +362,9 @@ pub fn describe(launch: &Launch) -> String {
     }
     if let Some(hook) = &launch.pre_run_hook {
         out.push_str(&format!("pre-run hook: {hook}\n"));
+    }
+    for task in &launch.manage_tasks {
+        out.push_str(&format!("manage task: python manage.py {task}\n"));
     }
     plan::secret::redact(&out, &launch.env)
 }
@@ -341,6 +423,9 @@ fn try_exec(launch: &Launch) -> Result<Never, LaunchError> {
             "launcher",
         )?;
     }
+    for task in &launch.manage_tasks {
+        manage_task(task, launch)?;
+    }
     if plan::command::shell_stays(&launch.argv) {
         // A list, a pipeline, a background job: the shell stays, so this process stays too,
         // in its place, to pass signals on and report how it all ended.
@@ -364,6 +449,42 @@ fn try_exec(launch: &Launch) -> Result<Never, LaunchError> {
         path: program,
         reason: err.desc().to_string(),
     })
+}
+
+/// `python manage.py TASK` (the task's words split as a shell would), in the app and its venv;
+/// a failure fails the deployment, as on the platform.
+fn manage_task(task: &str, launch: &Launch) -> Result<(), LaunchError> {
+    plan::report::say(
+        "launcher",
+        format_args!("running manage.py task: {task}"),
+        &launch.env,
+    );
+    let words = shell_words::split(task).unwrap_or_else(|_| vec![task.to_string()]);
+    let failed = |status: String, code: u8| LaunchError::ManageTask {
+        task: task.to_string(),
+        status,
+        code,
+    };
+    let python = resolve("python", launch.env.get("PATH").unwrap_or(""), &launch.cwd)?;
+    let status = std::process::Command::new(python)
+        .arg("manage.py")
+        .args(&words)
+        .current_dir(&launch.cwd)
+        .env_clear()
+        .envs(launch.env.iter())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::io::stderr())
+        .status()
+        .map_err(|e| failed(e.to_string(), exit::FAILED))?;
+    if status.success() {
+        return Ok(());
+    }
+    let code = status
+        .code()
+        .and_then(|c| u8::try_from(c).ok())
+        .unwrap_or(exit::FAILED)
+        .max(1);
+    Err(failed(status.to_string(), code))
 }
 
 /// Files are written readable by everyone, in directories anyone can traverse: `varnishd`
@@ -510,6 +631,7 @@ mod tests {
                 middlewares: vec![],
             },
             source: None,
+            legacy: None,
             state_dir: None,
             hops: Some(vec![Hop {
                 name: "otoroshi-challenge".into(),
@@ -524,10 +646,7 @@ mod tests {
                 )]
                 .into_iter()
                 .collect(),
-                files: vec![HopFile {
-                    path: "/state/x.conf".into(),
-                    content: "x".into(),
-                }],
+                files: vec![HopFile::new("/state/x.conf".into(), "x".into())],
             }]),
             extra: Default::default(),
         }

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Become one process of the plan: the application (`--app`), one middleware hop
-/// (`--hop NAME`), a run hook (`--hook NAME`), or a command given after `--`.
+/// (`--hop NAME`), a worker of legacy mode (`--worker NAME`), a run hook (`--hook NAME`), or
+/// a command given after `--`.
 ///
 /// The working directory is the plan's `app_dir` and PORT is where the process must listen
 /// (the app port, or the hop's listen port), checked free just before it starts. The launcher
@@ -15,10 +16,12 @@ use std::process::ExitCode;
 /// run command that is one simple command with shell syntax runs as `/bin/sh -c 'exec ...'`;
 /// anything more (a list, a pipeline, `if`, `&`) runs exactly as `/bin/sh -c COMMAND`, with
 /// the launcher staying to pass signals on to all of it and report its exit status.
-/// CC_PRE_RUN_HOOK runs before the app starts.
+/// CC_PRE_RUN_HOOK runs before the app starts. In legacy mode the app server, workers and
+/// CC_PYTHON_MANAGE_TASKS (`python manage.py TASK`, after the pre-run hook; one failing fails
+/// the start) run in the app's venv.
 #[derive(Parser)]
 #[command(version)]
-#[command(group(clap::ArgGroup::new("target").required(true).args(["app", "hop", "hook", "command"])))]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["app", "hop", "hook", "worker", "command"])))]
 struct Cli {
     /// Run the application's run command.
     #[arg(long)]
@@ -30,6 +33,9 @@ struct Cli {
     /// is set; exits 0 when it is not, the hook's status otherwise.
     #[arg(long, value_name = "NAME")]
     hook: Option<String>,
+    /// Run the worker NAME of legacy mode (Celery, from `legacy.workers`), in the app's venv.
+    #[arg(long, value_name = "NAME")]
+    worker: Option<String>,
     /// Print what would be executed (argv, cwd, variables set, files) and exit.
     #[arg(long)]
     dry_run: bool,
@@ -61,11 +67,12 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: &Cli, env: &Env, parent: nix::unistd::Pid) -> Result<ExitCode, Fault> {
-    let target = match (&cli.hop, &cli.hook, cli.app) {
-        (Some(name), _, _) => Target::Hop(name.clone()),
-        (_, Some(name), _) => Target::Hook(name.clone()),
-        (None, None, true) => Target::App,
-        (None, None, false) => Target::Command(cli.command.clone()),
+    let target = match (&cli.hop, &cli.hook, &cli.worker, cli.app) {
+        (Some(name), _, _, _) => Target::Hop(name.clone()),
+        (_, Some(name), _, _) => Target::Hook(name.clone()),
+        (_, _, Some(name), _) => Target::Worker(name.clone()),
+        (None, None, None, true) => Target::App,
+        (None, None, None, false) => Target::Command(cli.command.clone()),
     };
     // A command by hand reads a plan only when one is named; a hook needs the app's directory.
     let plan = match (&target, &cli.plan.plan) {

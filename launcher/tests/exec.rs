@@ -239,7 +239,7 @@ fn plan_with_hop_on(app: &Path, state: &Path, listen: u16) -> PathBuf {
         ]
         .into_iter()
         .collect(),
-        files: vec![HopFile { path: state.join("conf/hop.conf"), content: "rendered".into() }],
+        files: vec![HopFile::new(state.join("conf/hop.conf"), "rendered".into())],
     }]);
     save(&plan, app)
 }
@@ -438,10 +438,15 @@ fn errors_name_what_is_wrong() {
     let err = failure(&["--app"], Some(&save(&no_run, &app)), 2);
     assert!(err.contains("the plan has no run command"), "{err}");
 
-    let mut legacy = plan_running(&app, "python3 app.py");
-    legacy.mode = plan::Mode::Legacy;
-    let err = failure(&["--app"], Some(&save(&legacy, &app)), 2);
-    assert!(err.contains("legacy mode"), "{err}");
+    let err = failure(
+        &["--worker", "celery"],
+        Some(&save(&plan_running(&app, "python3 app.py"), &app)),
+        2,
+    );
+    assert!(
+        err.contains("the plan has no worker \"celery\" (its workers: none)"),
+        "{err}"
+    );
 
     let mut empty = plan_running(&app, "python3 app.py");
     empty.run.as_mut().unwrap().command = " ".into();

@@ -3,6 +3,7 @@
 //!
 //! - [`model`]: the typed plan (`schema: 1`), field names as in `SPEC.md`.
 //! - [`io`]: reading a plan (refusing an unknown schema) and writing it.
+//! - [`legacy`]: legacy mode's settings (pip, the app server, Nginx).
 //! - [`hook`]: running the platform's hooks.
 //! - [`env`]: the environment a tool sees: the process's, plus `--env-file` and `--env`.
 //! - [`secret`]: which variables are secrets, and redaction.
@@ -16,6 +17,7 @@ pub mod command;
 pub mod env;
 pub mod hook;
 pub mod io;
+pub mod legacy;
 pub mod model;
 pub mod process;
 pub mod report;
@@ -23,4 +25,5 @@ pub mod secret;
 
 pub use env::Env;
 pub use io::{print_plan, read_plan, write_plan, PlanSource};
+pub use legacy::{Backend, Legacy, Need, Nginx, StaticFiles, Worker};
 pub use model::*;

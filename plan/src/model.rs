@@ -39,6 +39,9 @@ pub struct Plan {
     /// given what `checkout` made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<Source>,
+    /// Legacy mode's settings (pip, the app server, Nginx); present in legacy mode only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub legacy: Option<crate::Legacy>,
     /// Added by `flowctl`: where the hops' rendered files and working directories go.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_dir: Option<PathBuf>,
@@ -125,6 +128,9 @@ pub enum RunSource {
     CcRunCommand,
     #[serde(rename = "CC_PYTHON_UV_RUN_COMMAND")]
     CcPythonUvRunCommand,
+    /// Legacy mode: the app server `CC_PYTHON_BACKEND` chose, serving `CC_PYTHON_MODULE`.
+    #[serde(rename = "CC_PYTHON_BACKEND")]
+    CcPythonBackend,
 }
 
 impl RunSource {
@@ -132,6 +138,7 @@ impl RunSource {
         match self {
             RunSource::CcRunCommand => "CC_RUN_COMMAND",
             RunSource::CcPythonUvRunCommand => "CC_PYTHON_UV_RUN_COMMAND",
+            RunSource::CcPythonBackend => "CC_PYTHON_BACKEND",
         }
     }
 }
@@ -184,11 +191,12 @@ impl Default for PortSettings {
 }
 
 impl PortSettings {
-    /// The app listens on the public port itself unless something sits in front of it.
-    pub fn ports_for(self, flow: &RequestFlow) -> Ports {
+    /// The app listens on the public port itself unless something sits in front of it: a
+    /// middleware, or in legacy mode Nginx.
+    pub fn ports_for(self, flow: &RequestFlow, mode: Mode) -> Ports {
         Ports {
             public: self.public,
-            app: if flow.is_proxied() {
+            app: if flow.is_proxied() || mode == Mode::Legacy {
                 self.app
             } else {
                 self.public
@@ -225,16 +233,18 @@ impl crate::report::Failure for LayoutError {
 impl Ports {
     /// The chain in front of the app, the one layout every tool reads: the first hop on the
     /// public port, each next one on the port after, the last forwarding to the app; `block`
-    /// is one hop on the public port (forwarding the health check paths to the app). The
-    /// arithmetic is checked: a chain never wraps past 65535.
-    pub fn chain(self, flow: &RequestFlow) -> Result<Vec<HopPorts>, LayoutError> {
-        if flow.blocked {
-            return Ok(vec![HopPorts {
-                listen: self.public,
-                forward: self.app,
-            }]);
-        }
-        let count = flow.middlewares.len();
+    /// is one hop on the public port (forwarding the health check paths on). In legacy mode
+    /// Nginx is the last hop, right in front of the app server: the platform does not say
+    /// where Nginx goes when there are middlewares, and the app server stays on the app port,
+    /// where `CC_RUN_COMMAND` must listen. The arithmetic is checked: a chain never wraps
+    /// past 65535.
+    pub fn chain(self, flow: &RequestFlow, mode: Mode) -> Result<Vec<HopPorts>, LayoutError> {
+        let nginx = usize::from(mode == Mode::Legacy);
+        let count = if flow.blocked {
+            1
+        } else {
+            flow.middlewares.len()
+        } + nginx;
         if count == 0 {
             return Ok(Vec::new());
         }
@@ -342,6 +352,21 @@ pub enum EnvValue {
 pub struct HopFile {
     pub path: PathBuf,
     pub content: String,
+    /// An htpasswd file for Nginx's basic authentication: `launcher` appends one
+    /// `login:{PLAIN}password` line for each of these variables (each holding
+    /// `login:password`), read when it writes the file, so the plan never holds a password.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub htpasswd_from_env: Vec<String>,
+}
+
+impl HopFile {
+    pub fn new(path: PathBuf, content: String) -> Self {
+        HopFile {
+            path,
+            content,
+            htpasswd_from_env: Vec::new(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -484,9 +509,9 @@ mod tests {
         ];
         for (public, app, names, blocked, expected) in cases {
             let flow = flow(names, blocked);
-            let ports = PortSettings { public, app }.ports_for(&flow);
+            let ports = PortSettings { public, app }.ports_for(&flow, Mode::Uv);
             assert_eq!(
-                ports.chain(&flow),
+                ports.chain(&flow, Mode::Uv),
                 expected,
                 "{public} {app} {names:?} {blocked}"
             );
@@ -499,7 +524,7 @@ mod tests {
             public: 8080,
             app: 9000,
         }
-        .ports_for(&flow(&[], false));
+        .ports_for(&flow(&[], false), Mode::Uv);
         assert_eq!(
             ports,
             Ports {

@@ -192,9 +192,21 @@ impl Response {
 
 /// One HTTP/1.1 GET on 127.0.0.1 with extra headers; the connection is closed after it.
 pub fn http_get(port: u16, path: &str, headers: &[(&str, &str)]) -> std::io::Result<Response> {
+    http_request("GET", port, path, headers)
+}
+
+/// One HTTP/1.1 request without a body (GET, POST, ...), as [`http_get`].
+pub fn http_request(
+    method: &str,
+    port: u16,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<Response> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: 0\r\n"
+    );
     for (k, v) in headers {
         request.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -224,11 +236,35 @@ fn parse_response(raw: &[u8]) -> std::io::Result<Response> {
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .collect();
-    Ok(Response {
+    let mut response = Response {
         status,
         headers,
         body: body.to_string(),
-    })
+    };
+    if response
+        .header("Transfer-Encoding")
+        .is_some_and(|t| t.eq_ignore_ascii_case("chunked"))
+    {
+        // A binary body (gzip) read as text may not split back into its chunks: kept as is.
+        if let Some(body) = dechunked(body) {
+            response.body = body;
+        }
+    }
+    Ok(response)
+}
+
+/// A chunked body (`SIZE\r\nDATA\r\n`... `0\r\n\r\n`), put together.
+fn dechunked(mut body: &str) -> Option<String> {
+    let mut out = String::new();
+    loop {
+        let (size, rest) = body.split_once("\r\n")?;
+        let size = usize::from_str_radix(size.split(';').next()?.trim(), 16).ok()?;
+        if size == 0 {
+            return Some(out);
+        }
+        out.push_str(rest.get(..size)?);
+        body = rest.get(size..)?.strip_prefix("\r\n")?;
+    }
 }
 
 /// Clears `command`'s environment but for what belongs to the machine rather than to a

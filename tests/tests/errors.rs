@@ -52,6 +52,10 @@ fn setup(dir: &Path) {
     .unwrap();
     std::fs::create_dir_all(dir.join("no-pyproject")).unwrap();
     std::fs::write(dir.join("no-pyproject/uv.lock"), "").unwrap();
+    // Legacy mode: requirements.txt, no uv.lock.
+    std::fs::create_dir_all(dir.join("legacy")).unwrap();
+    std::fs::write(dir.join("legacy/requirements.txt"), "").unwrap();
+    std::fs::write(dir.join("legacy/app.py"), "").unwrap();
 }
 
 const RUN: &str = "CC_PYTHON_UV_RUN_COMMAND='uv run python app.py'";
@@ -82,7 +86,18 @@ cases! {
     detect_bad_env_file_line: "detect --env-file bad.env app";
     detect_missing_app_dir: "detect nowhere";
     pipeline_says_one_error_for_one_failure: format!("{RUN} CC_REQUEST_FLOW=varnsh detect app | uvbuild | flowctl; echo \"statuses: ${{PIPESTATUS[*]}}\" >&2");
-    uvbuild_legacy_mode: "detect app 2>/dev/null | uvbuild";
+    uvbuild_legacy_without_app_server: "detect legacy 2>/dev/null | uvbuild";
+    uvbuild_legacy_python_not_installed: "CC_PYTHON_VERSION=3.99 CC_PYTHON_MODULE=app:app detect legacy 2>/dev/null | uvbuild";
+    // (pip's `Looking in indexes/links` line names this machine's registry settings.)
+    uvbuild_legacy_backend_not_in_the_requirements: "PIP_CACHE_DIR=pip-cache CC_PYTHON_BACKEND=gunicorn CC_PYTHON_MODULE=app:app detect legacy 2>/dev/null | uvbuild 2>&1 >/dev/null | grep -v '^Looking in' >&2";
+    detect_legacy_unknown_backend: "CC_PYTHON_BACKEND=tornado detect legacy";
+    detect_legacy_python_version: "CC_PYTHON_VERSION=three detect legacy";
+    detect_legacy_requirements_file_missing: "CC_PIP_REQUIREMENTS_FILE=prod.txt detect legacy";
+    detect_legacy_basic_auth_without_password: "CC_HTTP_BASIC_AUTH=admin detect legacy";
+    detect_legacy_nginx_buffers_not_a_size: "CC_NGINX_PROXY_BUFFERS='8 16k; include /etc/passwd' detect legacy";
+    detect_legacy_harakiri_not_a_number: "CC_PYTHON_MODULE=app:app HARAKIRI=soon detect legacy";
+    flowctl_legacy_nginx_refuses_the_configuration: "CC_PYTHON_MODULE=app:app CC_NGINX_PROXY_BUFFERS='1 4k' detect legacy | flowctl --state-dir state";
+    flowctl_legacy_static_files_outside_the_app: "CC_PYTHON_MODULE=app:app STATIC_FILES_PATH=../app STATIC_URL_PREFIX=/s detect legacy | flowctl --state-dir state";
     uvbuild_no_pyproject: format!("{RUN} uvbuild no-pyproject");
     flowctl_plan_not_json: "echo '{' | flowctl";
     flowctl_plan_without_schema: "echo '{}' | flowctl";
@@ -95,7 +110,7 @@ cases! {
     launcher_unknown_hook: format!("{RUN} detect app > plan.json && launcher --plan plan.json --hook CC_PRE_BUILD_HOOK");
     launcher_hop_secret_not_set: format!("{RUN} OTOROSHI_CHALLENGE_SECRET=s detect app | flowctl --state-dir state > plan.json && launcher --plan plan.json --hop otoroshi-challenge");
     launcher_command_not_found: "launcher -- no-such-program --flag";
-    launcher_legacy_mode: "detect app 2>/dev/null > plan.json; launcher --plan plan.json --app";
+    launcher_legacy_without_run_command: "detect legacy 2>/dev/null > plan.json; launcher --plan plan.json --app";
     healthcheck_relative_path: "healthcheck --port 1 --path health";
     healthcheck_timeout_too_long: "healthcheck --port 1 --timeout 99999999999999999999s";
     healthcheck_port_zero: "healthcheck --port 0";

@@ -2,6 +2,8 @@
 //! with the uv cache kept at `build.cache_dir`, then the post-build hook. uv's own output is
 //! streamed to stderr as it comes, and kept, so that a known failure gets a hint.
 
+mod legacy;
+
 use plan::report::Failure;
 use plan::{BuildResult, Env, Mode, Plan};
 use std::io::{Read, Write};
@@ -11,8 +13,6 @@ use std::time::Instant;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    #[error("the plan is in legacy mode: {0}")]
-    Legacy(String),
     #[error("no `pyproject.toml` in `{0}`")]
     NoPyproject(PathBuf),
     #[error("`{0}` is not on PATH")]
@@ -33,12 +33,33 @@ pub enum BuildError {
     KeptVenv { path: PathBuf, reason: String },
     #[error(transparent)]
     Hook(#[from] plan::hook::HookError),
+    #[error(
+        "legacy mode has no app server to run: neither CC_PYTHON_MODULE nor CC_RUN_COMMAND is set"
+    )]
+    NoAppServer,
+    #[error("the plan is in legacy mode but has no legacy settings (make it again with `detect`)")]
+    NoLegacySettings,
+    #[error(
+        "CC_PYTHON_VERSION={version}: `{program}` is not installed here (found on PATH: {found})"
+    )]
+    PythonNotInstalled {
+        version: String,
+        program: String,
+        found: String,
+    },
+    #[error("{because} needs `{program}`, and the build did not install it (it is not in {requirements})")]
+    MissingPackage {
+        program: String,
+        package: String,
+        because: String,
+        requirements: String,
+    },
 }
 
 impl Failure for BuildError {
     fn exit_code(&self) -> u8 {
         match self {
-            BuildError::Legacy(_) => plan::report::exit::USAGE,
+            BuildError::NoAppServer | BuildError::NoLegacySettings => plan::report::exit::USAGE,
             // A failed build hook fails the build (exit 1); its own status is in the message.
             _ => plan::report::exit::FAILED,
         }
@@ -46,14 +67,16 @@ impl Failure for BuildError {
 
     fn hint(&self) -> Option<String> {
         Some(match self {
-            BuildError::Legacy(_) => "the platform would build this app with its legacy Python backend; uvbuild builds uv projects only. Commit `uv.lock` at the project root and set CC_PYTHON_UV_RUN_COMMAND for a uv deployment".into(),
+            BuildError::NoAppServer => "set CC_PYTHON_MODULE to the WSGI (or ASGI) object, e.g. `app:app` for `app` in app.py, or CC_RUN_COMMAND to a command that listens on PORT (9000)".into(),
+            BuildError::PythonNotInstalled { .. } => "interpreters are never downloaded: install that Python (e.g. `apt-get install python3.11`), or set CC_PYTHON_VERSION to one that is installed".into(),
+            BuildError::MissingPackage { package, requirements, .. } => format!("add `{package}` to {requirements} and commit it"),
             BuildError::NoPyproject(_) => "uv builds a project from its `pyproject.toml` and `uv.lock`; run `uv init` there, or set APP_FOLDER to the project's sub-folder".into(),
             BuildError::UvNotFound(_) => "install uv (`pip install uv`, or see https://docs.astral.sh/uv/getting-started/installation/)".into(),
             BuildError::UvShimBroken(_) => "install uv for the Python that pyenv selects here (`pip install uv`), or `pyenv global` a version that has it, or put a standalone uv first on PATH".into(),
             BuildError::LockfileOutdated => "run `uv lock` in the project, commit `uv.lock`, and build again".into(),
             BuildError::PythonMissing { downloads } => format!("interpreters are not downloaded (UV_PYTHON_DOWNLOADS={downloads}); install that Python, or change `requires-python` in `pyproject.toml` or `.python-version` to one that is installed"),
             BuildError::Hook(hook) => return hook.hint(),
-            BuildError::Spawn { .. } | BuildError::SyncFailed { .. } | BuildError::KeptVenv { .. } => return None,
+            BuildError::Spawn { .. } | BuildError::SyncFailed { .. } | BuildError::KeptVenv { .. } | BuildError::NoLegacySettings => return None,
         })
     }
 }
@@ -61,7 +84,7 @@ impl Failure for BuildError {
 /// Builds the app of `plan` and records the result in it.
 pub fn build(plan: &mut Plan, env: &Env) -> Result<(), BuildError> {
     if plan.mode == Mode::Legacy {
-        return Err(BuildError::Legacy(plan.reasons.join("; ")));
+        return legacy::build(plan, env);
     }
     let app_dir = plan.app_dir.clone();
     if !app_dir.join("pyproject.toml").is_file() {
@@ -72,7 +95,8 @@ pub fn build(plan: &mut Plan, env: &Env) -> Result<(), BuildError> {
         link_kept_venv(&app_dir, kept, env)?;
     }
     plan::hook::run_if_set("CC_PRE_BUILD_HOOK", env, &app_dir, "uvbuild")?;
-    sync(&plan.build.argv, &plan.build.cache_dir, env, &app_dir)?;
+    let caches = [("UV_CACHE_DIR", plan.build.cache_dir.as_path())];
+    sync(&plan.build.argv, &caches, env, &app_dir)?;
     plan::hook::run_if_set("CC_POST_BUILD_HOOK", env, &app_dir, "uvbuild")?;
     let venv = virtual_environment(env, &app_dir);
     plan.build.result = Some(BuildResult {
@@ -101,17 +125,29 @@ fn link_kept_venv(app_dir: &Path, kept: &Path, env: &Env) -> Result<(), BuildErr
     std::os::unix::fs::symlink(kept, &venv).map_err(err)
 }
 
-/// Runs `uv sync` in the app with the kept cache; uv's stdout and stderr both go to our
-/// stderr (our stdout carries the plan), and stderr is kept to recognise known failures.
-fn sync(argv: &[String], cache_dir: &Path, env: &Env, app_dir: &Path) -> Result<(), BuildError> {
+/// Runs a build step (`uv sync`, pip) in the app with the kept cache (`caches`: the variables
+/// that point the tool at it); its stdout and stderr both go to our stderr (our stdout
+/// carries the plan), and stderr is kept to recognise known failures.
+fn sync(
+    argv: &[String],
+    caches: &[(&str, &Path)],
+    env: &Env,
+    app_dir: &Path,
+) -> Result<(), BuildError> {
     let command = argv.join(" ");
+    let cache = caches
+        .iter()
+        .map(|(name, dir)| format!("{name}={}", dir.display()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let cache = if cache.is_empty() {
+        cache
+    } else {
+        format!(" ({cache})")
+    };
     plan::report::say(
         "uvbuild",
-        format_args!(
-            "running `{command}` in {} (uv cache: {})",
-            app_dir.display(),
-            cache_dir.display()
-        ),
+        format_args!("running `{command}` in {}{cache}", app_dir.display()),
         env,
     );
     let program = plan::command::find_program(&argv[0], env.get("PATH").unwrap_or(""), app_dir)
@@ -121,7 +157,7 @@ fn sync(argv: &[String], cache_dir: &Path, env: &Env, app_dir: &Path) -> Result<
         .current_dir(app_dir)
         .env_clear()
         .envs(env.iter())
-        .env("UV_CACHE_DIR", cache_dir)
+        .envs(caches.iter().copied())
         .stdin(Stdio::null())
         .stdout(std::io::stderr())
         .stderr(Stdio::piped())

@@ -295,8 +295,11 @@ fn what_uvbuild_refuses() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out)
-        .contains("error: the plan is in legacy mode: CC_PYTHON_UV_RUN_COMMAND is not set"));
+    assert!(
+        stderr(&out).contains("error: legacy mode has no app server to run: neither CC_PYTHON_MODULE nor CC_RUN_COMMAND is set"),
+        "{}",
+        stderr(&out)
+    );
 
     // No pyproject.toml.
     std::fs::remove_file(app.join("pyproject.toml")).unwrap();

@@ -1,0 +1,498 @@
+//! Legacy mode's settings, from the platform's Python variables (its Python, servers and
+//! environment-variable reference pages): the pip build, the app server's command on the app
+//! port, the Celery workers and what Nginx is told.
+
+use crate::DetectError;
+use plan::{Backend, Env, Legacy, Need, Nginx, Run, RunSource, StaticFiles, Worker};
+use std::path::Path;
+
+/// The platform's defaults.
+const HARAKIRI: u32 = 180;
+const NGINX_READ_TIMEOUT: u32 = 300;
+const WSGI_BUFFER_SIZE: u32 = 4096;
+const WSGI_POST_BUFFERING: u32 = 4096;
+const UWSGI_LISTEN: u32 = 500;
+const GUNICORN_TIMEOUT: u32 = 30;
+const GZIP_TYPES: &str = "text/plain text/css text/xml text/javascript application/json application/xml application/javascript image/svg+xml";
+
+/// Files a modern project declares its dependencies in, which legacy mode does not read.
+const NOT_READ: [&str; 3] = ["pyproject.toml", "Pipfile", "poetry.lock"];
+
+/// What legacy mode adds to the plan.
+pub struct LegacyPlan {
+    pub legacy: Legacy,
+    /// The app server's command, or `CC_RUN_COMMAND`; `None` when neither is set.
+    pub run: Option<Run>,
+    pub reasons: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+/// `run` is `CC_RUN_COMMAND` when set (it replaces the app server, and must listen on the
+/// app port); `app_port` is where the app server listens, behind Nginx.
+pub fn legacy(
+    app_dir: &Path,
+    env: &Env,
+    run: Option<Run>,
+    app_port: u16,
+) -> Result<LegacyPlan, DetectError> {
+    let mut reasons = Vec::new();
+    let mut warnings = Vec::new();
+    let python_version = python_version(env)?;
+    let requirements = requirements(app_dir, env, &mut reasons)?;
+    let backend_choice = backend(env)?;
+    let module = env
+        .non_empty("CC_PYTHON_MODULE")
+        .map(|m| m.trim().to_string());
+    let gevent = flag(env, "CC_PYTHON_USE_GEVENT");
+    let mut needs = Vec::new();
+    let run = run.filter(|r| r.source == RunSource::CcRunCommand);
+    let (backend, run) = match (run, &module) {
+        (Some(run), _) => {
+            if env.non_empty("CC_PYTHON_BACKEND").is_some() || module.is_some() {
+                warnings.push(format!(
+                    "CC_RUN_COMMAND replaces the app server: CC_PYTHON_BACKEND and CC_PYTHON_MODULE have no effect; the command must listen on 127.0.0.1:{app_port} (PORT), behind Nginx"
+                ));
+            }
+            (None, Some(run))
+        }
+        (None, Some(module)) => {
+            let argv = server_argv(backend_choice, module, app_dir, env, gevent, app_port)?;
+            needs.push(need_for(backend_choice, env));
+            let command = shell_words::join(&argv);
+            (
+                Some(backend_choice),
+                Some(Run {
+                    source: RunSource::CcPythonBackend,
+                    command,
+                    argv: Some(argv),
+                }),
+            )
+        }
+        (None, None) => (Some(backend_choice), None),
+    };
+    let workers = celery(env, app_dir, backend, &mut needs, &mut warnings);
+    let manage_tasks = env
+        .non_empty("CC_PYTHON_MANAGE_TASKS")
+        .map(|tasks| {
+            tasks
+                .split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(LegacyPlan {
+        legacy: Legacy {
+            python_version,
+            requirements,
+            setup_py_goal: env
+                .non_empty("PYTHON_SETUP_PY_GOAL")
+                .map(|g| g.trim().to_string()),
+            backend,
+            module,
+            manage_tasks,
+            workers,
+            needs,
+            nginx: nginx(env, app_dir, &mut warnings)?,
+        },
+        run,
+        reasons,
+        warnings,
+    })
+}
+
+/// `CC_PYTHON_VERSION`: `3` (the default), `3.N`, `2` or `2.7`.
+fn python_version(env: &Env) -> Result<String, DetectError> {
+    let Some(value) = env.non_empty("CC_PYTHON_VERSION").map(str::trim) else {
+        return Ok("3".into());
+    };
+    let valid = match value.split_once('.') {
+        None => matches!(value, "2" | "3"),
+        Some((major, minor)) => {
+            matches!(major, "2" | "3")
+                && !minor.is_empty()
+                && minor.len() <= 2
+                && minor.bytes().all(|b| b.is_ascii_digit())
+        }
+    };
+    if valid {
+        Ok(value.to_string())
+    } else {
+        Err(DetectError::Invalid {
+            variable: "CC_PYTHON_VERSION".into(),
+            value: value.into(),
+            valid: "a major version, or major.minor: `3`, `3.11`, `2.7`".into(),
+        })
+    }
+}
+
+/// The requirements file, which must be inside the app; a reason when there is none, naming
+/// the files legacy mode does not read.
+fn requirements(
+    app_dir: &Path,
+    env: &Env,
+    reasons: &mut Vec<String>,
+) -> Result<Option<String>, DetectError> {
+    let named = env.non_empty("CC_PIP_REQUIREMENTS_FILE").map(str::trim);
+    let file = named.unwrap_or("requirements.txt");
+    let relative = file.trim_start_matches('/');
+    let path = app_dir.join(relative);
+    match path.canonicalize() {
+        Ok(real) if real.is_file() && real.starts_with(app_dir) => {
+            return Ok(Some(relative.to_string()))
+        }
+        Ok(real) if real.is_file() => {
+            return Err(DetectError::Invalid {
+                variable: "CC_PIP_REQUIREMENTS_FILE".into(),
+                value: file.into(),
+                valid: format!(
+                    "a file of the application (it resolves to `{}`, outside `{}`)",
+                    real.display(),
+                    app_dir.display()
+                ),
+            })
+        }
+        _ => {}
+    }
+    if let Some(named) = named {
+        return Err(DetectError::Invalid {
+            variable: "CC_PIP_REQUIREMENTS_FILE".into(),
+            value: named.into(),
+            valid: format!(
+                "a file from the application's root (`{}` does not exist)",
+                path.display()
+            ),
+        });
+    }
+    let others: Vec<&str> = NOT_READ
+        .into_iter()
+        .filter(|f| app_dir.join(f).is_file())
+        .collect();
+    let mut reason = "no requirements.txt: pip installs nothing".to_string();
+    if !others.is_empty() {
+        reason.push_str(&format!(
+            "; {} found, but legacy mode installs from requirements.txt only (no pyproject.toml, Pipfile or Poetry support): commit uv.lock and set CC_PYTHON_UV_RUN_COMMAND for a uv deployment, or export the requirements (`uv export --no-hashes -o requirements.txt`)",
+            others.join(", ")
+        ));
+    }
+    reasons.push(reason);
+    Ok(None)
+}
+
+/// `CC_PYTHON_BACKEND`: `uwsgi` (the default), `gunicorn`, `uvicorn` or `daphne`.
+fn backend(env: &Env) -> Result<Backend, DetectError> {
+    let Some(value) = env.non_empty("CC_PYTHON_BACKEND").map(str::trim) else {
+        return Ok(Backend::Uwsgi);
+    };
+    Backend::ALL
+        .into_iter()
+        .find(|b| b.name() == value)
+        .ok_or_else(|| DetectError::Invalid {
+            variable: "CC_PYTHON_BACKEND".into(),
+            value: value.into(),
+            valid: "one of uwsgi, gunicorn, uvicorn, daphne".into(),
+        })
+}
+
+/// A variable the platform reads as a boolean: `true` (and `on`, `yes`, `1`).
+fn flag(env: &Env, name: &str) -> bool {
+    env.non_empty(name)
+        .map(|v| {
+            matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "true" | "on" | "yes" | "1"
+            )
+        })
+        .unwrap_or(false)
+}
+
+/// A positive whole number, `default` when unset.
+fn number(env: &Env, name: &str, default: Option<u32>) -> Result<Option<u32>, DetectError> {
+    let Some(value) = env.non_empty(name).map(str::trim) else {
+        return Ok(default);
+    };
+    match value.parse::<u32>() {
+        Ok(n) if n > 0 => Ok(Some(n)),
+        _ => Err(DetectError::Invalid {
+            variable: name.into(),
+            value: value.into(),
+            valid: "a whole number above 0".into(),
+        }),
+    }
+}
+
+fn required(env: &Env, name: &str, default: u32) -> Result<String, DetectError> {
+    Ok(number(env, name, Some(default))?
+        .unwrap_or(default)
+        .to_string())
+}
+
+/// The app server's command, with the platform's settings, on 127.0.0.1:`port`.
+fn server_argv(
+    backend: Backend,
+    module: &str,
+    app_dir: &Path,
+    env: &Env,
+    gevent: bool,
+    port: u16,
+) -> Result<Vec<String>, DetectError> {
+    let address = format!("127.0.0.1:{port}");
+    let mut argv: Vec<String> = Vec::new();
+    let mut push = |words: &[&str]| argv.extend(words.iter().map(|w| w.to_string()));
+    match backend {
+        Backend::Uwsgi => {
+            // The venv's packages, found by uWSGI's own glob. Not `--virtualenv`: that takes
+            // the standard library from the venv's Python too, and Debian's uwsgi embeds its
+            // own Python (a pyenv 3.11.7 `_ssl` does not load into Debian's 3.11.2).
+            let packages = app_dir.join(".venv/lib/python*/site-packages");
+            // Debian's uwsgi loads Python as a plugin; a uwsgi from PyPI has it built in
+            // and only notes that the plugin is not there.
+            push(&["uwsgi", "--plugin", "python3", "--socket", &address]);
+            push(&["--module", module]);
+            push(&["--pythonpath", &packages.display().to_string()]);
+            push(&["--master", "--need-app", "--lazy-apps", "--enable-threads"]);
+            // uWSGI 2.0 reloads on SIGTERM: the platform's stop must stop it.
+            push(&["--die-on-term"]);
+            push(&["--harakiri", &required(env, "HARAKIRI", HARAKIRI)?]);
+            push(&["--listen", &UWSGI_LISTEN.to_string()]);
+            push(&[
+                "--buffer-size",
+                &required(env, "WSGI_BUFFER_SIZE", WSGI_BUFFER_SIZE)?,
+            ]);
+            push(&[
+                "--post-buffering",
+                &required(env, "WSGI_POST_BUFFERING", WSGI_POST_BUFFERING)?,
+            ]);
+            if let Some(n) = number(env, "WSGI_WORKERS", None)? {
+                push(&["--processes", &n.to_string()]);
+            }
+            if let Some(n) = number(env, "WSGI_THREADS", None)? {
+                push(&["--threads", &n.to_string()]);
+            }
+            if gevent {
+                push(&["--gevent", "100"]);
+            }
+            if let Some(n) = number(env, "UWSGI_ASYNC", None)? {
+                push(&["--async", &n.to_string()]);
+                match env.non_empty("UWSGI_ASYNC_ENGINE").map(str::trim) {
+                    Some(engine) => push(&[&format!("--{engine}")]),
+                    None => push(&["--ugreen"]),
+                }
+            }
+            if flag(env, "CC_UWSGI_DISABLE_FILE_WRAPPER") {
+                push(&["--wsgi-disable-file-wrapper"]);
+            }
+            // `key = value` lines, as in a uWSGI ini file.
+            if let Some(extra) = env.non_empty("CC_UWSGI_EXTRA_CONFIG") {
+                for line in extra
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with(['#', ';', '[']))
+                {
+                    let (key, value) = line.split_once('=').unwrap_or((line, ""));
+                    push(&[&format!("--{}", key.trim())]);
+                    if !value.trim().is_empty() {
+                        push(&[value.trim()]);
+                    }
+                }
+            }
+        }
+        Backend::Gunicorn => {
+            let class = env
+                .non_empty("CC_GUNICORN_WORKER_CLASS")
+                .or_else(|| env.non_empty("GUNICORN_WORKER_CLASS"))
+                .map(str::trim)
+                .unwrap_or(if gevent { "gevent" } else { "sync" });
+            push(&["gunicorn", module, "--bind", &address]);
+            push(&["--worker-class", class]);
+            push(&[
+                "--timeout",
+                &required(env, "CC_GUNICORN_TIMEOUT", GUNICORN_TIMEOUT)?,
+            ]);
+            let level = env
+                .non_empty("CC_GUNICORN_LOGLEVEL")
+                .map(str::trim)
+                .unwrap_or("info");
+            push(&["--log-level", level]);
+            if let Some(n) = number(env, "WSGI_WORKERS", None)? {
+                push(&["--workers", &n.to_string()]);
+            }
+            if let Some(n) = number(env, "WSGI_THREADS", None)? {
+                push(&["--threads", &n.to_string()]);
+            }
+        }
+        Backend::Uvicorn => {
+            push(&["uvicorn", module, "--host", "127.0.0.1"]);
+            push(&["--port", &port.to_string()]);
+            if let Some(n) = number(env, "WSGI_WORKERS", None)? {
+                push(&["--workers", &n.to_string()]);
+            }
+        }
+        Backend::Daphne => {
+            push(&["daphne", "--bind", "127.0.0.1", "--port", &port.to_string()]);
+            push(&[module]);
+        }
+    }
+    Ok(argv)
+}
+
+/// The app server must come from the requirements; uWSGI may also be the machine's.
+fn need_for(backend: Backend, env: &Env) -> Need {
+    let because = match env.non_empty("CC_PYTHON_BACKEND") {
+        Some(_) => format!("CC_PYTHON_BACKEND={}", backend.name()),
+        None => "CC_PYTHON_BACKEND (uwsgi by default)".into(),
+    };
+    Need {
+        program: backend.name().into(),
+        package: backend.name().into(),
+        because,
+        or_provided: backend.speaks_uwsgi().then(|| "uwsgi".into()),
+    }
+}
+
+/// `CC_PYTHON_CELERY_MODULE`: a Celery worker beside the app server (with beat when
+/// `CC_PYTHON_CELERY_USE_BEAT`, logging into `CC_PYTHON_CELERY_LOGFILE`, a directory of the
+/// app); celery must be in the requirements.
+fn celery(
+    env: &Env,
+    app_dir: &Path,
+    backend: Option<Backend>,
+    needs: &mut Vec<Need>,
+    warnings: &mut Vec<String>,
+) -> Vec<Worker> {
+    let Some(module) = env.non_empty("CC_PYTHON_CELERY_MODULE").map(str::trim) else {
+        return Vec::new();
+    };
+    let mut argv: Vec<String> = ["celery", "--app", module, "worker"]
+        .map(String::from)
+        .to_vec();
+    if flag(env, "CC_PYTHON_CELERY_USE_BEAT") {
+        argv.push("--beat".into());
+    }
+    if let Some(dir) = env.non_empty("CC_PYTHON_CELERY_LOGFILE").map(str::trim) {
+        let file = app_dir.join(dir.trim_start_matches('/')).join("celery.log");
+        argv.push(format!("--logfile={}", file.display()));
+    }
+    if backend == Some(Backend::Gunicorn) {
+        warnings.push("CC_PYTHON_CELERY_MODULE with CC_PYTHON_BACKEND=gunicorn: the platform's documentation says Celery is not supported with gunicorn yet; uvdeploy starts the worker anyway".into());
+    }
+    needs.push(Need {
+        program: "celery".into(),
+        package: "celery".into(),
+        because: "CC_PYTHON_CELERY_MODULE".into(),
+        or_provided: None,
+    });
+    vec![Worker {
+        name: "celery".into(),
+        argv,
+    }]
+}
+
+/// What Nginx is told. The static directory is checked by `flowctl`, which renders the
+/// configuration.
+fn nginx(env: &Env, app_dir: &Path, warnings: &mut Vec<String>) -> Result<Nginx, DetectError> {
+    let path = env.non_empty("STATIC_FILES_PATH").map(str::trim);
+    let prefix = env.non_empty("STATIC_URL_PREFIX").map(str::trim);
+    let static_files = match (path, prefix) {
+        (Some(path), Some(prefix)) => {
+            if !prefix.starts_with('/') {
+                return Err(DetectError::Invalid {
+                    variable: "STATIC_URL_PREFIX".into(),
+                    value: prefix.into(),
+                    valid: "a URL path starting with `/`, e.g. `/public`".into(),
+                });
+            }
+            let relative = path.trim_start_matches('/').to_string();
+            if !app_dir.join(&relative).is_dir() {
+                warnings.push(format!(
+                    "STATIC_FILES_PATH `{path}` is not a directory of the application: Nginx will answer 404 under {prefix}"
+                ));
+            }
+            Some(StaticFiles {
+                path: relative,
+                prefix: prefix.to_string(),
+            })
+        }
+        (Some(_), None) | (None, Some(_)) => {
+            warnings.push("static files need both STATIC_FILES_PATH and STATIC_URL_PREFIX: with one only, Nginx serves none".into());
+            None
+        }
+        (None, None) => None,
+    };
+    let mut basic_auth_env: Vec<String> = env
+        .iter()
+        .filter(|(name, value)| {
+            (*name == "CC_HTTP_BASIC_AUTH"
+                || name
+                    .strip_prefix("CC_HTTP_BASIC_AUTH_")
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())))
+                && !value.trim().is_empty()
+        })
+        .map(|(name, _)| name.to_string())
+        .collect();
+    basic_auth_env.sort();
+    for name in &basic_auth_env {
+        if !env.get(name).unwrap_or_default().contains(':') {
+            return Err(DetectError::Invalid {
+                variable: name.clone(),
+                value: plan::secret::REDACTED.into(),
+                valid: "a `login:password` pair".into(),
+            });
+        }
+    }
+    // These go into Nginx's configuration: only the shapes Nginx takes, nothing that could
+    // end a directive.
+    let size = |name: &str, words: usize, example: &str| -> Result<Option<String>, DetectError> {
+        let Some(value) = env.non_empty(name).map(str::trim) else {
+            return Ok(None);
+        };
+        let ok = value.split_whitespace().count() == words
+            && value.split_whitespace().all(|w| {
+                let digits = w.trim_end_matches(['k', 'K', 'm', 'M']);
+                !digits.is_empty()
+                    && digits.bytes().all(|b| b.is_ascii_digit())
+                    && w.len() - digits.len() <= 1
+            });
+        if ok {
+            Ok(Some(value.split_whitespace().collect::<Vec<_>>().join(" ")))
+        } else {
+            Err(DetectError::Invalid {
+                variable: name.into(),
+                value: value.into(),
+                valid: format!("an Nginx size, e.g. `{example}`"),
+            })
+        }
+    };
+    let gzip_types = match flag(env, "ENABLE_GZIP_COMPRESSION") {
+        false => None,
+        true => {
+            let types = env
+                .non_empty("GZIP_TYPES")
+                .map(str::trim)
+                .unwrap_or(GZIP_TYPES);
+            if !types.split_whitespace().all(|t| {
+                t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"/+-.*".contains(&b))
+            }) {
+                return Err(DetectError::Invalid {
+                    variable: "GZIP_TYPES".into(),
+                    value: types.into(),
+                    valid: "MIME types separated by spaces, e.g. `text/plain application/json`"
+                        .into(),
+                });
+            }
+            Some(types.split_whitespace().collect::<Vec<_>>().join(" "))
+        }
+    };
+    Ok(Nginx {
+        static_files,
+        read_timeout: number(env, "NGINX_READ_TIMEOUT", Some(NGINX_READ_TIMEOUT))?
+            .unwrap_or(NGINX_READ_TIMEOUT),
+        gzip_types,
+        basic_auth_env,
+        proxy_buffers: size("CC_NGINX_PROXY_BUFFERS", 2, "8 16k")?,
+        proxy_buffer_size: size("CC_NGINX_PROXY_BUFFER_SIZE", 1, "16k")?,
+        intercept_errors: flag(env, "UWSGI_INTERCEPT_ERRORS"),
+    })
+}

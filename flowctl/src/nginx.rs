@@ -1,0 +1,221 @@
+//! The Nginx hop of legacy mode: the configuration the platform's variables describe (static
+//! files, read timeout, gzip, basic authentication, proxy buffers), for an unprivileged Nginx
+//! whose every path (pid, temp files) is in its own directory of the state directory, and
+//! `nginx -t` to check it.
+
+use plan::{Backend, Nginx};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// What the configuration is rendered from.
+pub struct Site<'a> {
+    pub nginx: &'a Nginx,
+    pub app_dir: &'a Path,
+    /// uWSGI's protocol, or HTTP (the other backends, and `CC_RUN_COMMAND`).
+    pub backend: Option<Backend>,
+    pub listen: u16,
+    pub forward: u16,
+    /// Nginx's own directory (pid, temp files, htpasswd).
+    pub dir: &'a Path,
+    /// As root, Nginx's workers would otherwise become `nobody`, who cannot read a private
+    /// state directory: they stay root, as the user who runs the rehearsal.
+    pub as_root: bool,
+}
+
+/// A string as Nginx reads it: in double quotes, its `"` and `\` escaped.
+fn quoted(text: &str) -> String {
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// The configuration file.
+pub fn render(site: &Site) -> String {
+    let Site { nginx, dir, .. } = site;
+    let path = |name: &str| quoted(&dir.join(name).display().to_string());
+    let mut conf = String::from(
+        "# Nginx in front of the app server (legacy mode), rendered by flowctl from the\n\
+         # platform's variables.\n",
+    );
+    if site.as_root {
+        conf.push_str("user root;\n");
+    }
+    conf.push_str(&format!(
+        "daemon off;\nworker_processes 1;\npid {};\nerror_log stderr;\n\nevents {{\n    worker_connections 1024;\n}}\n\nhttp {{\n",
+        path("nginx.pid")
+    ));
+    let mut http = vec![
+        "access_log /dev/stdout;".to_string(),
+        "default_type application/octet-stream;".into(),
+        format!("types {{ {} }}", MIME_TYPES),
+        "sendfile on;".into(),
+        "server_tokens off;".into(),
+    ];
+    for (directive, name) in [
+        ("client_body_temp_path", "client_body"),
+        ("proxy_temp_path", "proxy"),
+        ("fastcgi_temp_path", "fastcgi"),
+        ("uwsgi_temp_path", "uwsgi"),
+        ("scgi_temp_path", "scgi"),
+    ] {
+        http.push(format!("{directive} {};", path(name)));
+    }
+    if let Some(types) = &nginx.gzip_types {
+        http.push("gzip on;".into());
+        http.push("gzip_proxied any;".into());
+        http.push("gzip_vary on;".into());
+        http.push(format!("gzip_types {types};"));
+    }
+    // WebSockets (uvicorn, daphne) pass through.
+    http.push("map $http_upgrade $connection_upgrade { default upgrade; '' close; }".into());
+    for line in http {
+        conf.push_str(&format!("    {line}\n"));
+    }
+    conf.push_str(&format!(
+        "\n    server {{\n        listen {};\n",
+        site.listen
+    ));
+    if !nginx.basic_auth_env.is_empty() {
+        conf.push_str(&format!(
+            "        auth_basic \"Restricted\";\n        auth_basic_user_file {};\n",
+            path("htpasswd")
+        ));
+    }
+    let pass = pass(site);
+    match &nginx.static_files {
+        Some(files) if files.prefix.trim_end_matches('/').is_empty() => {
+            // The platform's `/` prefix: static files first, the app as the fallback.
+            let root = site.app_dir.join(&files.path);
+            conf.push_str(&format!(
+                "\n        location / {{\n            root {};\n            try_files $uri @app;\n        }}\n\n        location @app {{\n{pass}        }}\n",
+                quoted(&root.display().to_string())
+            ));
+        }
+        Some(files) => {
+            let prefix = files.prefix.trim_end_matches('/');
+            let root = site.app_dir.join(&files.path);
+            conf.push_str(&format!(
+                "\n        location {} {{\n            alias {};\n        }}\n\n        location / {{\n{pass}        }}\n",
+                quoted(&format!("{prefix}/")),
+                quoted(&format!("{}/", root.display()))
+            ));
+        }
+        None => conf.push_str(&format!("\n        location / {{\n{pass}        }}\n")),
+    }
+    conf.push_str("    }\n}\n");
+    conf
+}
+
+/// How a request goes to the app server: uWSGI's protocol, or HTTP.
+fn pass(site: &Site) -> String {
+    let nginx = site.nginx;
+    let (module, mut lines) = if site.backend.is_some_and(Backend::speaks_uwsgi) {
+        let mut lines = vec![format!("uwsgi_pass 127.0.0.1:{};", site.forward)];
+        lines.extend(
+            UWSGI_PARAMS
+                .iter()
+                .map(|(name, value)| format!("uwsgi_param {name} {value};")),
+        );
+        ("uwsgi", lines)
+    } else {
+        (
+            "proxy",
+            vec![
+                format!("proxy_pass http://127.0.0.1:{};", site.forward),
+                "proxy_http_version 1.1;".into(),
+                "proxy_set_header Host $http_host;".into(),
+                "proxy_set_header X-Real-IP $remote_addr;".into(),
+                "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;".into(),
+                "proxy_set_header X-Forwarded-Proto $scheme;".into(),
+                "proxy_set_header Upgrade $http_upgrade;".into(),
+                "proxy_set_header Connection $connection_upgrade;".into(),
+            ],
+        )
+    };
+    lines.push(format!("{module}_read_timeout {}s;", nginx.read_timeout));
+    if let Some(buffers) = &nginx.proxy_buffers {
+        lines.push(format!("{module}_buffers {buffers};"));
+    }
+    if let Some(size) = &nginx.proxy_buffer_size {
+        lines.push(format!("{module}_buffer_size {size};"));
+    }
+    if nginx.intercept_errors {
+        lines.push(format!("{module}_intercept_errors on;"));
+    }
+    lines.iter().map(|l| format!("            {l}\n")).collect()
+}
+
+/// The usual types, inline: the configuration reads nothing from `/etc/nginx`.
+const MIME_TYPES: &str = "text/html html htm; text/css css; text/plain txt; text/xml xml; \
+application/javascript js mjs; application/json json; image/png png; image/jpeg jpg jpeg; \
+image/gif gif; image/svg+xml svg; image/x-icon ico; image/webp webp; font/woff woff; \
+font/woff2 woff2; application/pdf pdf; application/wasm wasm;";
+
+/// Debian's `uwsgi_params`, inline for the same reason.
+const UWSGI_PARAMS: [(&str, &str); 15] = [
+    ("QUERY_STRING", "$query_string"),
+    ("REQUEST_METHOD", "$request_method"),
+    ("CONTENT_TYPE", "$content_type"),
+    ("CONTENT_LENGTH", "$content_length"),
+    ("REQUEST_URI", "$request_uri"),
+    ("PATH_INFO", "$document_uri"),
+    ("DOCUMENT_ROOT", "$document_root"),
+    ("SERVER_PROTOCOL", "$server_protocol"),
+    ("REQUEST_SCHEME", "$scheme"),
+    ("HTTPS", "$https if_not_empty"),
+    ("REMOTE_ADDR", "$remote_addr"),
+    ("REMOTE_PORT", "$remote_port"),
+    ("SERVER_PORT", "$server_port"),
+    ("SERVER_NAME", "$server_name"),
+    ("HTTP_HOST", "$host"),
+];
+
+/// The Nginx directory of the hop listening on `listen`.
+pub fn dir(state_dir: &Path, listen: u16) -> PathBuf {
+    state_dir.join(format!("nginx-{listen}"))
+}
+
+/// The hop's command: everything in its own directory, errors on stderr from the start.
+pub fn argv(nginx: &str, dir: &Path) -> Vec<String> {
+    vec![
+        nginx.into(),
+        "-p".into(),
+        format!("{}/", dir.display()),
+        "-e".into(),
+        "stderr".into(),
+        "-c".into(),
+        dir.join("nginx.conf").display().to_string(),
+    ]
+}
+
+/// `nginx -t` on the configuration rendered for a scratch directory: Nginx's own words when
+/// it refuses it.
+pub fn check(nginx: &Path, site: &Site) -> Result<(), String> {
+    let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let conf = render(&Site {
+        dir: scratch.path(),
+        ..*site
+    });
+    let file = scratch.path().join("nginx.conf");
+    std::fs::write(&file, conf).map_err(|e| e.to_string())?;
+    let mut argv = argv(&nginx.display().to_string(), scratch.path());
+    argv.push("-t".into());
+    let out = Command::new(&argv[0])
+        .args(&argv[1..])
+        .output()
+        .map_err(|e| format!("cannot run `{}`: {e}", nginx.display()))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let text = String::from_utf8_lossy(&out.stderr);
+    Err(text
+        .lines()
+        .filter(|l| !l.contains("test failed"))
+        // `2026/11/26 02:07:59 [emerg] 21017#21017: there must be...`: the message only.
+        .map(|l| {
+            l.split_once("]")
+                .and_then(|(_, rest)| rest.split_once(": "))
+                .map_or(l, |(_, m)| m)
+        })
+        .map(|l| l.replace(&scratch.path().display().to_string(), "<nginx dir>"))
+        .collect::<Vec<_>>()
+        .join("\n"))
+}

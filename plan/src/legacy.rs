@@ -1,0 +1,125 @@
+//! Legacy mode, as the platform runs an app without uv: pip installs `requirements.txt` into
+//! a virtual environment, an app server (uWSGI by default) listens on 127.0.0.1:9000, and
+//! Nginx on the public side serves the static files and passes the rest to it. `detect`
+//! fills these settings from the platform's variables; the other tools only read them.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Legacy {
+    /// `CC_PYTHON_VERSION` (`3` by default, `3.11` picks a minor): the build runs
+    /// `python<version>` from PATH, never a downloaded one.
+    pub python_version: String,
+    /// The requirements file pip installs, relative to `app_dir` (`CC_PIP_REQUIREMENTS_FILE`,
+    /// by default `requirements.txt`); `None` when there is none (nothing is installed).
+    pub requirements: Option<String>,
+    /// `PYTHON_SETUP_PY_GOAL`: `python setup.py GOAL`, after the requirements.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub setup_py_goal: Option<String>,
+    /// The app server on the app port; `None` when `CC_RUN_COMMAND` replaces it.
+    pub backend: Option<Backend>,
+    /// `CC_PYTHON_MODULE` (`module:app`), what the app server serves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<String>,
+    /// `CC_PYTHON_MANAGE_TASKS`: `python manage.py TASK` each, before the server starts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub manage_tasks: Vec<String>,
+    /// Processes that run beside the app server (Celery), supervised with it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workers: Vec<Worker>,
+    /// Python packages the build must have installed: the app server (unless the machine
+    /// provides it) and Celery. A missing one fails the build with a clear error.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub needs: Vec<Need>,
+    pub nginx: Nginx,
+}
+
+/// `CC_PYTHON_BACKEND`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Uwsgi,
+    Gunicorn,
+    Uvicorn,
+    Daphne,
+}
+
+impl Backend {
+    pub const ALL: [Backend; 4] = [
+        Backend::Uwsgi,
+        Backend::Gunicorn,
+        Backend::Uvicorn,
+        Backend::Daphne,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Uwsgi => "uwsgi",
+            Backend::Gunicorn => "gunicorn",
+            Backend::Uvicorn => "uvicorn",
+            Backend::Daphne => "daphne",
+        }
+    }
+
+    /// uWSGI speaks its own protocol to Nginx; the others speak HTTP.
+    pub fn speaks_uwsgi(self) -> bool {
+        self == Backend::Uwsgi
+    }
+}
+
+/// A process beside the app server, with the app's environment, in the app.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Worker {
+    pub name: String,
+    pub argv: Vec<String>,
+}
+
+/// A program the build must have put in the venv, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Need {
+    /// The program in the venv's `bin` (`gunicorn`, `celery`).
+    pub program: String,
+    /// The package to add to the requirements when it is missing.
+    pub package: String,
+    /// The variable that asks for it (`CC_PYTHON_BACKEND=gunicorn`).
+    pub because: String,
+    /// Also satisfied by this program on the machine's PATH (Debian's `uwsgi`: the platform
+    /// provides uWSGI).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub or_provided: Option<String>,
+}
+
+/// What Nginx is told, from the platform's variables.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Nginx {
+    /// `STATIC_FILES_PATH` (relative to `app_dir`) served under `STATIC_URL_PREFIX`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub static_files: Option<StaticFiles>,
+    /// `NGINX_READ_TIMEOUT`, seconds (300).
+    pub read_timeout: u32,
+    /// `GZIP_TYPES` when `ENABLE_GZIP_COMPRESSION` is on (`on`, `yes`, `true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gzip_types: Option<String>,
+    /// The variables holding `login:password` pairs (`CC_HTTP_BASIC_AUTH`,
+    /// `CC_HTTP_BASIC_AUTH_n`): named, never held.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub basic_auth_env: Vec<String>,
+    /// `CC_NGINX_PROXY_BUFFERS` (`8 16k`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_buffers: Option<String>,
+    /// `CC_NGINX_PROXY_BUFFER_SIZE` (`16k`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_buffer_size: Option<String>,
+    /// `UWSGI_INTERCEPT_ERRORS`: Nginx answers the app server's error statuses itself.
+    #[serde(default)]
+    pub intercept_errors: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct StaticFiles {
+    /// The directory, relative to `app_dir`.
+    pub path: String,
+    /// The URL prefix; `/` puts the app behind the `@app` fallback.
+    pub prefix: String,
+}
