@@ -496,3 +496,223 @@ fn nginx(env: &Env, app_dir: &Path, warnings: &mut Vec<String>) -> Result<Nginx,
         intercept_errors: flag(env, "UWSGI_INTERCEPT_ERRORS"),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(vars: &[(&str, &str)]) -> Env {
+        vars.iter().copied().collect()
+    }
+
+    /// The legacy settings for an app with a requirements file.
+    fn settings(vars: &[(&str, &str)]) -> Result<LegacyPlan, DetectError> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("requirements.txt"), "flask\n").unwrap();
+        std::fs::create_dir(dir.path().join("static")).unwrap();
+        let app = dir.path().canonicalize().unwrap();
+        legacy(&app, &env(vars), None, 9000)
+    }
+
+    fn argv(vars: &[(&str, &str)]) -> String {
+        let mut all = vec![("CC_PYTHON_MODULE", "app:app")];
+        all.extend_from_slice(vars);
+        let plan = settings(&all).unwrap();
+        let argv = plan.run.unwrap().argv.unwrap();
+        // The app's temporary directory varies: the words after it do not.
+        shell_words::join(argv.iter().map(|w| match w.find("/.venv/") {
+            Some(at) => &w[at..],
+            None => w.as_str(),
+        }))
+    }
+
+    /// Each variable of the app servers, and what it becomes on the command line.
+    #[test]
+    fn every_app_server_variable_reaches_its_command() {
+        let uwsgi = argv(&[]);
+        assert_eq!(
+            uwsgi,
+            "uwsgi --plugin python3 --socket 127.0.0.1:9000 --module app:app --pythonpath '/.venv/lib/python*/site-packages' --master --need-app --lazy-apps --enable-threads --die-on-term --harakiri 180 --listen 500 --buffer-size 4096 --post-buffering 4096"
+        );
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case] = &[
+            (&[("HARAKIRI", "30")], "--harakiri 30 "),
+            (&[("WSGI_BUFFER_SIZE", "8192")], "--buffer-size 8192 "),
+            (&[("WSGI_POST_BUFFERING", "65536")], "--post-buffering 65536"),
+            (&[("WSGI_WORKERS", "4")], "--processes 4"),
+            (&[("WSGI_THREADS", "8")], "--threads 8"),
+            (&[("CC_PYTHON_USE_GEVENT", "true")], "--gevent 100"),
+            (&[("UWSGI_ASYNC", "10")], "--async 10 --ugreen"),
+            (&[("UWSGI_ASYNC", "10"), ("UWSGI_ASYNC_ENGINE", "gevent")], "--async 10 --gevent"),
+            (&[("CC_UWSGI_DISABLE_FILE_WRAPPER", "true")], "--wsgi-disable-file-wrapper"),
+            (&[("CC_UWSGI_EXTRA_CONFIG", "max-requests = 1000\n# a comment\nvacuum")], "--max-requests 1000 --vacuum"),
+            (&[("CC_PYTHON_BACKEND", "gunicorn")], "gunicorn app:app --bind 127.0.0.1:9000 --worker-class sync --timeout 30 --log-level info"),
+            (&[("CC_PYTHON_BACKEND", "gunicorn"), ("CC_GUNICORN_WORKER_CLASS", "gthread")], "--worker-class gthread "),
+            (&[("CC_PYTHON_BACKEND", "gunicorn"), ("GUNICORN_WORKER_CLASS", "eventlet")], "--worker-class eventlet "),
+            (&[("CC_PYTHON_BACKEND", "gunicorn"), ("CC_PYTHON_USE_GEVENT", "true")], "--worker-class gevent "),
+            (&[("CC_PYTHON_BACKEND", "gunicorn"), ("CC_GUNICORN_TIMEOUT", "120")], "--timeout 120 "),
+            (&[("CC_PYTHON_BACKEND", "gunicorn"), ("CC_GUNICORN_LOGLEVEL", "debug")], "--log-level debug"),
+            (&[("CC_PYTHON_BACKEND", "gunicorn"), ("WSGI_WORKERS", "3")], "--workers 3"),
+            (&[("CC_PYTHON_BACKEND", "uvicorn")], "uvicorn app:app --host 127.0.0.1 --port 9000"),
+            (&[("CC_PYTHON_BACKEND", "daphne")], "daphne --bind 127.0.0.1 --port 9000 app:app"),
+        ];
+        for (vars, expected) in cases {
+            let got = argv(vars);
+            assert!(got.contains(expected), "{vars:?}: {got}");
+        }
+    }
+
+    #[test]
+    fn the_build_the_workers_and_the_tasks() {
+        let plan = settings(&[
+            ("CC_PYTHON_MODULE", "app:app"),
+            ("CC_PYTHON_VERSION", "3.11"),
+            ("PYTHON_SETUP_PY_GOAL", "build_ext"),
+            (
+                "CC_PYTHON_MANAGE_TASKS",
+                "migrate, collectstatic --no-input ,",
+            ),
+            ("CC_PYTHON_CELERY_MODULE", "tasks"),
+            ("CC_PYTHON_CELERY_USE_BEAT", "true"),
+            ("CC_PYTHON_CELERY_LOGFILE", "/logs"),
+        ])
+        .unwrap()
+        .legacy;
+        assert_eq!(plan.python_version, "3.11");
+        assert_eq!(plan.requirements.as_deref(), Some("requirements.txt"));
+        assert_eq!(plan.setup_py_goal.as_deref(), Some("build_ext"));
+        assert_eq!(plan.manage_tasks, ["migrate", "collectstatic --no-input"]);
+        let celery = &plan.workers[0];
+        assert_eq!(
+            celery.argv[..5],
+            ["celery", "--app", "tasks", "worker", "--beat"]
+        );
+        assert!(
+            celery.argv[5].starts_with("--logfile=/")
+                && celery.argv[5].ends_with("/logs/celery.log")
+        );
+        let needs: Vec<&str> = plan.needs.iter().map(|n| n.program.as_str()).collect();
+        assert_eq!(needs, ["uwsgi", "celery"]);
+        assert_eq!(plan.needs[0].or_provided.as_deref(), Some("uwsgi"));
+        assert_eq!(plan.backend, Some(Backend::Uwsgi));
+    }
+
+    #[test]
+    fn cc_run_command_replaces_the_app_server() {
+        let run = Run {
+            source: RunSource::CcRunCommand,
+            command: "python serve.py".into(),
+            argv: Some(vec!["python".into(), "serve.py".into()]),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let plan = legacy(
+            dir.path(),
+            &env(&[("CC_PYTHON_MODULE", "app:app")]),
+            Some(run.clone()),
+            9000,
+        )
+        .unwrap();
+        assert_eq!(plan.run, Some(run));
+        assert_eq!(plan.legacy.backend, None);
+        assert!(plan.legacy.needs.is_empty());
+        assert!(plan.warnings[0].starts_with("CC_RUN_COMMAND replaces the app server"));
+    }
+
+    #[test]
+    fn what_nginx_is_told() {
+        let nginx = |vars: &[(&str, &str)]| settings(vars).unwrap().legacy.nginx;
+        let default = nginx(&[]);
+        assert_eq!(default.read_timeout, 300);
+        assert_eq!(default.gzip_types, None);
+        assert_eq!(default.static_files, None);
+        let all = nginx(&[
+            ("STATIC_FILES_PATH", "/static/"),
+            ("STATIC_URL_PREFIX", "/public"),
+            ("NGINX_READ_TIMEOUT", "60"),
+            ("ENABLE_GZIP_COMPRESSION", "yes"),
+            ("CC_HTTP_BASIC_AUTH_2", "b:c"),
+            ("CC_HTTP_BASIC_AUTH", "a:b"),
+            ("CC_NGINX_PROXY_BUFFERS", "16  8k"),
+            ("CC_NGINX_PROXY_BUFFER_SIZE", "32k"),
+            ("UWSGI_INTERCEPT_ERRORS", "true"),
+        ]);
+        assert_eq!(
+            all.static_files,
+            Some(StaticFiles {
+                path: "static/".into(),
+                prefix: "/public".into()
+            })
+        );
+        assert_eq!(all.read_timeout, 60);
+        assert_eq!(all.gzip_types.as_deref(), Some(GZIP_TYPES));
+        assert_eq!(
+            all.basic_auth_env,
+            ["CC_HTTP_BASIC_AUTH", "CC_HTTP_BASIC_AUTH_2"]
+        );
+        assert_eq!(all.proxy_buffers.as_deref(), Some("16 8k"));
+        assert_eq!(all.proxy_buffer_size.as_deref(), Some("32k"));
+        assert!(all.intercept_errors);
+        let types = nginx(&[
+            ("ENABLE_GZIP_COMPRESSION", "on"),
+            ("GZIP_TYPES", "text/html"),
+        ]);
+        assert_eq!(types.gzip_types.as_deref(), Some("text/html"));
+        // One of the two static variables: a warning, no static files.
+        let half = settings(&[("STATIC_FILES_PATH", "static")]).unwrap();
+        assert_eq!(half.legacy.nginx.static_files, None);
+        assert!(half.warnings[0].starts_with("static files need both"));
+    }
+
+    #[test]
+    fn bad_values_name_the_variable_and_what_is_valid() {
+        for (name, value) in [
+            ("CC_PYTHON_VERSION", "3.x"),
+            ("CC_PYTHON_VERSION", "4"),
+            ("CC_PYTHON_BACKEND", "waitress"),
+            ("HARAKIRI", "0"),
+            ("NGINX_READ_TIMEOUT", "5m"),
+            ("STATIC_URL_PREFIX", "public"),
+            ("CC_NGINX_PROXY_BUFFER_SIZE", "16k;"),
+            ("GZIP_TYPES", "text/html;"),
+            ("CC_HTTP_BASIC_AUTH", "nopassword"),
+            ("CC_PIP_REQUIREMENTS_FILE", "missing.txt"),
+        ] {
+            let vars = [
+                ("CC_PYTHON_MODULE", "app:app"),
+                ("STATIC_FILES_PATH", "static"),
+                ("ENABLE_GZIP_COMPRESSION", "true"),
+                (name, value),
+            ];
+            match settings(&vars) {
+                Err(DetectError::Invalid { variable, .. }) => assert_eq!(variable, name),
+                Err(other) => panic!("{name}={value}: {other}"),
+                Ok(_) => panic!("{name}={value} was accepted"),
+            }
+        }
+    }
+
+    #[test]
+    fn no_requirements_says_what_legacy_mode_does_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pyproject.toml"), "").unwrap();
+        std::fs::write(dir.path().join("Pipfile"), "").unwrap();
+        let plan = legacy(dir.path(), &env(&[]), None, 9000).unwrap();
+        assert_eq!(plan.legacy.requirements, None);
+        assert!(plan.reasons[0].starts_with("no requirements.txt: pip installs nothing; pyproject.toml, Pipfile found, but legacy mode installs from requirements.txt only (no pyproject.toml, Pipfile or Poetry support)"), "{:?}", plan.reasons);
+        // A requirements file named elsewhere.
+        std::fs::create_dir(dir.path().join("config")).unwrap();
+        std::fs::write(dir.path().join("config/prod.txt"), "").unwrap();
+        let named = legacy(
+            dir.path(),
+            &env(&[("CC_PIP_REQUIREMENTS_FILE", "/config/prod.txt")]),
+            None,
+            9000,
+        )
+        .unwrap();
+        assert_eq!(
+            named.legacy.requirements.as_deref(),
+            Some("config/prod.txt")
+        );
+        assert!(named.reasons.is_empty());
+    }
+}

@@ -95,7 +95,7 @@ pub fn render(site: &Site) -> String {
             conf.push_str(&format!(
                 "\n        location {} {{\n            alias {};\n        }}\n\n        location / {{\n{pass}        }}\n",
                 quoted(&format!("{prefix}/")),
-                quoted(&format!("{}/", root.display()))
+                quoted(&format!("{}/", root.display().to_string().trim_end_matches('/')))
             ));
         }
         None => conf.push_str(&format!("\n        location / {{\n{pass}        }}\n")),
@@ -218,4 +218,142 @@ pub fn check(nginx: &Path, site: &Site) -> Result<(), String> {
         .map(|l| l.replace(&scratch.path().display().to_string(), "<nginx dir>"))
         .collect::<Vec<_>>()
         .join("\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plan::StaticFiles;
+
+    fn nginx() -> Nginx {
+        Nginx {
+            static_files: None,
+            read_timeout: 300,
+            gzip_types: None,
+            basic_auth_env: Vec::new(),
+            proxy_buffers: None,
+            proxy_buffer_size: None,
+            intercept_errors: false,
+        }
+    }
+
+    fn site<'a>(nginx: &'a Nginx, backend: Option<Backend>) -> Site<'a> {
+        Site {
+            nginx,
+            app_dir: Path::new("/srv/app"),
+            backend,
+            listen: 8080,
+            forward: 9000,
+            dir: Path::new("/state/nginx-8080"),
+            as_root: false,
+        }
+    }
+
+    #[test]
+    fn uwsgi_speaks_its_protocol_the_others_http() {
+        let n = nginx();
+        let uwsgi = render(&site(&n, Some(Backend::Uwsgi)));
+        assert!(uwsgi.contains("uwsgi_pass 127.0.0.1:9000;"));
+        assert!(uwsgi.contains("uwsgi_param PATH_INFO $document_uri;"));
+        assert!(uwsgi.contains("uwsgi_read_timeout 300s;"));
+        assert!(uwsgi.contains("listen 8080;"));
+        assert!(uwsgi.contains("pid \"/state/nginx-8080/nginx.pid\";"));
+        assert!(!uwsgi.contains("user root"));
+        for backend in [Some(Backend::Gunicorn), Some(Backend::Uvicorn), None] {
+            let http = render(&site(&n, backend));
+            assert!(http.contains("proxy_pass http://127.0.0.1:9000;"), "{http}");
+            assert!(http.contains("proxy_set_header Upgrade $http_upgrade;"));
+            assert!(!http.contains("uwsgi_pass"));
+        }
+    }
+
+    #[test]
+    fn the_platforms_variables_in_the_configuration() {
+        let n = Nginx {
+            static_files: Some(StaticFiles {
+                path: "static/".into(),
+                prefix: "/public/".into(),
+            }),
+            read_timeout: 42,
+            gzip_types: Some("text/plain text/css".into()),
+            basic_auth_env: vec!["CC_HTTP_BASIC_AUTH".into()],
+            proxy_buffers: Some("8 16k".into()),
+            proxy_buffer_size: Some("16k".into()),
+            intercept_errors: true,
+        };
+        let conf = render(&Site {
+            as_root: true,
+            ..site(&n, Some(Backend::Gunicorn))
+        });
+        for line in [
+            "user root;",
+            "location \"/public/\" {",
+            "alias \"/srv/app/static/\";",
+            "proxy_read_timeout 42s;",
+            "gzip on;",
+            "gzip_types text/plain text/css;",
+            "auth_basic_user_file \"/state/nginx-8080/htpasswd\";",
+            "proxy_buffers 8 16k;",
+            "proxy_buffer_size 16k;",
+            "proxy_intercept_errors on;",
+        ] {
+            assert!(conf.contains(line), "{line}\n{conf}");
+        }
+        // `/`: the files first, the app as the fallback.
+        let root = Nginx {
+            static_files: Some(StaticFiles {
+                path: "static".into(),
+                prefix: "/".into(),
+            }),
+            ..nginx()
+        };
+        let conf = render(&site(&root, Some(Backend::Uwsgi)));
+        assert!(conf.contains("root \"/srv/app/static\";\n            try_files $uri @app;"));
+        assert!(conf.contains("location @app {\n            uwsgi_pass"));
+    }
+
+    #[test]
+    fn paths_are_quoted_for_nginx() {
+        assert_eq!(quoted(r#"/a "b"\c"#), r#""/a \"b\"\\c""#);
+    }
+
+    /// The real `nginx -t`, when Nginx is installed (scripts/setup installs it).
+    #[test]
+    fn nginx_accepts_every_variable_and_refuses_what_it_cannot_take() {
+        let Some(program) = crate::find_daemon("nginx", &std::env::var("PATH").unwrap_or_default())
+        else {
+            eprintln!("nginx is not installed: skipped");
+            return;
+        };
+        let app = tempfile::tempdir().unwrap();
+        let n = Nginx {
+            static_files: Some(StaticFiles {
+                path: "static".into(),
+                prefix: "/static".into(),
+            }),
+            read_timeout: 5,
+            gzip_types: Some("text/plain application/json".into()),
+            basic_auth_env: vec!["CC_HTTP_BASIC_AUTH".into()],
+            proxy_buffers: Some("8 16k".into()),
+            proxy_buffer_size: Some("16k".into()),
+            intercept_errors: true,
+        };
+        for backend in [Some(Backend::Uwsgi), Some(Backend::Daphne)] {
+            let s = Site {
+                app_dir: app.path(),
+                as_root: nix::unistd::geteuid().is_root(),
+                ..site(&n, backend)
+            };
+            check(&program, &s).unwrap();
+        }
+        let bad = Nginx {
+            proxy_buffers: Some("1 4k".into()),
+            ..nginx()
+        };
+        let err = check(&program, &site(&bad, None)).unwrap_err();
+        assert!(
+            err.contains("there must be at least 2 \"proxy_buffers\""),
+            "{err}"
+        );
+    }
 }

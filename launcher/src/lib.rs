@@ -588,6 +588,9 @@ fn install_hint(command: &str) -> Option<String> {
         "varnishd" => "install Varnish (`apt-get install varnish`); varnishd lives in /usr/sbin",
         "uv" => "install uv (`pip install uv`)",
         "otoroshi-challenge" => "build the workspace (`cargo build --release`) and put target/release on PATH",
+        "nginx" => "install Nginx (`apt-get install nginx-light`); it lives in /usr/sbin",
+        "uwsgi" => "install uWSGI (`apt-get install uwsgi-core uwsgi-plugin-python3`), or add `uwsgi` to requirements.txt",
+        "gunicorn" | "uvicorn" | "daphne" | "celery" => return Some(format!("add `{command}` to requirements.txt")),
         _ => return None,
     }.to_string())
 }
@@ -756,5 +759,53 @@ mod tests {
             ),
             Err(LaunchError::UnknownHook(_))
         ));
+    }
+
+    /// Legacy mode: the app server and the workers run in the venv, after the manage tasks.
+    #[test]
+    fn legacy_mode_runs_in_the_venv_after_the_manage_tasks() {
+        let mut legacy = plan(
+            "uwsgi --module app:app",
+            Some(&["uwsgi", "--module", "app:app"]),
+        );
+        legacy.mode = Mode::Legacy;
+        legacy.legacy = Some(plan::Legacy {
+            python_version: "3".into(),
+            requirements: Some("requirements.txt".into()),
+            setup_py_goal: None,
+            backend: Some(plan::Backend::Uwsgi),
+            module: Some("app:app".into()),
+            manage_tasks: vec!["migrate".into()],
+            workers: vec![plan::Worker {
+                name: "celery".into(),
+                argv: vec![
+                    "celery".into(),
+                    "--app".into(),
+                    "tasks".into(),
+                    "worker".into(),
+                ],
+            }],
+            needs: vec![],
+            nginx: plan::Nginx {
+                static_files: None,
+                read_timeout: 300,
+                gzip_types: None,
+                basic_auth_env: vec![],
+                proxy_buffers: None,
+                proxy_buffer_size: None,
+                intercept_errors: false,
+            },
+        });
+        let env: Env = [("PATH", "/usr/bin")].into_iter().collect();
+        let app = prepare(Some(&legacy), &Target::App, &env, None).unwrap();
+        assert_eq!(
+            describe(&app),
+            "argv: uwsgi --module app:app\ncwd: /srv/app\nenv: PATH=/srv/app/.venv/bin:/usr/bin\nenv: VIRTUAL_ENV=/srv/app/.venv\nenv: PORT=9000\nmanage task: python manage.py migrate\n"
+        );
+        let worker = prepare(Some(&legacy), &Target::Worker("celery".into()), &env, None).unwrap();
+        assert_eq!(worker.argv, ["celery", "--app", "tasks", "worker"]);
+        assert_eq!(worker.env.get("PATH"), Some("/srv/app/.venv/bin:/usr/bin"));
+        assert_eq!(worker.binds, None);
+        assert!(worker.manage_tasks.is_empty());
     }
 }

@@ -518,6 +518,48 @@ mod tests {
         }
     }
 
+    /// Legacy mode: Nginx is the last hop, after the middlewares (or `block`), in front of
+    /// the app server on the app port.
+    #[test]
+    fn legacy_chains_end_with_nginx() {
+        let settings = PortSettings {
+            public: 8080,
+            app: 9000,
+        };
+        let cases: [(&[&str], bool, Vec<HopPorts>); 4] = [
+            (&[], false, hops(&[(8080, 9000)])),
+            (&["varnish"], false, hops(&[(8080, 8081), (8081, 9000)])),
+            (
+                &["otoroshi-challenge", "varnish"],
+                false,
+                hops(&[(8080, 8081), (8081, 8082), (8082, 9000)]),
+            ),
+            (&[], true, hops(&[(8080, 8081), (8081, 9000)])),
+        ];
+        for (names, blocked, expected) in cases {
+            let flow = flow(names, blocked);
+            let ports = settings.ports_for(&flow, Mode::Legacy);
+            assert_eq!(
+                ports.app, 9000,
+                "the app server is never on the public port"
+            );
+            assert_eq!(ports.chain(&flow, Mode::Legacy), Ok(expected), "{names:?}");
+        }
+        let past = PortSettings {
+            public: 65535,
+            app: 9000,
+        };
+        let flow = flow(&["varnish"], false);
+        assert_eq!(
+            past.ports_for(&flow, Mode::Legacy)
+                .chain(&flow, Mode::Legacy),
+            Err(LayoutError::PastLastPort {
+                public: 65535,
+                count: 2
+            })
+        );
+    }
+
     #[test]
     fn without_middleware_the_app_is_on_the_public_port() {
         let ports = PortSettings {

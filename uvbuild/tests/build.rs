@@ -339,3 +339,94 @@ fn a_plan_on_stdin_goes_on_to_stdout() {
         tmp.path().join("cache").display().to_string()
     );
 }
+
+/// `uvbuild APP` in legacy mode (the flask example, served by uWSGI), pip's cache in `cache`.
+fn legacy_build(app: &Path, cache: &Path) -> Command {
+    let mut cmd = uvbuild(app, cache);
+    cmd.env_remove("CC_PYTHON_UV_RUN_COMMAND")
+        .env("CC_PYTHON_MODULE", "wsgi:app");
+    cmd
+}
+
+#[test]
+fn legacy_mode_builds_with_pip_keeps_its_cache_and_runs_the_setup_goal() {
+    let (tmp, app) = copy_example("legacy-flask-uwsgi");
+    std::fs::write(
+        app.join("setup.py"),
+        "import sys\nopen('goal-ran', 'w').write(sys.argv[1])\n",
+    )
+    .unwrap();
+    let cache = tmp.path().join("pip-cache");
+    let out = legacy_build(&app, &cache)
+        .env("PYTHON_SETUP_PY_GOAL", "build_assets")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("uvbuild: requirements.txt found, using pip..."),
+        "{err}"
+    );
+    assert!(err.contains("-m venv --clear"), "{err}");
+    assert!(
+        err.contains(&format!("(PIP_CACHE_DIR={})", cache.display())),
+        "{err}"
+    );
+    assert!(imports(&app, "flask"));
+    assert_eq!(
+        std::fs::read_to_string(app.join("goal-ran")).unwrap(),
+        "build_assets"
+    );
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["mode"], "legacy");
+    assert!(plan["build"]["result"]["python_version"]
+        .as_str()
+        .unwrap()
+        .starts_with("3."));
+    // (pip is pointed at the kept cache; what it stores there is pip's business: a registry
+    // that answers `Cache-Control: no-store`, as this project's machines' does, leaves it empty.)
+
+    // Again: the venv is the one made with this Python, pip finds everything installed.
+    let again = legacy_build(&app, &cache).output().unwrap();
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(!stderr(&again).contains("-m venv"), "{}", stderr(&again));
+    assert!(stderr(&again).contains("Requirement already satisfied: flask"));
+}
+
+#[test]
+fn legacy_mode_uses_the_python_cc_python_version_names() {
+    let (tmp, app) = copy_example("legacy-flask-uwsgi");
+    let minor = String::from_utf8(
+        Command::new("python3")
+            .args([
+                "-c",
+                "import sys; print(f'{sys.version_info[0]}.{sys.version_info[1]}')",
+            ])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let out = legacy_build(&app, &tmp.path().join("pip-cache"))
+        .env("CC_PYTHON_VERSION", minor.trim())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(plan["build"]["result"]["python_version"]
+        .as_str()
+        .unwrap()
+        .starts_with(minor.trim()));
+
+    let missing = legacy_build(&app, &tmp.path().join("pip-cache"))
+        .env("CC_PYTHON_VERSION", "2.7")
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        stderr(&missing)
+            .contains("error: CC_PYTHON_VERSION=2.7: `python2.7` is not installed here"),
+        "{}",
+        stderr(&missing)
+    );
+}
