@@ -7,13 +7,16 @@
 //! `scripts/image`, under `.uvdeploy/bin`).
 
 use crate::kubernetes::APP_DIR;
-use plan::{Env, Plan};
+use plan::{Env, Legacy, Mode, Plan};
 
 /// An image with Python and uv, as uv's Docker guide shows: no interpreter is downloaded at
 /// run time.
 pub const DEFAULT_BASE: &str = "ghcr.io/astral-sh/uv:python3.12-bookworm-slim";
 
 pub fn render(plan: &Plan, base: &str, env: &Env) -> String {
+    if let Some(legacy) = plan.legacy.as_ref().filter(|_| plan.mode == Mode::Legacy) {
+        return render_legacy(plan, legacy, base, env);
+    }
     let no_dev = if plan.build.argv.iter().any(|a| a == "--no-dev") {
         " --no-dev"
     } else {
@@ -24,14 +27,7 @@ pub fn render(plan: &Plan, base: &str, env: &Env) -> String {
         .iter()
         .flatten()
         .any(|h| h.name == "varnish" || h.name == "block");
-    let hook = |name: &str| {
-        env.non_empty(name).map(|command| {
-            format!(
-                "# {name}\nRUN {}\n",
-                serde_json::to_string(&["/bin/sh", "-c", command]).expect("strings serialize")
-            )
-        })
-    };
+    let hook = |name: &str| hook(name, env);
     let mut out = format!(
         "# syntax=docker/dockerfile:1\n\
          # The image of this deployment, rendered by `export containerfile`; build it with\n\
@@ -40,12 +36,11 @@ pub fn render(plan: &Plan, base: &str, env: &Env) -> String {
          ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never\n"
     );
     if needs_varnish {
-        out.push_str(
-            "# The chain has a Varnish hop: varnishd, unless the base image has it already.\n\
-             RUN command -v varnishd >/dev/null || (apt-get update \\\n    \
-             && apt-get install -y --no-install-recommends varnish \\\n    \
-             && rm -rf /var/lib/apt/lists/*)\n",
-        );
+        out.push_str(&install_unless(
+            "varnishd",
+            "Varnish hop: varnishd",
+            "varnish",
+        ));
     }
     out.push_str(&format!(
         "# uvdeploy's launcher, healthcheck (the probes) and otoroshi-challenge.\n\
@@ -73,6 +68,111 @@ pub fn render(plan: &Plan, base: &str, env: &Env) -> String {
     };
     out.push_str(&format!(
         "ENV PATH=\"{APP_DIR}/.venv/bin:$PATH\" PORT={port}\n\
+         EXPOSE {port}\n\
+         CMD {}\n",
+        serde_json::to_string(&command).expect("strings serialize"),
+        port = plan.ports.app,
+    ));
+    out
+}
+
+/// A build hook as a RUN step, when it is set.
+fn hook(name: &str, env: &Env) -> Option<String> {
+    env.non_empty(name).map(|command| {
+        format!(
+            "# {name}\nRUN {}\n",
+            serde_json::to_string(&["/bin/sh", "-c", command]).expect("strings serialize")
+        )
+    })
+}
+
+/// Debian's `packages`, unless the base image has `program` already.
+fn install_unless(program: &str, why: &str, packages: &str) -> String {
+    format!(
+        "# The chain has a {why}, unless the base image has it already.\n\
+         RUN command -v {program} >/dev/null || (apt-get update \\\n    \
+         && apt-get install -y --no-install-recommends {packages} \\\n    \
+         && rm -rf /var/lib/apt/lists/*)\n"
+    )
+}
+
+/// Legacy mode's image, as the platform builds it: Nginx and uWSGI from Debian, a venv of the
+/// Python `CC_PYTHON_VERSION` names, pip on the requirements alone first (with the file
+/// bind-mounted and pip's cache in a cache mount, so that unchanged requirements reuse the
+/// layer), then the app, `setup.py GOAL` and the build hooks.
+fn render_legacy(plan: &Plan, legacy: &Legacy, base: &str, env: &Env) -> String {
+    let python = format!("python{}", legacy.python_version);
+    let mut out = format!(
+        "# syntax=docker/dockerfile:1\n\
+         # The image of this deployment (legacy mode), rendered by `export containerfile`;\n\
+         # build it with `scripts/image APP_DIR`.\n\
+         FROM {base}\n\
+         ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1\n"
+    );
+    if plan
+        .hops
+        .iter()
+        .flatten()
+        .any(|h| h.name == "varnish" || h.name == "block")
+    {
+        out.push_str(&install_unless(
+            "varnishd",
+            "Varnish hop: varnishd",
+            "varnish",
+        ));
+    }
+    out.push_str(&install_unless(
+        "nginx",
+        "Nginx hop (legacy mode): Nginx",
+        "nginx-light",
+    ));
+    if legacy.backend == Some(plan::Backend::Uwsgi) {
+        out.push_str(&install_unless(
+            "uwsgi",
+            "uWSGI app server (the platform provides it): uWSGI",
+            "uwsgi-core uwsgi-plugin-python3",
+        ));
+    }
+    out.push_str(&format!(
+        "# uvdeploy's launcher, healthcheck (the probes) and otoroshi-challenge.\n\
+         COPY .uvdeploy/bin/ /usr/local/bin/\n\
+         WORKDIR {APP_DIR}\n\
+         RUN {python} -m venv {APP_DIR}/.venv\n"
+    ));
+    if let Some(file) = &legacy.requirements {
+        out.push_str(&format!(
+            "# The requirements alone: an unchanged {file} reuses this layer.\n\
+             RUN --mount=type=cache,target=/root/.cache/pip \\\n    \
+             --mount=type=bind,source={file},target={APP_DIR}/{file} \\\n    \
+             {APP_DIR}/.venv/bin/python -m pip install -r {APP_DIR}/{file}\n"
+        ));
+    }
+    out.push_str(&format!(
+        "COPY . {APP_DIR}\n\
+         RUN rm -rf {APP_DIR}/.uvdeploy\n"
+    ));
+    out.extend(hook("CC_PRE_BUILD_HOOK", env));
+    if let Some(goal) = &legacy.setup_py_goal {
+        out.push_str(&format!(
+            "RUN {}\n",
+            serde_json::to_string(&[&format!("{APP_DIR}/.venv/bin/python"), "setup.py", goal])
+                .expect("strings serialize")
+        ));
+    }
+    out.extend(hook("CC_POST_BUILD_HOOK", env));
+    let app_dir = plan.app_dir.display().to_string();
+    let command: Vec<String> = match plan.run.as_ref() {
+        Some(run) => match &run.argv {
+            Some(argv) => argv.clone(),
+            None => plan::command::shell_argv(&run.command),
+        },
+        None => Vec::new(),
+    }
+    .iter()
+    .map(|w| w.replace(&app_dir, APP_DIR))
+    .collect();
+    out.push_str(&format!(
+        "ENV PATH=\"{APP_DIR}/.venv/bin:$PATH\" VIRTUAL_ENV={APP_DIR}/.venv PORT={port}\n\
          EXPOSE {port}\n\
          CMD {}\n",
         serde_json::to_string(&command).expect("strings serialize"),

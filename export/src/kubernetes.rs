@@ -4,6 +4,10 @@
 //! Kubernetes 1.29+) started before it, in chain order; the hops' rendered files in a
 //! ConfigMap; one Service on the public port. Secrets come from a Secret the user creates,
 //! by `secretKeyRef`: no value ever lands in the manifests.
+//!
+//! Legacy mode is the same pod: Nginx is the last sidecar, serving the static files from the
+//! image; the app server runs in `containers`, the Celery workers beside it, and
+//! `CC_PYTHON_MANAGE_TASKS` in an init container that must succeed before the chain starts.
 
 use crate::ExportError;
 use plan::command::shell_argv;
@@ -52,11 +56,11 @@ pub fn dns_label(name: &str) -> Option<String> {
 }
 
 pub fn manifests(plan: &Plan, options: &Options) -> Result<Manifests, ExportError> {
-    if plan.mode == Mode::Legacy {
-        return Err(ExportError::Legacy(plan.reasons.join("; ")));
-    }
     let hops = plan.hops.as_ref().ok_or(ExportError::NoHops)?;
     let run = plan.run.as_ref().ok_or(ExportError::NoRunCommand)?;
+    // The app as the image holds it: the plan's copy is `/app` there.
+    let app_dir = plan.app_dir.display().to_string();
+    let in_image = |word: &str| word.replace(&app_dir, APP_DIR);
     let name = &options.name;
     let labels = json!({
         "app.kubernetes.io/name": name,
@@ -74,7 +78,7 @@ pub fn manifests(plan: &Plan, options: &Options) -> Result<Manifests, ExportErro
     };
     let command: Vec<String> = command
         .iter()
-        .map(|w| secret_references(w, &mut app_secrets))
+        .map(|w| secret_references(&in_image(w), &mut app_secrets))
         .collect();
     let mut env = vec![json!({"name": "PORT", "value": plan.ports.app.to_string()})];
     for (key, value) in options.env.iter().filter(|(k, _)| *k != "PORT") {
@@ -84,10 +88,18 @@ pub fn manifests(plan: &Plan, options: &Options) -> Result<Manifests, ExportErro
             env.push(json!({"name": key, "value": value}));
         }
     }
+    // The app's own port, but in legacy mode Nginx's: uWSGI speaks its own protocol there.
+    let probed = match plan.mode {
+        Mode::Uv => plan.ports.app,
+        Mode::Legacy => hops
+            .iter()
+            .find(|h| h.name == "nginx")
+            .map_or(plan.ports.public, |h| h.listen),
+    };
     let mut probe_command = vec![
         "healthcheck".to_string(),
         "--port".into(),
-        plan.ports.app.to_string(),
+        probed.to_string(),
     ];
     if !plan.health_check.is_default() {
         for path in &plan.health_check.paths {
@@ -110,7 +122,13 @@ pub fn manifests(plan: &Plan, options: &Options) -> Result<Manifests, ExportErro
     let mut config = Map::new();
     let mut sidecars = Vec::new();
     for hop in hops {
-        let (argv, files) = relocate(hop, plan.state_dir.as_deref());
+        let (argv, files, htpasswd) = relocate(hop, plan.state_dir.as_deref());
+        // (`user root;` is there for a rehearsal run by root, whose state directory is
+        // private; in the pod Nginx's workers read the image's files as Nginx's default user.)
+        let files: Vec<(String, String)> = files
+            .into_iter()
+            .map(|(key, content)| (key, in_image(&content.replace("\nuser root;\n", "\n"))))
+            .collect();
         let mut hop_env = vec![json!({"name": "PORT", "value": hop.listen.to_string()})];
         for (key, value) in &hop.env {
             match value {
@@ -121,10 +139,13 @@ pub fn manifests(plan: &Plan, options: &Options) -> Result<Manifests, ExportErro
                 }
             }
         }
-        let argv: Vec<String> = argv
+        let mut argv: Vec<String> = argv
             .iter()
             .map(|w| secret_references(w, &mut secrets))
             .collect();
+        if hop.name == "nginx" {
+            argv = nginx_command(hop, &argv, &htpasswd);
+        }
         let mut sidecar = json!({
             "name": hop.name,
             "image": options.image,
@@ -162,6 +183,40 @@ pub fn manifests(plan: &Plan, options: &Options) -> Result<Manifests, ExportErro
         "startupProbe": probe(2, 60),
         "readinessProbe": probe(10, 3),
     });
+    let legacy = plan.legacy.as_ref();
+    let mut containers = vec![app];
+    // Celery beside the app server, in the app's image and environment.
+    for worker in legacy.map(|l| l.workers.as_slice()).unwrap_or_default() {
+        containers.push(json!({
+            "name": worker.name,
+            "image": options.image,
+            "workingDir": APP_DIR,
+            "command": worker.argv.iter().map(|w| in_image(w)).collect::<Vec<_>>(),
+            "env": env,
+        }));
+    }
+    // The manage.py tasks run to completion before anything else starts, as on the
+    // platform before the server; a failure keeps the pod from starting.
+    let manage_tasks = legacy
+        .map(|l| l.manage_tasks.as_slice())
+        .unwrap_or_default();
+    if !manage_tasks.is_empty() {
+        let script = manage_tasks
+            .iter()
+            .map(|task| format!("python manage.py {task}"))
+            .collect::<Vec<_>>()
+            .join(" && ");
+        sidecars.insert(
+            0,
+            json!({
+                "name": "manage-tasks",
+                "image": options.image,
+                "workingDir": APP_DIR,
+                "command": ["/bin/sh", "-c", script],
+                "env": env,
+            }),
+        );
+    }
 
     let mut volumes = vec![json!({"name": "state", "emptyDir": {}})];
     if !config.is_empty() {
@@ -171,7 +226,7 @@ pub fn manifests(plan: &Plan, options: &Options) -> Result<Manifests, ExportErro
     if !sidecars.is_empty() {
         pod.insert("initContainers".into(), Value::Array(sidecars));
     }
-    pod.insert("containers".into(), json!([app]));
+    pod.insert("containers".into(), Value::Array(containers));
     pod.insert("volumes".into(), Value::Array(volumes));
 
     let mut documents = Vec::new();
@@ -208,17 +263,55 @@ pub fn manifests(plan: &Plan, options: &Options) -> Result<Manifests, ExportErro
     })
 }
 
+/// Nginx's command in the pod: its directory in the emptyDir made first, and the htpasswd
+/// file written from the Secret's variables (`login:password` each), as `launcher` does.
+fn nginx_command(hop: &Hop, argv: &[String], htpasswd: &[(String, Vec<String>)]) -> Vec<String> {
+    let mut script = format!("mkdir -p {STATE_DIR}/nginx-{listen}", listen = hop.listen);
+    for (path, variables) in htpasswd {
+        script.push_str(&format!(
+            " && for v in {}; do pair=$(printenv \"$v\"); printf '%s:{{PLAIN}}%s\\n' \"${{pair%%:*}}\" \"${{pair#*:}}\"; done > {path}",
+            variables.join(" ")
+        ));
+    }
+    // Nginx from the image's PATH, wherever this machine had it.
+    let mut argv = argv.to_vec();
+    if let Some(program) = argv.first_mut() {
+        *program = "nginx".into();
+    }
+    script.push_str(" && exec ");
+    script.push_str(&shell_words::join(&argv));
+    vec!["/bin/sh".into(), "-c".into(), script]
+}
+
 /// The hop's argv and files as they are inside the pod: each rendered file mounted from the
 /// ConfigMap (keyed by its place in the state directory), the rest of the state directory in
-/// the emptyDir, our own tools found on PATH. (A plan from before `state_dir` was recorded:
-/// the directory of the hop's first file.)
-fn relocate(hop: &Hop, state_dir: Option<&Path>) -> (Vec<String>, Vec<(String, String)>) {
+/// the emptyDir, our own tools found on PATH. Files written from the environment at start
+/// (Nginx's htpasswd) come back apart: their place in the pod and their variables. (A plan
+/// from before `state_dir` was recorded: the directory of the hop's first file.)
+#[allow(clippy::type_complexity)]
+fn relocate(
+    hop: &Hop,
+    state_dir: Option<&Path>,
+) -> (
+    Vec<String>,
+    Vec<(String, String)>,
+    Vec<(String, Vec<String>)>,
+) {
     let state = state_dir
         .or_else(|| hop.files.first().and_then(|f| f.path.parent()))
         .map(|dir| dir.display().to_string());
     let mut argv = hop.argv.clone();
     let mut files = Vec::new();
-    for file in &hop.files {
+    let mut from_env = Vec::new();
+    for file in hop.files.iter().filter(|f| !f.htpasswd_from_env.is_empty()) {
+        let path = file.path.display().to_string();
+        let path = match &state {
+            Some(dir) => path.replace(dir.as_str(), STATE_DIR),
+            None => path,
+        };
+        from_env.push((path, file.htpasswd_from_env.clone()));
+    }
+    for file in hop.files.iter().filter(|f| f.htpasswd_from_env.is_empty()) {
         // The file's place in the state directory (`varnish-8081.vcl`,
         // `redirectionio-8082/agent.yml`), as a ConfigMap key takes it.
         let relative = state
@@ -250,7 +343,7 @@ fn relocate(hop: &Hop, state_dir: Option<&Path>) -> (Vec<String>, Vec<(String, S
             *program = base;
         }
     }
-    (argv, files)
+    (argv, files, from_env)
 }
 
 /// `${{NAME}}` (a secret the plan names) as Kubernetes expands a variable in a command,

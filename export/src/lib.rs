@@ -13,8 +13,6 @@ use plan::report::{exit, Failure};
 pub enum ExportError {
     #[error("the plan has no `hops`: it did not go through `flowctl`")]
     NoHops,
-    #[error("the plan is in legacy mode ({0}): export handles uv deployments only")]
-    Legacy(String),
     #[error("the plan has no run command")]
     NoRunCommand,
     #[error("--name `{0}` cannot be made a DNS label (letters, digits and `-`, at most 63)")]

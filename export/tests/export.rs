@@ -19,7 +19,7 @@ type Case = (
     &'static [(&'static str, &'static str)],
 );
 
-const CASES: [Case; 5] = [
+const CASES: [Case; 8] = [
     (
         "no_middleware",
         "hello",
@@ -62,6 +62,39 @@ const CASES: [Case; 5] = [
         &[
             ("CC_REQUEST_FLOW", "block"),
             ("CC_HEALTH_CHECK_PATH", "/health"),
+        ],
+    ),
+    // Legacy mode: Nginx the last sidecar, the app server in `containers`.
+    (
+        "legacy_uwsgi_static_gzip",
+        "legacy-flask-uwsgi",
+        false,
+        &[
+            ("CC_PYTHON_MODULE", "wsgi:app"),
+            ("STATIC_FILES_PATH", "static/"),
+            ("STATIC_URL_PREFIX", "/static"),
+            ("ENABLE_GZIP_COMPRESSION", "true"),
+        ],
+    ),
+    (
+        "legacy_celery_basic_auth",
+        "legacy-celery",
+        false,
+        &[
+            ("CC_PYTHON_MODULE", "web:app"),
+            ("CC_PYTHON_CELERY_MODULE", "tasks"),
+            ("CC_PYTHON_CELERY_USE_BEAT", "true"),
+            ("CC_HTTP_BASIC_AUTH", "admin:s3cr3t-value"),
+        ],
+    ),
+    (
+        "legacy_gunicorn_tasks_behind_varnish",
+        "legacy-django-gunicorn",
+        true,
+        &[
+            ("CC_PYTHON_BACKEND", "gunicorn"),
+            ("CC_PYTHON_MODULE", "mysite.wsgi:application"),
+            ("CC_PYTHON_MANAGE_TASKS", "migrate --no-input, check"),
         ],
     ),
 ];
@@ -174,7 +207,7 @@ fn invariants_the_schema_misses() {
         );
         let declared: BTreeSet<u64> = containers
             .iter()
-            .flat_map(|c| c["ports"].as_array().unwrap())
+            .flat_map(|c| c["ports"].as_array().into_iter().flatten())
             .map(|p| p["containerPort"].as_u64().unwrap())
             .collect();
         for container in &containers {
@@ -190,10 +223,14 @@ fn invariants_the_schema_misses() {
         assert_eq!(target, u64::from(plan.ports.public));
         // The chain: each hop a sidecar on its listen port, in order, then the app.
         let hops = plan.hops.as_ref().unwrap();
-        let sidecars = pod["initContainers"]
+        // (Legacy mode's manage.py tasks are an init container that runs to its end.)
+        let sidecars: Vec<Value> = pod["initContainers"]
             .as_array()
             .cloned()
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| c["name"] != "manage-tasks")
+            .collect();
         assert_eq!(sidecars.len(), hops.len(), "{name}");
         for (sidecar, hop) in sidecars.iter().zip(hops) {
             assert_eq!(sidecar["name"], hop.name.as_str());
@@ -282,14 +319,6 @@ fn bad_input_is_one_error_and_exit_2() {
         (code, err.as_str()),
         (Some(2), "error: the plan has no `hops`: it did not go through `flowctl`\n\nhint: pipe the plan through flowctl: `detect APP | uvbuild | flowctl | export kubernetes --image IMAGE`\n")
     );
-    let mut legacy: Value = serde_json::from_str(testkit::EXAMPLE_PLAN).unwrap();
-    legacy["mode"] = "legacy".into();
-    let (code, err) = run(&["kubernetes", "--image", "i"], &legacy.to_string());
-    assert_eq!(code, Some(2));
-    assert!(
-        err.starts_with("error: the plan is in legacy mode"),
-        "{err}"
-    );
     let (code, err) = run(
         &["kubernetes", "--image", "i", "--name", "___"],
         testkit::EXAMPLE_PLAN,
@@ -339,4 +368,52 @@ fn the_containerfile_follows_uvs_layers_and_holds_what_the_chain_needs() {
         "development keeps dev dependencies"
     );
     assert!(!text.contains("varnishd"), "no Varnish hop, no varnishd");
+}
+
+#[test]
+fn the_legacy_containerfile_installs_the_requirements_first_and_holds_nginx_and_uwsgi() {
+    let plan = plan_of(
+        "legacy-django-gunicorn",
+        false,
+        &[
+            ("CC_PYTHON_MODULE", "mysite.wsgi:application"),
+            ("PYTHON_SETUP_PY_GOAL", "build"),
+        ],
+    );
+    let text = export::containerfile::render(&plan, "base:offline", &Env::default());
+    let at = |needle: &str| {
+        text.find(needle)
+            .unwrap_or_else(|| panic!("no `{needle}` in:\n{text}"))
+    };
+    assert!(text.contains("command -v nginx >/dev/null || (apt-get update"));
+    assert!(
+        text.contains("apt-get install -y --no-install-recommends uwsgi-core uwsgi-plugin-python3")
+    );
+    assert!(
+        at("RUN python3 -m venv /app/.venv")
+            < at("--mount=type=bind,source=requirements.txt,target=/app/requirements.txt")
+    );
+    assert!(at("--mount=type=cache,target=/root/.cache/pip") < at("COPY . /app"));
+    assert!(
+        at("/app/.venv/bin/python -m pip install -r /app/requirements.txt") < at("COPY . /app")
+    );
+    assert!(at("COPY . /app") < at("RUN [\"/app/.venv/bin/python\",\"setup.py\",\"build\"]"));
+    assert!(text.contains("ENV PATH=\"/app/.venv/bin:$PATH\" VIRTUAL_ENV=/app/.venv PORT=9000\n"));
+    assert!(text.contains("CMD [\"uwsgi\",\"--plugin\",\"python3\",\"--socket\",\"127.0.0.1:9000\",\"--module\",\"mysite.wsgi:application\",\"--pythonpath\",\"/app/.venv/lib/python*/site-packages\""), "{text}");
+
+    let gunicorn = plan_of(
+        "legacy-django-gunicorn",
+        false,
+        &[
+            ("CC_PYTHON_BACKEND", "gunicorn"),
+            ("CC_PYTHON_MODULE", "mysite.wsgi:application"),
+            ("CC_PYTHON_VERSION", "3.11"),
+        ],
+    );
+    let text = export::containerfile::render(&gunicorn, "b", &Env::default());
+    assert!(
+        !text.contains("uwsgi-core"),
+        "gunicorn comes from the requirements"
+    );
+    assert!(text.contains("RUN python3.11 -m venv /app/.venv"));
 }

@@ -1,4 +1,5 @@
-//! The exported deployment, really run: `examples/flask-shop` built into an image by
+//! The exported deployment, really run: `examples/flask-shop` (and, in legacy mode,
+//! `examples/legacy-flask-uwsgi`, behind Nginx) built into an image by
 //! `scripts/image` on a base made offline by `scripts/base-image` (Debian packages only),
 //! `export kubernetes` manifests played by `podman kube play`, then the chain checked from
 //! outside: 401 without a token, 200 through Varnish with one, the project's `healthcheck`
@@ -17,7 +18,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 use testkit::{bin, copy_example, free_port, free_ports, http_get, root, wait_for_port};
 
-const BASE: &str = "localhost/uvdeploy-base:bookworm";
+const BASE: &str = "localhost/uvdeploy-base:bookworm-legacy";
 const SECRET: &str = "kube-test-otoroshi-secret";
 
 /// A command with this project's containers.conf (runc, lower ulimits), never /etc's.
@@ -54,18 +55,27 @@ fn ensure_base() {
     );
 }
 
-/// `scripts/image` of `app`; returns its stderr (the build's log).
-fn build_image(app: &Path, tag: &str) -> String {
+/// flask-shop's run command.
+const SHOP: [(&str, &str); 1] = [(
+    "CC_PYTHON_UV_RUN_COMMAND",
+    "uv run --no-dev gunicorn shop:app",
+)];
+/// The legacy example's variables (static files served by Nginx).
+const LEGACY: [(&str, &str); 3] = [
+    ("CC_PYTHON_MODULE", "wsgi:app"),
+    ("STATIC_FILES_PATH", "static/"),
+    ("STATIC_URL_PREFIX", "/static"),
+];
+
+/// `scripts/image` of `app` with `vars`; returns its stderr (the build's log).
+fn build_image(app: &Path, tag: &str, vars: &[(&str, &str)]) -> String {
     let mut image = Command::new("bash");
     with_podman_conf(&mut image)
         .arg(root().join("scripts/image"))
         .args(["--base", BASE, "--tag", tag])
         .arg(app)
         .env("UVDEPLOY_BIN", bin("detect").parent().unwrap())
-        .env(
-            "CC_PYTHON_UV_RUN_COMMAND",
-            "uv run --no-dev gunicorn shop:app",
-        )
+        .envs(vars.iter().copied())
         // The build reaches PyPI as this machine does: its network, and its CA certificates
         // (some machines reach PyPI only through a proxy that signs with its own CA).
         .args(["--", "--network=host"]);
@@ -137,6 +147,60 @@ impl Drop for Played {
     }
 }
 
+/// `detect | flowctl | export kubernetes` of `app` with `vars`, on the given ports.
+fn exported(
+    app: &Path,
+    name: &str,
+    tag: &str,
+    public: u16,
+    app_port: u16,
+    vars: &[(&str, &str)],
+) -> String {
+    let mut detect = Command::new(bin("detect"));
+    testkit::cleared(&mut detect)
+        .arg(app)
+        .args([
+            "--public-port",
+            &public.to_string(),
+            "--app-port",
+            &app_port.to_string(),
+        ])
+        .envs(vars.iter().copied());
+    let plan = testkit::succeeded(detect.output().unwrap()).stdout;
+    let mut flowctl = Command::new(bin("flowctl"));
+    with_podman_conf(&mut flowctl).args(["--state-dir", "/var/lib/uvdeploy"]);
+    let plan = testkit::succeeded(
+        assert_cmd::Command::from_std(flowctl)
+            .write_stdin(plan)
+            .output()
+            .unwrap(),
+    )
+    .stdout;
+    let exported = testkit::succeeded(
+        assert_cmd::Command::new(bin("export"))
+            .args(["kubernetes", "--image", tag, "--name", name])
+            .write_stdin(plan)
+            .output()
+            .unwrap(),
+    );
+    String::from_utf8(exported.stdout).unwrap()
+}
+
+/// Nothing of the pod `name` is left.
+fn nothing_left(name: &str) {
+    for what in [&["ps", "-a"][..], &["pod", "ps"]] {
+        let mut args = what.to_vec();
+        let filter = format!("name={name}");
+        args.extend(["--filter", &filter, "--quiet"]);
+        let left = podman(&args);
+        assert!(
+            String::from_utf8_lossy(&left.stdout).trim().is_empty(),
+            "podman {what:?} left: {}",
+            String::from_utf8_lossy(&left.stdout)
+        );
+    }
+}
+
 fn token() -> String {
     testkit::otoroshi_token(SECRET, "kube")
 }
@@ -149,9 +213,9 @@ fn flask_shop_runs_in_podman_from_the_exported_manifests() {
     let tag = format!("localhost/{name}:latest");
     let _image = Image(tag.clone());
 
-    build_image(&app, &tag);
+    build_image(&app, &tag, &SHOP);
     // The same uv.lock: the dependency layer comes from the cache.
-    let again = build_image(&app, &tag);
+    let again = build_image(&app, &tag, &SHOP);
     let step = again
         .find("uv sync --locked --no-install-project --no-dev")
         .expect("the dependency step");
@@ -165,38 +229,9 @@ fn flask_shop_runs_in_podman_from_the_exported_manifests() {
 
     // The plan on free ports, exported as it would be for a cluster.
     let (public, app_port) = (free_ports(2), free_port());
-    let mut detect = Command::new(bin("detect"));
-    testkit::cleared(&mut detect)
-        .arg(&app)
-        .args([
-            "--public-port",
-            &public.to_string(),
-            "--app-port",
-            &app_port.to_string(),
-        ])
-        .env(
-            "CC_PYTHON_UV_RUN_COMMAND",
-            "uv run --no-dev gunicorn shop:app",
-        )
-        .env("OTOROSHI_CHALLENGE_SECRET", SECRET);
-    let plan = testkit::succeeded(detect.output().unwrap()).stdout;
-    let mut flowctl = Command::new(bin("flowctl"));
-    with_podman_conf(&mut flowctl).args(["--state-dir", "/var/lib/uvdeploy"]);
-    let plan = testkit::succeeded(
-        assert_cmd::Command::from_std(flowctl)
-            .write_stdin(plan)
-            .output()
-            .unwrap(),
-    )
-    .stdout;
-    let exported = testkit::succeeded(
-        assert_cmd::Command::new(bin("export"))
-            .args(["kubernetes", "--image", &tag, "--name", &name])
-            .write_stdin(plan)
-            .output()
-            .unwrap(),
-    );
-    let manifests = String::from_utf8(exported.stdout).unwrap();
+    let mut vars = SHOP.to_vec();
+    vars.push(("OTOROSHI_CHALLENGE_SECRET", SECRET));
+    let manifests = exported(&app, &name, &tag, public, app_port, &vars);
     assert!(!manifests.contains(SECRET), "no secret in the manifests");
     let file = tmp.path().join("podman.yaml");
     std::fs::write(&file, for_podman(&manifests)).unwrap();
@@ -230,15 +265,62 @@ fn flask_shop_runs_in_podman_from_the_exported_manifests() {
     testkit::succeeded(check.output().unwrap());
 
     drop(played);
-    for what in [&["ps", "-a"][..], &["pod", "ps"]] {
-        let mut args = what.to_vec();
-        let filter = format!("name={name}");
-        args.extend(["--filter", &filter, "--quiet"]);
-        let left = podman(&args);
+    nothing_left(&name);
+}
+
+/// Legacy mode in the pod: Nginx (a sidecar) serves the static files from the image and
+/// passes the rest to uWSGI (the app container) in uWSGI's protocol.
+#[test]
+fn legacy_flask_on_uwsgi_runs_in_podman_behind_nginx() {
+    ensure_base();
+    let (tmp, app) = copy_example("legacy-flask-uwsgi");
+    let name = format!("uvdeploy-legacy-test-{}", std::process::id());
+    let tag = format!("localhost/{name}:latest");
+    let _image = Image(tag.clone());
+    let log = build_image(&app, &tag, &LEGACY);
+    assert!(
+        log.contains("pip install -r /app/requirements.txt"),
+        "{log}"
+    );
+
+    let (public, app_port) = (free_port(), free_port());
+    let manifests = exported(&app, &name, &tag, public, app_port, &LEGACY);
+    let file = tmp.path().join("podman.yaml");
+    std::fs::write(&file, for_podman(&manifests)).unwrap();
+    let played = Played { file: file.clone() };
+    let out = podman(&["kube", "play", "--network", "host", file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for port in [public, app_port] {
         assert!(
-            String::from_utf8_lossy(&left.stdout).trim().is_empty(),
-            "podman {what:?} left: {}",
-            String::from_utf8_lossy(&left.stdout)
+            wait_for_port(port, Duration::from_secs(60)),
+            "port {port} listens"
         );
     }
+    let mut check = Command::new(bin("healthcheck"));
+    testkit::cleared(&mut check).args(["--port", &public.to_string(), "--timeout", "30s"]);
+    testkit::succeeded(check.output().unwrap());
+    let css = http_get(public, "/static/style.css", &[]).unwrap();
+    assert_eq!(css.status, 200, "{css:?}");
+    assert!(
+        css.body.starts_with("/* Served by Nginx from static/"),
+        "{css:?}"
+    );
+    assert!(
+        css.header("ETag").is_some(),
+        "Nginx's own file headers: {css:?}"
+    );
+    let page = http_get(public, "/", &[]).unwrap();
+    assert!(
+        page.body.starts_with("Hello from uWSGI behind Nginx!"),
+        "{page:?}"
+    );
+    // The health check and `/` reached the app; the stylesheet did not.
+    assert_eq!(http_get(public, "/hits", &[]).unwrap().body, "2");
+
+    drop(played);
+    nothing_left(&name);
 }
