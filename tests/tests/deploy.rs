@@ -227,8 +227,9 @@ impl Deployment {
     }
 
     fn deployed(&self) {
+        // A deadline, not a wait: legacy builds download from PyPI, several at once.
         assert!(
-            self.wait_for("==> deployed", Duration::from_secs(90)),
+            self.wait_for("==> deployed", Duration::from_secs(180)),
             "not deployed:\n{}",
             self.output()
         );
@@ -1332,12 +1333,18 @@ fn legacy_celery_worker_runs_beside_the_app_server_and_stops_with_it() {
     let output = deployment.output();
     assert!(output.contains("deploy: started celery (pid "), "{output}");
     assert!(output.contains("celery   | "), "{output}");
-    // CC_PYTHON_CELERY_LOGFILE: the worker logs into the app's `logs` directory.
+    // CC_PYTHON_CELERY_LOGFILE: the worker logs into the app's `logs` directory, with beat.
+    let log = deployment.tmp.path().join("state/copy/logs/celery.log");
     assert!(
-        output.contains("celery --app tasks worker --beat --logfile=")
-            || std::fs::read_dir(deployment.tmp.path().join("state/copy/logs")).is_ok(),
-        "{output}"
+        testkit::wait_until(Duration::from_secs(30), || {
+            std::fs::read_to_string(&log).is_ok_and(|l| l.contains("/MainProcess]"))
+        }),
+        "{}: {:?}\n{output}",
+        log.display(),
+        std::fs::read_to_string(&log)
     );
+    let plan = std::fs::read_to_string(deployment.tmp.path().join("state/plan.json")).unwrap();
+    assert!(plan.contains("\"argv\":[\"celery\",\"--app\",\"tasks\",\"worker\",\"--beat\",\"--logfile="), "{plan}");
     assert!(deployment.stop().success());
     deployment.nothing_left();
 }
