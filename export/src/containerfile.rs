@@ -22,11 +22,6 @@ pub fn render(plan: &Plan, base: &str, env: &Env) -> String {
     } else {
         ""
     };
-    let needs_varnish = plan
-        .hops
-        .iter()
-        .flatten()
-        .any(|h| h.name == "varnish" || h.name == "block");
     let hook = |name: &str| hook(name, env);
     let mut out = format!(
         "# syntax=docker/dockerfile:1\n\
@@ -35,16 +30,9 @@ pub fn render(plan: &Plan, base: &str, env: &Env) -> String {
          FROM {base}\n\
          ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never\n"
     );
-    if needs_varnish {
-        out.push_str(&install_unless(
-            "varnishd",
-            "Varnish hop: varnishd",
-            "varnish",
-        ));
-    }
+    out.push_str(&varnish(plan));
     out.push_str(&format!(
-        "# uvdeploy's launcher, healthcheck (the probes) and otoroshi-challenge.\n\
-         COPY .uvdeploy/bin/ /usr/local/bin/\n\
+        "{TOOLS}\
          WORKDIR {APP_DIR}\n\
          # The dependencies alone: an unchanged uv.lock reuses this layer.\n\
          RUN --mount=type=cache,target=/root/.cache/uv \\\n    \
@@ -59,21 +47,49 @@ pub fn render(plan: &Plan, base: &str, env: &Env) -> String {
         "RUN --mount=type=cache,target=/root/.cache/uv \\\n    uv sync --locked{no_dev}\n"
     ));
     out.extend(hook("CC_POST_BUILD_HOOK"));
-    let command = match plan.run.as_ref() {
+    out.push_str(&format!(
+        "ENV PATH=\"{APP_DIR}/.venv/bin:$PATH\" PORT={port}\n\
+         EXPOSE {port}\n\
+         CMD {}\n",
+        command(plan),
+        port = plan.ports.app,
+    ));
+    out
+}
+
+/// uvdeploy's own tools in the image.
+const TOOLS: &str = "# uvdeploy's launcher, healthcheck (the probes) and otoroshi-challenge.\n\
+                     COPY .uvdeploy/bin/ /usr/local/bin/\n";
+
+/// Varnish in the image when a hop needs varnishd.
+fn varnish(plan: &Plan) -> String {
+    let needed = plan
+        .hops
+        .iter()
+        .flatten()
+        .any(|h| h.name == "varnish" || h.name == "block");
+    if needed {
+        install_unless("varnishd", "Varnish hop: varnishd", "varnish")
+    } else {
+        String::new()
+    }
+}
+
+/// The run command as the image runs it (JSON exec form), the plan's copy of the app made
+/// the image's `/app`.
+fn command(plan: &Plan) -> String {
+    let app_dir = plan.app_dir.display().to_string();
+    let words: Vec<String> = match plan.run.as_ref() {
         Some(run) => match &run.argv {
             Some(argv) => argv.clone(),
             None => plan::command::shell_argv(&run.command),
         },
         None => Vec::new(),
-    };
-    out.push_str(&format!(
-        "ENV PATH=\"{APP_DIR}/.venv/bin:$PATH\" PORT={port}\n\
-         EXPOSE {port}\n\
-         CMD {}\n",
-        serde_json::to_string(&command).expect("strings serialize"),
-        port = plan.ports.app,
-    ));
-    out
+    }
+    .iter()
+    .map(|w| w.replace(&app_dir, APP_DIR))
+    .collect();
+    serde_json::to_string(&words).expect("strings serialize")
 }
 
 /// A build hook as a RUN step, when it is set.
@@ -109,18 +125,7 @@ fn render_legacy(plan: &Plan, legacy: &Legacy, base: &str, env: &Env) -> String 
          FROM {base}\n\
          ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1\n"
     );
-    if plan
-        .hops
-        .iter()
-        .flatten()
-        .any(|h| h.name == "varnish" || h.name == "block")
-    {
-        out.push_str(&install_unless(
-            "varnishd",
-            "Varnish hop: varnishd",
-            "varnish",
-        ));
-    }
+    out.push_str(&varnish(plan));
     out.push_str(&install_unless(
         "nginx",
         "Nginx hop (legacy mode): Nginx",
@@ -134,8 +139,7 @@ fn render_legacy(plan: &Plan, legacy: &Legacy, base: &str, env: &Env) -> String 
         ));
     }
     out.push_str(&format!(
-        "# uvdeploy's launcher, healthcheck (the probes) and otoroshi-challenge.\n\
-         COPY .uvdeploy/bin/ /usr/local/bin/\n\
+        "{TOOLS}\
          WORKDIR {APP_DIR}\n\
          RUN {python} -m venv {APP_DIR}/.venv\n"
     ));
@@ -160,22 +164,11 @@ fn render_legacy(plan: &Plan, legacy: &Legacy, base: &str, env: &Env) -> String 
         ));
     }
     out.extend(hook("CC_POST_BUILD_HOOK", env));
-    let app_dir = plan.app_dir.display().to_string();
-    let command: Vec<String> = match plan.run.as_ref() {
-        Some(run) => match &run.argv {
-            Some(argv) => argv.clone(),
-            None => plan::command::shell_argv(&run.command),
-        },
-        None => Vec::new(),
-    }
-    .iter()
-    .map(|w| w.replace(&app_dir, APP_DIR))
-    .collect();
     out.push_str(&format!(
         "ENV PATH=\"{APP_DIR}/.venv/bin:$PATH\" VIRTUAL_ENV={APP_DIR}/.venv PORT={port}\n\
          EXPOSE {port}\n\
          CMD {}\n",
-        serde_json::to_string(&command).expect("strings serialize"),
+        command(plan),
         port = plan.ports.app,
     ));
     out

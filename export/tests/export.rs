@@ -358,6 +358,7 @@ fn the_containerfile_follows_uvs_layers_and_holds_what_the_chain_needs() {
         "a Varnish hop: varnishd in the image"
     );
     assert!(text.contains("COPY .uvdeploy/bin/ /usr/local/bin/"));
+    assert!(at("WORKDIR /app\n") < at("uv sync --locked --no-install-project"));
     assert!(text.contains("CMD [\"uv\",\"run\",\"python\",\"app.py\"]"));
     assert!(!text.contains("s3cr3t-value"));
 

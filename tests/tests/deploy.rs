@@ -1344,7 +1344,12 @@ fn legacy_celery_worker_runs_beside_the_app_server_and_stops_with_it() {
         std::fs::read_to_string(&log)
     );
     let plan = std::fs::read_to_string(deployment.tmp.path().join("state/plan.json")).unwrap();
-    assert!(plan.contains("\"argv\":[\"celery\",\"--app\",\"tasks\",\"worker\",\"--beat\",\"--logfile="), "{plan}");
+    assert!(
+        plan.contains(
+            "\"argv\":[\"celery\",\"--app\",\"tasks\",\"worker\",\"--beat\",\"--logfile="
+        ),
+        "{plan}"
+    );
     assert!(deployment.stop().success());
     deployment.nothing_left();
 }

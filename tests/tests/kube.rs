@@ -186,6 +186,20 @@ fn exported(
     String::from_utf8(exported.stdout).unwrap()
 }
 
+/// `podman kube play` of the manifests, rewritten for podman, on the host's network.
+fn play(dir: &Path, manifests: &str) -> Played {
+    let file = dir.join("podman.yaml");
+    std::fs::write(&file, for_podman(manifests)).unwrap();
+    let played = Played { file: file.clone() };
+    let out = podman(&["kube", "play", "--network", "host", file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    played
+}
+
 /// Nothing of the pod `name` is left.
 fn nothing_left(name: &str) {
     for what in [&["ps", "-a"][..], &["pod", "ps"]] {
@@ -233,16 +247,7 @@ fn flask_shop_runs_in_podman_from_the_exported_manifests() {
     vars.push(("OTOROSHI_CHALLENGE_SECRET", SECRET));
     let manifests = exported(&app, &name, &tag, public, app_port, &vars);
     assert!(!manifests.contains(SECRET), "no secret in the manifests");
-    let file = tmp.path().join("podman.yaml");
-    std::fs::write(&file, for_podman(&manifests)).unwrap();
-
-    let played = Played { file: file.clone() };
-    let out = podman(&["kube", "play", "--network", "host", file.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let played = play(tmp.path(), &manifests);
     // Every process of the chain: the challenge, Varnish, gunicorn (podman ignores probes).
     for port in [public, public + 1, app_port] {
         assert!(
@@ -285,15 +290,7 @@ fn legacy_flask_on_uwsgi_runs_in_podman_behind_nginx() {
 
     let (public, app_port) = (free_port(), free_port());
     let manifests = exported(&app, &name, &tag, public, app_port, &LEGACY);
-    let file = tmp.path().join("podman.yaml");
-    std::fs::write(&file, for_podman(&manifests)).unwrap();
-    let played = Played { file: file.clone() };
-    let out = podman(&["kube", "play", "--network", "host", file.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let played = play(tmp.path(), &manifests);
     for port in [public, app_port] {
         assert!(
             wait_for_port(port, Duration::from_secs(60)),

@@ -4,8 +4,8 @@
 //! `PYTHON_SETUP_PY_GOAL` is set, between the build hooks. Then what the plan needs (the app
 //! server, Celery) must be there.
 
-use crate::{link_kept_venv, python_version, sync, BuildError};
-use plan::{BuildResult, Env, Plan};
+use crate::{link_kept_venv, result, sync, BuildError};
+use plan::{Env, Plan};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -67,12 +67,7 @@ pub fn build(plan: &mut Plan, env: &Env) -> Result<(), BuildError> {
             });
         }
     }
-    plan.build.result = Some(BuildResult {
-        status: "ok".into(),
-        duration_ms: started.elapsed().as_millis() as u64,
-        python_version: python_version(&venv),
-        venv,
-    });
+    plan.build.result = Some(result(started, venv));
     Ok(())
 }
 

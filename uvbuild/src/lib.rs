@@ -98,14 +98,18 @@ pub fn build(plan: &mut Plan, env: &Env) -> Result<(), BuildError> {
     let caches = [("UV_CACHE_DIR", plan.build.cache_dir.as_path())];
     sync(&plan.build.argv, &caches, env, &app_dir)?;
     plan::hook::run_if_set("CC_POST_BUILD_HOOK", env, &app_dir, "uvbuild")?;
-    let venv = virtual_environment(env, &app_dir);
-    plan.build.result = Some(BuildResult {
+    plan.build.result = Some(result(started, virtual_environment(env, &app_dir)));
+    Ok(())
+}
+
+/// What a build that succeeded adds to the plan.
+fn result(started: Instant, venv: PathBuf) -> BuildResult {
+    BuildResult {
         status: "ok".into(),
         duration_ms: started.elapsed().as_millis() as u64,
         python_version: python_version(&venv),
         venv,
-    });
-    Ok(())
+    }
 }
 
 /// A copy's `.venv` is a link to the venv kept for this application between deployments:
