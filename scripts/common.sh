@@ -46,9 +46,10 @@ parse_options() {
 # The application's name, in $name: APP_DIR's last component (the current directory's for `.`).
 app_name() {
     name=${app_dir%/}
-    [[ $name == . || -z $name ]] && name=$PWD
+    if [[ $name == . || -z $name ]]; then name=$PWD; fi
     name=${name##*/}
-    [[ $name == .. || -z $name ]] && name=app
+    # (`if`, not `&&`: a function must not end on a failed test, or `set -e` callers exit.)
+    if [[ $name == .. || -z $name ]]; then name=app; fi
 }
 
 # The state directory: rendered files, varnishd's working directory, the plan. Outside the

@@ -662,6 +662,41 @@ fn sigint_stops_a_chain_of_varnish_and_the_app() {
     deployment.nothing_left();
 }
 
+/// Without `--state-dir`, the plan's own temporary directory (a first version of the naming
+/// rule made `set -e` scripts exit 1 here, silently), in legacy mode, with block.
+#[test]
+fn scripts_plan_of_a_legacy_app_in_a_directory_of_its_own() {
+    let (tmp, app) = copy_example("legacy-django-gunicorn");
+    let mut plan = Command::new("bash");
+    testkit::cleared(&mut plan)
+        .arg(root().join("scripts/plan"))
+        .args(["--env-file"])
+        .arg(root().join("examples/legacy-django-gunicorn/deploy.env"))
+        .args(["--env", "CC_REQUEST_FLOW=block"])
+        .arg(&app)
+        .env("TMPDIR", tmp.path())
+        .env("UVDEPLOY_BIN", bin("detect").parent().unwrap());
+    let out = testkit::succeeded(plan.output().unwrap());
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["mode"], "legacy");
+    let hops: Vec<&str> = plan["hops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(hops, ["block", "nginx"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("flowctl: chain: :8080 block → :8081 nginx → :9000 app (gunicorn mysite.wsgi:application --bind 127.0.0.1:9000"),
+        "{stderr}"
+    );
+    assert!(
+        state_dirs_of("legacy-django-gunicorn", tmp.path()).is_empty(),
+        "the plan's directory is removed"
+    );
+}
+
 #[test]
 fn scripts_plan_shows_the_plan_and_chain_without_building() {
     let (tmp, app) = copy_example("hello");
@@ -1083,7 +1118,9 @@ fn the_installed_uvdeploy_deploys_from_another_directory() {
 }
 
 /// The state directories deploy made under `dir`.
-fn state_dirs(dir: &Path) -> Vec<PathBuf> {
+/// The state directories of `app` that scripts made in `dir`.
+fn state_dirs_of(app: &str, dir: &Path) -> Vec<PathBuf> {
+    let prefix = format!("uvdeploy-{app}.");
     std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -1091,9 +1128,13 @@ fn state_dirs(dir: &Path) -> Vec<PathBuf> {
             p.file_name()
                 .unwrap()
                 .to_string_lossy()
-                .starts_with("uvdeploy-hello.")
+                .starts_with(&prefix)
         })
         .collect()
+}
+
+fn state_dirs(dir: &Path) -> Vec<PathBuf> {
+    state_dirs_of("hello", dir)
 }
 
 #[test]
