@@ -260,9 +260,8 @@ fn nginx_hop(plan: &Plan, ports: HopPorts, options: &FlowOptions) -> Result<Hop,
     let site = nginx::Site {
         nginx: &legacy.nginx,
         app_dir: &plan.app_dir,
-        backend: legacy.backend.filter(|_| {
-            plan.run.as_ref().map(|r| r.source) == Some(plan::RunSource::CcPythonBackend)
-        }),
+        // `None` when CC_RUN_COMMAND replaced the app server: HTTP then.
+        backend: legacy.backend,
         listen: ports.listen,
         forward: ports.forward,
         dir: &dir,

@@ -436,6 +436,36 @@ mod tests {
         }
     }
 
+    /// Legacy mode: Nginx answers 502 while the app server is not there, in the platform's
+    /// legacy words, then the diagnosis; a failing path once the ports listen, the same way.
+    #[test]
+    fn legacy_mode_keeps_the_platforms_legacy_words() {
+        let mut verdict = Verdict {
+            healthy: false,
+            listening: false,
+            port: 8080,
+            probes: vec![probe("/", Some(502), false)],
+            diagnosis: vec!["Some software are not listening as expected: 9000".into()],
+            waited_ms: 0,
+            legacy: true,
+            host: "127.0.0.1".into(),
+        };
+        assert_eq!(
+            render(&verdict),
+            "GET http://127.0.0.1:8080/ returned 502!\nSome software are not listening as expected: 9000\n"
+        );
+        verdict.listening = true;
+        verdict.diagnosis.clear();
+        verdict.probes = vec![
+            probe("/", Some(200), true),
+            probe("/health", Some(500), false),
+        ];
+        assert_eq!(
+            render(&verdict),
+            "Response from GET / is 200\nGET http://127.0.0.1:8080/health returned 500!\n"
+        );
+    }
+
     #[test]
     fn the_seed_example_renders_exactly() {
         let verdict = Verdict {
