@@ -21,7 +21,10 @@ const SECRET: &str = "deploy-test-otoroshi-secret";
 struct Deployment {
     guard: ProcessGuard,
     lines: Receiver<String>,
+    /// stdout and stderr, line by line as they came (the two interleave at random).
     output: Arc<Mutex<String>>,
+    /// stdout alone, in its own order (the health check's verdict).
+    stdout: Arc<Mutex<String>>,
     /// Each reader thread says here when its pipe reached its end.
     drained: Receiver<()>,
     /// `UVDEPLOY_TEST_MARK`'s value: every process the deployment starts inherits it, so
@@ -181,13 +184,20 @@ impl Setup {
         let (sender, lines) = channel();
         let (done, drained) = channel();
         let output = Arc::new(Mutex::new(String::new()));
-        for stream in [
-            Box::new(guard.child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(guard.child.stderr.take().unwrap()),
+        let stdout = Arc::new(Mutex::new(String::new()));
+        for (stream, alone) in [
+            (
+                Box::new(guard.child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+                Some(stdout.clone()),
+            ),
+            (Box::new(guard.child.stderr.take().unwrap()), None),
         ] {
             let (sender, output, done) = (sender.clone(), output.clone(), done.clone());
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if let Some(alone) = &alone {
+                        alone.lock().unwrap().push_str(&format!("{line}\n"));
+                    }
                     output.lock().unwrap().push_str(&format!("{line}\n"));
                     let _ = sender.send(line);
                 }
@@ -198,6 +208,7 @@ impl Setup {
             guard,
             lines,
             output,
+            stdout,
             drained,
             mark,
             public,
@@ -237,6 +248,10 @@ impl Deployment {
 
     fn output(&self) -> String {
         self.output.lock().unwrap().clone()
+    }
+
+    fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
     }
 
     /// The exit status, waiting up to `within`; then the output read to its end (a process
@@ -482,8 +497,10 @@ fn a_failed_health_check_stops_everything_and_runs_the_failed_hook() {
         .start_with(with_vcl);
     assert_eq!(deployment.exit(Duration::from_secs(90)).code(), Some(1));
     let output = deployment.output();
+    // The verdict, whole, on stdout (stderr's lines, the hook's among them, may come between
+    // its lines in `output`, read from two pipes at once).
     assert!(
-        output.contains("Response from GET /health is 500\nHealth check failed:\n- GET /health returned 500.\nIf the deployment fails after this message, please update your configuration and redeploy.\n"),
+        deployment.stdout().contains("Response from GET /health is 500\nHealth check failed:\n- GET /health returned 500.\nIf the deployment fails after this message, please update your configuration and redeploy.\n"),
         "{output}"
     );
     assert_eq!(std::fs::read_to_string(&failed).unwrap(), "ran\n");
