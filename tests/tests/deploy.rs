@@ -244,6 +244,15 @@ impl Deployment {
             "not deployed:\n{}",
             self.output()
         );
+        // The verdict came before, but on stdout, which another thread reads: a loaded
+        // machine may not have read it yet.
+        assert!(
+            testkit::wait_until(Duration::from_secs(10), || self
+                .stdout()
+                .contains("Response from GET ")),
+            "no verdict on stdout:\n{}",
+            self.output()
+        );
     }
 
     fn output(&self) -> String {
