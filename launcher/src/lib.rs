@@ -488,9 +488,10 @@ fn manage_task(task: &str, launch: &Launch) -> Result<(), LaunchError> {
 }
 
 /// Files are written readable by everyone, in directories anyone can traverse: `varnishd`
-/// reads its VCL after dropping privileges to its own user. They are never written through a
-/// symbolic link, nor into a directory another user owns: under `/tmp`, another user could
-/// have prepared either, to have a root process write elsewhere.
+/// reads its VCL after dropping privileges to its own user. A password file is the owner's.
+/// They are never written through a symbolic link, nor into a directory another user owns:
+/// under `/tmp`, another user could have prepared either, to have a root process write
+/// elsewhere.
 fn write_file(file: &HopFile) -> Result<(), LaunchError> {
     use std::io::Write;
     use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -518,16 +519,23 @@ fn write_file(file: &HopFile) -> Result<(), LaunchError> {
             }
         }
     }
+    // Passwords (an htpasswd) are for the hop alone, which runs as this user (Nginx's
+    // workers too: see flowctl's `user root;`).
+    let mode = if file.htpasswd_from_env.is_empty() {
+        0o644
+    } else {
+        0o600
+    };
     let mut out = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
-        .mode(0o644)
+        .mode(mode)
         .custom_flags(nix::libc::O_NOFOLLOW)
         .open(&file.path)
         .map_err(err)?;
     out.write_all(file.content.as_bytes()).map_err(err)?;
-    std::fs::set_permissions(&file.path, std::fs::Permissions::from_mode(0o644)).map_err(err)
+    std::fs::set_permissions(&file.path, std::fs::Permissions::from_mode(mode)).map_err(err)
 }
 
 /// The port must be free now, just before the process binds it: a busy port fails here,

@@ -1297,7 +1297,16 @@ fn legacy_nginx_variables_basic_auth_read_timeout_buffers_and_the_root_prefix() 
         get("/slow?seconds=3", &[("Authorization", ADMIN)]).status,
         504
     );
-    // The passwords are in Nginx's own file, never in the plan.
+    // The passwords are in Nginx's own file, for its owner alone, never in the plan.
+    let htpasswd = deployment
+        .tmp
+        .path()
+        .join(format!("state/nginx-{}/htpasswd", deployment.public));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&htpasswd).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     let plan = std::fs::read_to_string(deployment.tmp.path().join("state/plan.json")).unwrap();
     assert!(!plan.contains("s3cret"), "{plan}");
     assert!(
