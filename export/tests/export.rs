@@ -371,6 +371,25 @@ fn the_containerfile_follows_uvs_layers_and_holds_what_the_chain_needs() {
     assert!(!text.contains("varnishd"), "no Varnish hop, no varnishd");
 }
 
+/// Basic-auth pairs are secrets: from the Secret in the pod, never in the manifests.
+#[test]
+fn basic_auth_pairs_come_from_the_secret() {
+    let plan = plan_of(
+        "legacy-flask-uwsgi",
+        false,
+        &[
+            ("CC_PYTHON_MODULE", "wsgi:app"),
+            ("CC_HTTP_BASIC_AUTH", "admin:s3cr3t-value"),
+        ],
+    );
+    let mut options = options();
+    options.env.set("CC_HTTP_BASIC_AUTH", "admin:s3cr3t-value");
+    let exported = manifests(&plan, &options).unwrap();
+    let yaml = export::yaml::documents(&exported.documents);
+    assert!(!yaml.contains("s3cr3t-value"), "{yaml}");
+    assert!(exported.secrets.contains(&"CC_HTTP_BASIC_AUTH".to_string()));
+}
+
 #[test]
 fn the_legacy_containerfile_installs_the_requirements_first_and_holds_nginx_and_uwsgi() {
     let plan = plan_of(

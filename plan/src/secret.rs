@@ -5,8 +5,9 @@ use crate::env::Env;
 
 /// Variables the platform documents as secrets.
 const NAMED_SECRETS: [&str; 2] = ["OTOROSHI_CHALLENGE_SECRET", "CC_REDIRECTIONIO_PROJECT_KEY"];
-/// Any variable whose name contains one of these is a secret too.
-const SECRET_WORDS: [&str; 4] = ["SECRET", "KEY", "TOKEN", "PASSWORD"];
+/// Any variable whose name contains one of these is a secret too (`BASIC_AUTH`: legacy mode's
+/// `CC_HTTP_BASIC_AUTH`, `CC_HTTP_BASIC_AUTH_n`, `login:password` pairs).
+const SECRET_WORDS: [&str; 5] = ["SECRET", "KEY", "TOKEN", "PASSWORD", "BASIC_AUTH"];
 /// Shorter values are not redacted: replacing every `1` or `yes` in a log would hide more
 /// than it protects.
 const MIN_REDACTED_LEN: usize = 4;
@@ -107,6 +108,8 @@ mod tests {
             "DJANGO_SECRET_KEY",
             "GITHUB_TOKEN",
             "db_password",
+            "CC_HTTP_BASIC_AUTH",
+            "CC_HTTP_BASIC_AUTH_2",
         ] {
             assert!(is_secret(name), "{name}");
         }
