@@ -207,10 +207,10 @@ fn flag(env: &Env, name: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// A positive whole number, `default` when unset.
-fn number(env: &Env, name: &str, default: Option<u32>) -> Result<Option<u32>, DetectError> {
+/// A positive whole number; `None` when unset.
+fn number(env: &Env, name: &str) -> Result<Option<u32>, DetectError> {
     let Some(value) = env.non_empty(name).map(str::trim) else {
-        return Ok(default);
+        return Ok(None);
     };
     match value.parse::<u32>() {
         Ok(n) if n > 0 => Ok(Some(n)),
@@ -222,10 +222,9 @@ fn number(env: &Env, name: &str, default: Option<u32>) -> Result<Option<u32>, De
     }
 }
 
-fn required(env: &Env, name: &str, default: u32) -> Result<String, DetectError> {
-    Ok(number(env, name, Some(default))?
-        .unwrap_or(default)
-        .to_string())
+/// A positive whole number, the platform's `default` when unset.
+fn number_or(env: &Env, name: &str, default: u32) -> Result<u32, DetectError> {
+    Ok(number(env, name)?.unwrap_or(default))
 }
 
 /// The app server's command, with the platform's settings, on 127.0.0.1:`port`.
@@ -254,26 +253,29 @@ fn server_argv(
             push(&["--master", "--need-app", "--lazy-apps", "--enable-threads"]);
             // uWSGI 2.0 reloads on SIGTERM: the platform's stop must stop it.
             push(&["--die-on-term"]);
-            push(&["--harakiri", &required(env, "HARAKIRI", HARAKIRI)?]);
+            push(&[
+                "--harakiri",
+                &number_or(env, "HARAKIRI", HARAKIRI)?.to_string(),
+            ]);
             push(&["--listen", &UWSGI_LISTEN.to_string()]);
             push(&[
                 "--buffer-size",
-                &required(env, "WSGI_BUFFER_SIZE", WSGI_BUFFER_SIZE)?,
+                &number_or(env, "WSGI_BUFFER_SIZE", WSGI_BUFFER_SIZE)?.to_string(),
             ]);
             push(&[
                 "--post-buffering",
-                &required(env, "WSGI_POST_BUFFERING", WSGI_POST_BUFFERING)?,
+                &number_or(env, "WSGI_POST_BUFFERING", WSGI_POST_BUFFERING)?.to_string(),
             ]);
-            if let Some(n) = number(env, "WSGI_WORKERS", None)? {
+            if let Some(n) = number(env, "WSGI_WORKERS")? {
                 push(&["--processes", &n.to_string()]);
             }
-            if let Some(n) = number(env, "WSGI_THREADS", None)? {
+            if let Some(n) = number(env, "WSGI_THREADS")? {
                 push(&["--threads", &n.to_string()]);
             }
             if gevent {
                 push(&["--gevent", "100"]);
             }
-            if let Some(n) = number(env, "UWSGI_ASYNC", None)? {
+            if let Some(n) = number(env, "UWSGI_ASYNC")? {
                 push(&["--async", &n.to_string()]);
                 match env.non_empty("UWSGI_ASYNC_ENGINE").map(str::trim) {
                     Some(engine) => push(&[&format!("--{engine}")]),
@@ -308,24 +310,24 @@ fn server_argv(
             push(&["--worker-class", class]);
             push(&[
                 "--timeout",
-                &required(env, "CC_GUNICORN_TIMEOUT", GUNICORN_TIMEOUT)?,
+                &number_or(env, "CC_GUNICORN_TIMEOUT", GUNICORN_TIMEOUT)?.to_string(),
             ]);
             let level = env
                 .non_empty("CC_GUNICORN_LOGLEVEL")
                 .map(str::trim)
                 .unwrap_or("info");
             push(&["--log-level", level]);
-            if let Some(n) = number(env, "WSGI_WORKERS", None)? {
+            if let Some(n) = number(env, "WSGI_WORKERS")? {
                 push(&["--workers", &n.to_string()]);
             }
-            if let Some(n) = number(env, "WSGI_THREADS", None)? {
+            if let Some(n) = number(env, "WSGI_THREADS")? {
                 push(&["--threads", &n.to_string()]);
             }
         }
         Backend::Uvicorn => {
             push(&["uvicorn", module, "--host", "127.0.0.1"]);
             push(&["--port", &port.to_string()]);
-            if let Some(n) = number(env, "WSGI_WORKERS", None)? {
+            if let Some(n) = number(env, "WSGI_WORKERS")? {
                 push(&["--workers", &n.to_string()]);
             }
         }
@@ -487,8 +489,7 @@ fn nginx(env: &Env, app_dir: &Path, warnings: &mut Vec<String>) -> Result<Nginx,
     };
     Ok(Nginx {
         static_files,
-        read_timeout: number(env, "NGINX_READ_TIMEOUT", Some(NGINX_READ_TIMEOUT))?
-            .unwrap_or(NGINX_READ_TIMEOUT),
+        read_timeout: number_or(env, "NGINX_READ_TIMEOUT", NGINX_READ_TIMEOUT)?,
         gzip_types,
         basic_auth_env,
         proxy_buffers: size("CC_NGINX_PROXY_BUFFERS", 2, "8 16k")?,

@@ -104,7 +104,7 @@ pub fn detect(repo_dir: &Path, env: &Env, ports: PortSettings) -> Result<Plan, D
     Ok(Plan {
         schema: SCHEMA,
         build: Build {
-            argv: build_argv(mode, legacy.as_ref(), environment),
+            argv: build_argv(legacy.as_ref(), environment),
             cache_dir: cache_dir(mode, env)?,
             kept_venv: None,
             result: None,
@@ -324,8 +324,8 @@ fn environment_of(env: &Env) -> (Environment, Option<String>) {
 
 /// What the build runs: `uv sync`, or in legacy mode pip on the requirements (in the venv
 /// `uvbuild` makes with the chosen Python).
-fn build_argv(mode: Mode, legacy: Option<&plan::Legacy>, environment: Environment) -> Vec<String> {
-    if let (Mode::Legacy, Some(legacy)) = (mode, legacy) {
+fn build_argv(legacy: Option<&plan::Legacy>, environment: Environment) -> Vec<String> {
+    if let Some(legacy) = legacy {
         let mut argv: Vec<String> = ["pip", "install", "--disable-pip-version-check"]
             .map(String::from)
             .to_vec();
@@ -345,10 +345,11 @@ fn build_argv(mode: Mode, legacy: Option<&plan::Legacy>, environment: Environmen
 
 /// Where uv keeps its cache, by uv's own rules; pip's in legacy mode, by pip's.
 fn cache_dir(mode: Mode, env: &Env) -> Result<PathBuf, DetectError> {
-    match mode {
-        Mode::Uv => user_cache(env, "UV_CACHE_DIR", "uv").ok_or(DetectError::NoCacheDir),
-        Mode::Legacy => user_cache(env, "PIP_CACHE_DIR", "pip").ok_or(DetectError::NoCacheDir),
-    }
+    let (variable, name) = match mode {
+        Mode::Uv => ("UV_CACHE_DIR", "uv"),
+        Mode::Legacy => ("PIP_CACHE_DIR", "pip"),
+    };
+    user_cache(env, variable, name).ok_or(DetectError::NoCacheDir)
 }
 
 /// A cache directory by the XDG rules uv follows: the tool's own variable (`variable`), else

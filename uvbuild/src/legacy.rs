@@ -4,7 +4,7 @@
 //! `PYTHON_SETUP_PY_GOAL` is set, between the build hooks. Then what the plan needs (the app
 //! server, Celery) must be there.
 
-use crate::{link_kept_venv, result, sync, BuildError};
+use crate::{link_kept_venv, result, run_step, BuildError};
 use plan::{Env, Plan};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -32,7 +32,7 @@ pub fn build(plan: &mut Plan, env: &Env) -> Result<(), BuildError> {
         &app_dir,
     )?;
     let venv_python = venv.join("bin/python").display().to_string();
-    let caches = [("PIP_CACHE_DIR", plan.build.cache_dir.as_path())];
+    let cache = Some(("PIP_CACHE_DIR", plan.build.cache_dir.as_path()));
     match &legacy.requirements {
         Some(file) => {
             // The platform's own words.
@@ -40,13 +40,13 @@ pub fn build(plan: &mut Plan, env: &Env) -> Result<(), BuildError> {
             let mut argv = vec![venv_python.clone(), "-m".into()];
             argv.extend(plan.build.argv.iter().cloned());
             argv.extend(["--progress-bar".into(), "off".into()]);
-            sync(&argv, &caches, env, &app_dir)?;
+            run_step(&argv, cache, env, &app_dir)?;
         }
         None => plan::report::say("uvbuild", "no requirements.txt: nothing to install", env),
     }
     if let Some(goal) = &legacy.setup_py_goal {
         let argv = [venv_python.clone(), "setup.py".into(), goal.clone()];
-        sync(&argv, &caches, env, &app_dir)?;
+        run_step(&argv, cache, env, &app_dir)?;
     }
     plan::hook::run_if_set("CC_POST_BUILD_HOOK", env, &app_dir, "uvbuild")?;
     let requirements = legacy
@@ -140,5 +140,5 @@ fn make_venv(python: &Path, venv: &Path, env: &Env, app_dir: &Path) -> Result<()
         "--clear".into(),
         venv.display().to_string(),
     ];
-    sync(&argv, &[], env, app_dir)
+    run_step(&argv, None, env, app_dir)
 }

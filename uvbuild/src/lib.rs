@@ -95,8 +95,8 @@ pub fn build(plan: &mut Plan, env: &Env) -> Result<(), BuildError> {
         link_kept_venv(&app_dir, kept, env)?;
     }
     plan::hook::run_if_set("CC_PRE_BUILD_HOOK", env, &app_dir, "uvbuild")?;
-    let caches = [("UV_CACHE_DIR", plan.build.cache_dir.as_path())];
-    sync(&plan.build.argv, &caches, env, &app_dir)?;
+    let cache = ("UV_CACHE_DIR", plan.build.cache_dir.as_path());
+    run_step(&plan.build.argv, Some(cache), env, &app_dir)?;
     plan::hook::run_if_set("CC_POST_BUILD_HOOK", env, &app_dir, "uvbuild")?;
     plan.build.result = Some(result(started, virtual_environment(env, &app_dir)));
     Ok(())
@@ -129,29 +129,23 @@ fn link_kept_venv(app_dir: &Path, kept: &Path, env: &Env) -> Result<(), BuildErr
     std::os::unix::fs::symlink(kept, &venv).map_err(err)
 }
 
-/// Runs a build step (`uv sync`, pip) in the app with the kept cache (`caches`: the variables
-/// that point the tool at it); its stdout and stderr both go to our stderr (our stdout
-/// carries the plan), and stderr is kept to recognise known failures.
-fn sync(
+/// Runs a build step (`uv sync`, pip, `python -m venv`) in the app, with the kept cache when
+/// it has one (the variable that points the tool at it, and the directory); its stdout and
+/// stderr both go to our stderr (our stdout carries the plan), and stderr is kept to
+/// recognise known failures.
+fn run_step(
     argv: &[String],
-    caches: &[(&str, &Path)],
+    cache: Option<(&str, &Path)>,
     env: &Env,
     app_dir: &Path,
 ) -> Result<(), BuildError> {
     let command = argv.join(" ");
-    let cache = caches
-        .iter()
-        .map(|(name, dir)| format!("{name}={}", dir.display()))
-        .collect::<Vec<_>>()
-        .join(" ");
-    let cache = if cache.is_empty() {
-        cache
-    } else {
-        format!(" ({cache})")
-    };
+    let shown = cache
+        .map(|(variable, dir)| format!(" ({variable}={})", dir.display()))
+        .unwrap_or_default();
     plan::report::say(
         "uvbuild",
-        format_args!("running `{command}` in {}{cache}", app_dir.display()),
+        format_args!("running `{command}` in {}{shown}", app_dir.display()),
         env,
     );
     let program = plan::command::find_program(&argv[0], env.get("PATH").unwrap_or(""), app_dir)
@@ -161,7 +155,7 @@ fn sync(
         .current_dir(app_dir)
         .env_clear()
         .envs(env.iter())
-        .envs(caches.iter().copied())
+        .envs(cache)
         .stdin(Stdio::null())
         .stdout(std::io::stderr())
         .stderr(Stdio::piped())
