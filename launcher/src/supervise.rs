@@ -51,11 +51,11 @@ pub fn run(program: &Path, launch: &Launch) -> u8 {
     }
     mask.add(Signal::SIGCHLD);
     mask.add(Signal::SIGALRM);
-    // Blocked here and waited for below; std resets the mask in the child it spawns.
+    // Blocked here and waited for below; the shell gets them unblocked, at their defaults.
     if let Err(e) = mask.thread_block() {
         return fail(&format!("cannot block signals: {}", e.desc()), launch);
     }
-    let shell = match Command::new(program)
+    let shell = match plan::process::with_default_signals(&mut Command::new(program))
         .args(&launch.argv[1..])
         .current_dir(&launch.cwd)
         .env_clear()

@@ -91,6 +91,31 @@ pub fn processes_in_group(pgid: i32) -> Vec<i32> {
         .collect()
 }
 
+/// Makes `command` start its program with the default disposition of the stop signals and
+/// nothing blocked, whatever this process set for itself: a supervisor that blocks signals to
+/// read them in a loop, or that was started with INT ignored (a background job of a script),
+/// must not hand that on. (Rust's `Command` resets only SIGPIPE.)
+pub fn with_default_signals(command: &mut std::process::Command) -> &mut std::process::Command {
+    use nix::sys::signal::{signal, SigHandler, SigSet, SigmaskHow, Signal};
+    use std::os::unix::process::CommandExt;
+    // SAFETY: sigprocmask and signal are async-signal-safe, as pre_exec requires.
+    unsafe {
+        command.pre_exec(|| {
+            for sig in [
+                Signal::SIGTERM,
+                Signal::SIGINT,
+                Signal::SIGHUP,
+                Signal::SIGQUIT,
+                Signal::SIGPIPE,
+            ] {
+                signal(sig, SigHandler::SigDfl)?;
+            }
+            nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
+            Ok(())
+        })
+    }
+}
+
 /// The live descendants of `pid` (children, their children, ...), `pid` left out.
 pub fn descendants(pid: i32) -> Vec<i32> {
     let all = processes();

@@ -133,7 +133,12 @@ impl ProcessGuard {
         unsafe {
             command.pre_exec(|| {
                 use nix::sys::signal::{signal, SigHandler, Signal};
-                for sig in [Signal::SIGINT, Signal::SIGQUIT] {
+                for sig in [
+                    Signal::SIGINT,
+                    Signal::SIGQUIT,
+                    Signal::SIGHUP,
+                    Signal::SIGTERM,
+                ] {
                     signal(sig, SigHandler::SigDfl).map_err(std::io::Error::from)?;
                 }
                 Ok(())

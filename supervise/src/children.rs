@@ -1,0 +1,371 @@
+//! The processes of a deployment, and the signals that stop it.
+//!
+//! - TERM, INT and HUP are taken back to their default disposition (a signal ignored when we
+//!   started, as in a background job of a script, would otherwise never come), then blocked and
+//!   read from a `signalfd`, with SIGCHLD: one loop sees both, however many arrive, in any
+//!   phase. The processes we start get the default dispositions and an empty signal mask.
+//! - Every process leads a process group of its own, so that one signal reaches it and all it
+//!   starts. A group is signalled only while its leader is our child and not yet reaped: its
+//!   PID cannot have been reused.
+//! - We are a subreaper: what a process leaves behind (a daemon started by a hook) becomes our
+//!   child, is seen, and is stopped with the rest.
+//! - Each process gets `PR_SET_PDEATHSIG`, and a watchdog ([`crate::watchdog`]) stops every group
+//!   should we be killed outright.
+
+use crate::prefix::{self, Style};
+use crate::watchdog::Watchdog;
+use nix::sys::signal::{kill, killpg, signal, SigHandler, SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::time::{Duration, Instant};
+
+/// The signals that stop a deployment.
+pub const STOP_SIGNALS: [Signal; 3] = [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP];
+
+/// One process we started.
+#[derive(Debug)]
+pub struct Proc {
+    pub name: String,
+    pub pid: i32,
+    pub started: Instant,
+    /// The exit status, as a shell gives it (128 + N for signal N), once reaped.
+    pub status: Option<i32>,
+}
+
+/// What the loop saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// TERM, INT or HUP.
+    Stop(Signal),
+    /// The process of this index ended with this status.
+    Exited(usize, i32),
+}
+
+/// Where a process's stdout and stderr go.
+pub enum Output {
+    /// Both to stderr, each line behind the process's name.
+    Prefixed,
+    /// As the command was set up by the caller (stdout to a file or a pipe, stderr ours).
+    AsSet,
+}
+
+pub struct Children {
+    signals: SignalFd,
+    pub procs: Vec<Proc>,
+    events: std::collections::VecDeque<Event>,
+    grace: Duration,
+    style: Style,
+    watchdog: Option<Watchdog>,
+    /// How many relays run, and where each says it has read its process's output to the end.
+    relays: usize,
+    relays_done: (Sender<()>, Receiver<()>),
+    /// The stdout of the last process started, when it was a pipe: the next step's stdin.
+    pending_stdout: Option<std::process::ChildStdout>,
+    /// How many processes got a prefix: the next one's colour.
+    painted: usize,
+    me: i32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("cannot set up signal handling: {0}")]
+    Signals(String),
+    #[error("cannot start the watchdog: {0}")]
+    Watchdog(String),
+}
+
+impl plan::report::Failure for SetupError {}
+
+impl Children {
+    /// Takes the signals over and starts the watchdog. Must run before any thread starts.
+    pub fn new(grace: Duration, style: Style) -> Result<Self, SetupError> {
+        let err = |e: nix::Error| SetupError::Signals(e.desc().to_string());
+        let mut mask = SigSet::empty();
+        for sig in STOP_SIGNALS {
+            // SAFETY: no handler is installed, only the default disposition restored.
+            unsafe { signal(sig, SigHandler::SigDfl) }.map_err(err)?;
+            mask.add(sig);
+        }
+        mask.add(Signal::SIGCHLD);
+        mask.thread_block().map_err(err)?;
+        let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+            .map_err(err)?;
+        let _ = nix::sys::prctl::set_child_subreaper(true);
+        let watchdog = Watchdog::start(grace).map_err(|e| SetupError::Watchdog(e.to_string()))?;
+        Ok(Children {
+            signals,
+            procs: Vec::new(),
+            events: Default::default(),
+            grace,
+            style,
+            watchdog: Some(watchdog),
+            relays: 0,
+            relays_done: channel(),
+            pending_stdout: None,
+            painted: 0,
+            me: std::process::id() as i32,
+        })
+    }
+
+    pub fn grace(&self) -> Duration {
+        self.grace
+    }
+
+    /// Starts `command` as `name`, leading a process group of its own; returns its index.
+    pub fn spawn(
+        &mut self,
+        name: &str,
+        command: &mut Command,
+        output: Output,
+    ) -> std::io::Result<usize> {
+        let me = self.me;
+        command.process_group(0);
+        plan::process::with_default_signals(command);
+        // SAFETY: only async-signal-safe calls (prctl, getppid, _exit) between fork and exec.
+        unsafe {
+            command.pre_exec(move || {
+                nix::sys::prctl::set_pdeathsig(Signal::SIGTERM)?;
+                if nix::unistd::getppid().as_raw() != me {
+                    nix::libc::_exit(1);
+                }
+                Ok(())
+            });
+        }
+        let mut reader = None;
+        if let Output::Prefixed = output {
+            let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+            let write2: OwnedFd = write.as_fd().try_clone_to_owned()?;
+            command
+                .stdin(Stdio::null())
+                .stdout(Stdio::from(write))
+                .stderr(Stdio::from(write2));
+            reader = Some(read);
+        }
+        let spawned = command.spawn();
+        // The write ends are the child's alone now: the relay sees the end when it ends.
+        command.stdout(Stdio::null()).stderr(Stdio::null());
+        let mut child = spawned?;
+        self.pending_stdout = child.stdout.take();
+        let pid = child.id() as i32;
+        if let Some(watchdog) = &mut self.watchdog {
+            watchdog.watch(pid);
+        }
+        if let Some(read) = reader {
+            let label = prefix::label(name, self.painted, self.style.colour);
+            self.painted += 1;
+            let style = self.style;
+            let done = self.relays_done.0.clone();
+            self.relays += 1;
+            std::thread::spawn(move || {
+                prefix::relay(std::fs::File::from(read), &label, style, prefix::to_stderr);
+                let _ = done.send(());
+            });
+        }
+        self.procs.push(Proc {
+            name: name.to_string(),
+            pid,
+            started: Instant::now(),
+            status: None,
+        });
+        Ok(self.procs.len() - 1)
+    }
+
+    /// The stdout of the last process started, when it was set up as a pipe.
+    pub fn take_stdout(&mut self) -> Option<Stdio> {
+        self.pending_stdout.take().map(Stdio::from)
+    }
+
+    /// The next event, waiting up to `deadline` (for ever with `None`); `None` at the deadline.
+    pub fn next(&mut self, deadline: Option<Instant>) -> Option<Event> {
+        loop {
+            if let Some(event) = self.events.pop_front() {
+                return Some(event);
+            }
+            let timeout = match deadline {
+                None => nix::poll::PollTimeout::NONE,
+                Some(d) => {
+                    let left = d.checked_duration_since(Instant::now())?;
+                    // Rounded up: a deadline is not missed by a millisecond's truncation.
+                    let ms = left.as_millis().saturating_add(1).min(i32::MAX as u128);
+                    nix::poll::PollTimeout::try_from(ms as i32)
+                        .unwrap_or(nix::poll::PollTimeout::MAX)
+                }
+            };
+            let mut fds = [nix::poll::PollFd::new(
+                self.signals.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            match nix::poll::poll(&mut fds, timeout) {
+                Ok(0) => {
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return None;
+                    }
+                }
+                Ok(_) | Err(nix::Error::EINTR) => {}
+                Err(_) => return None,
+            }
+            while let Ok(Some(info)) = self.signals.read_signal() {
+                let signo = info.ssi_signo as i32;
+                match Signal::try_from(signo) {
+                    Ok(Signal::SIGCHLD) => self.reap(),
+                    Ok(sig) if STOP_SIGNALS.contains(&sig) => {
+                        self.events.push_back(Event::Stop(sig))
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Reaps whatever has ended: our processes (an event each), the orphans we adopted.
+    fn reap(&mut self) {
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(status) => {
+                    let Some(pid) = status.pid() else { continue };
+                    let code = match status {
+                        WaitStatus::Exited(_, code) => code,
+                        WaitStatus::Signaled(_, sig, _) => 128 + sig as i32,
+                        _ => continue,
+                    };
+                    if let Some(watchdog) = &mut self.watchdog {
+                        watchdog.forget(pid.as_raw());
+                    }
+                    if let Some(i) = self.procs.iter().position(|p| p.pid == pid.as_raw()) {
+                        self.procs[i].status = Some(code);
+                        self.events.push_back(Event::Exited(i, code));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits for process `index` to end, up to `deadline`. Other events are given back
+    /// first, in order: `Err(event)` for the first that is not this process's end.
+    pub fn wait(&mut self, index: usize, deadline: Option<Instant>) -> Result<Option<i32>, Event> {
+        if let Some(status) = self.procs[index].status {
+            // Its event may still be queued: drop it.
+            self.events.retain(|e| *e != Event::Exited(index, status));
+            return Ok(Some(status));
+        }
+        match self.next(deadline) {
+            None => Ok(None),
+            Some(Event::Exited(i, status)) if i == index => Ok(Some(status)),
+            Some(other) => Err(other),
+        }
+    }
+
+    /// Our children that we did not start: orphans reparented to us.
+    fn adopted(&self) -> Vec<i32> {
+        let watchdog = self.watchdog.as_ref().map(Watchdog::pid);
+        children_of(self.me)
+            .into_iter()
+            .filter(|pid| Some(*pid) != watchdog && !self.procs.iter().any(|p| p.pid == *pid))
+            .collect()
+    }
+
+    fn live(&self) -> Vec<usize> {
+        (0..self.procs.len())
+            .filter(|&i| self.procs[i].status.is_none())
+            .collect()
+    }
+
+    /// Stops everything: TERM to each group whose leader is still ours and to each orphan we
+    /// adopted, KILL after the grace period to what is left (said once per process), and every
+    /// process reaped. Signals arriving meanwhile change nothing.
+    pub fn stop_all(&mut self, say: &dyn Fn(&str)) {
+        let deadline = Instant::now() + self.grace;
+        let mut signalled: Vec<i32> = Vec::new();
+        loop {
+            for i in self.live() {
+                let pid = self.procs[i].pid;
+                if !signalled.contains(&pid) {
+                    let _ = killpg(Pid::from_raw(pid), Signal::SIGTERM);
+                    signalled.push(pid);
+                }
+            }
+            let adopted = self.adopted();
+            for &pid in &adopted {
+                if !signalled.contains(&pid) {
+                    signal_orphan(pid, Signal::SIGTERM);
+                    signalled.push(pid);
+                }
+            }
+            if self.live().is_empty() && adopted.is_empty() {
+                break;
+            }
+            if self.next(Some(deadline)).is_none() {
+                break;
+            }
+        }
+        let grace = crate::seconds(self.grace);
+        for i in self.live() {
+            say(&format!(
+                "{} did not stop within {grace}: killing it",
+                self.procs[i].name
+            ));
+            let _ = killpg(Pid::from_raw(self.procs[i].pid), Signal::SIGKILL);
+        }
+        for pid in self.adopted() {
+            say(&format!(
+                "PID {pid} ({}) did not stop within {grace}: killing it",
+                plan::process::command_line(pid)
+            ));
+            signal_orphan(pid, Signal::SIGKILL);
+        }
+        // KILL cannot be ignored: this ends, unless a process is stuck in the kernel.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !(self.live().is_empty() && self.adopted().is_empty()) {
+            if self.next(Some(deadline)).is_none() {
+                break;
+            }
+        }
+        self.events.clear();
+    }
+
+    /// Ends supervision: the watchdog is told all is stopped, and the relays finish the
+    /// lines they hold (a relay still fed by a process that escaped us is not waited for).
+    pub fn finish(&mut self) {
+        if let Some(watchdog) = self.watchdog.take() {
+            watchdog.done();
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while self.relays > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if self.relays_done.1.recv_timeout(left).is_err() {
+                break;
+            }
+            self.relays -= 1;
+        }
+    }
+}
+
+/// TERM or KILL to an orphan, and to its group when it leads one (a daemon's `setsid`).
+fn signal_orphan(pid: i32, sig: Signal) {
+    let _ = kill(Pid::from_raw(pid), sig);
+    if nix::unistd::getpgid(Some(Pid::from_raw(pid))).ok() == Some(Pid::from_raw(pid)) {
+        let _ = killpg(Pid::from_raw(pid), sig);
+    }
+}
+
+/// The children of `pid` (all its threads'), from `/proc`.
+fn children_of(pid: i32) -> Vec<i32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|text| {
+            text.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<i32>>()
+        })
+        .collect()
+}

@@ -1,0 +1,627 @@
+//! `uvsupervise`: runs a deployment, start to end. The build steps (`checkout`, then
+//! `detect | uvbuild | flowctl` into the plan), every hop, the app and its workers (each
+//! through `launcher`), the run hooks, the health check, then supervision until a signal or
+//! a process's end. Everything it starts leads a process group of its own and is stopped, and
+//! reaped, however the deployment ends ([`children`]); each process's lines reach stderr behind
+//! its name ([`prefix`]); `deploy.json` sums it up for scripts and CI ([`summary`]).
+//!
+//! It runs the build steps itself, rather than being handed a plan a shell made, so that one
+//! process owns the deployment from its first step: a signal is handled in every phase (a
+//! shell cannot trap one that was ignored when it started), and each step is timed.
+
+pub mod children;
+pub mod lock;
+pub mod prefix;
+pub mod summary;
+pub mod watchdog;
+
+use children::{Children, Event, Output};
+use plan::cli::{EnvArgs, PortArgs};
+use plan::report::{exit, Message};
+use plan::{Env, Plan, PlanSource};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use summary::Summary;
+
+/// How long the processes have to stop after TERM, before KILL: the one owner of the number.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+
+/// The tools a deployment runs.
+const TOOLS: [&str; 6] = [
+    "checkout",
+    "detect",
+    "uvbuild",
+    "flowctl",
+    "launcher",
+    "healthcheck",
+];
+
+/// Deploy APP_DIR locally as the platform would: the commit copied, built, the proxy chain
+/// planned, every hop, the app and its workers started, the health check, then supervision
+/// in the foreground until TERM, INT or HUP (any number, in any phase), or until a process
+/// ends.
+///
+/// Exit status: 0 stopped on request (or, with --check, healthy and the smoke command
+/// passed); 1 the health check failed, a process died, or the smoke command failed; 2 bad
+/// usage or configuration; the build's own status when a build step fails.
+#[derive(Debug, clap::Parser)]
+#[command(name = "uvsupervise", bin_name = "uvdeploy deploy", version)]
+pub struct Options {
+    #[command(flatten)]
+    pub env: EnvArgs,
+    #[command(flatten)]
+    pub ports: PortArgs,
+    /// Where the plan, the rendered files, the copy and deploy.json go (a new private directory
+    /// under TMPDIR by default, removed after a clean stop).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Keep the state directory after a clean stop.
+    #[arg(long)]
+    pub keep_state: bool,
+    /// Deploy the files as they are (tracked and untracked) instead of the commit.
+    #[arg(long)]
+    pub working_tree: bool,
+    /// How long the health check waits for the app.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration)]
+    pub timeout: Duration,
+    /// CI mode: deploy, give the verdict, run the smoke command when healthy, stop
+    /// everything; exit 0 only when healthy and the smoke command passed.
+    #[arg(long)]
+    pub check: bool,
+    /// With --check: a shell command run once the deployment is healthy, with UVDEPLOY_URL
+    /// (the public URL) in its environment and the tools (`otoroshi-challenge`) on its PATH.
+    #[arg(long, value_name = "COMMAND", requires = "check")]
+    pub smoke: Option<String>,
+    /// Show the processes' output as it is, escape sequences included (by default, control
+    /// characters are shown as `^[` and never reach the terminal).
+    #[arg(long)]
+    pub raw_output: bool,
+    /// How long processes have to stop after TERM before KILL, in seconds (fractions allowed).
+    #[arg(long, value_name = "SECONDS", env = "UVDEPLOY_GRACE_SECONDS", value_parser = grace_seconds)]
+    pub grace: Option<Duration>,
+    /// The application's directory (the current directory by default).
+    #[arg(value_name = "APP_DIR")]
+    pub app_dir: Option<PathBuf>,
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    plan::command::parse_duration(text)
+}
+
+fn grace_seconds(text: &str) -> Result<Duration, String> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0 && *s <= 3600.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("`{text}` is not a number of seconds from 0 to 3600 (e.g. 10, 0.5)"))
+}
+
+/// `2.5s`, `10s`, `750ms`: a duration as the messages show it.
+pub fn seconds(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else if d.as_secs() == 0 {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+fn say(line: &str) {
+    eprintln!("deploy: {line}");
+}
+
+fn phase(line: &str) {
+    eprintln!("==> {line}");
+}
+
+/// Where the tools are: `UVDEPLOY_BIN`, else beside this program.
+fn tools_dir(env: &Env) -> Result<PathBuf, Message> {
+    let dir = match env.non_empty("UVDEPLOY_BIN") {
+        Some(dir) => PathBuf::from(dir),
+        None => std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .unwrap_or_default(),
+    };
+    for tool in TOOLS {
+        if !dir.join(tool).is_file() {
+            return Err(
+                Message::usage(format!("`{}` is missing", dir.join(tool).display()))
+                    .with_hint("build the tools first: `cargo build --release`"),
+            );
+        }
+    }
+    Ok(dir)
+}
+
+/// The application's name: APP_DIR's last component.
+fn app_name(app_dir: &Path) -> String {
+    match app_dir.file_name().and_then(|n| n.to_str()) {
+        Some(name) if !name.is_empty() => name.to_string(),
+        _ => "app".into(),
+    }
+}
+
+/// The state directory: the one named (made if missing), or a new private one under TMPDIR
+/// whose name cannot be guessed. Readable by others: varnishd drops to its own user.
+/// Returns it, absolute, and whether this deployment made it.
+fn state_dir(asked: Option<&Path>, name: &str, env: &Env) -> Result<(PathBuf, bool), Message> {
+    use std::os::unix::fs::PermissionsExt;
+    let err = |dir: &Path, e: std::io::Error| {
+        Message::usage(format!(
+            "cannot make the state directory `{}`: {e}",
+            dir.display()
+        ))
+    };
+    let (dir, made) = match asked {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(|e| err(dir, e))?;
+            (std::path::absolute(dir).map_err(|e| err(dir, e))?, false)
+        }
+        None => {
+            let tmp = PathBuf::from(env.non_empty("TMPDIR").unwrap_or("/tmp"));
+            let dir = tempfile::Builder::new()
+                .prefix(&format!("uvdeploy-{name}."))
+                .tempdir_in(&tmp)
+                .map_err(|e| err(&tmp, e))?
+                .keep();
+            (dir, true)
+        }
+    };
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| err(&dir, e))?;
+    Ok((dir, made))
+}
+
+/// Runs the deployment; returns the exit status.
+pub fn deploy(options: &Options, env: &Env) -> Result<std::process::ExitCode, plan::report::Fault> {
+    let style = prefix::Style {
+        colour: env.non_empty("NO_COLOR").is_none()
+            && (std::io::IsTerminal::is_terminal(&std::io::stderr())
+                || env.non_empty("CLICOLOR_FORCE").is_some()),
+        raw: options.raw_output,
+    };
+    // First, before anything could be interrupted: the signals are ours from here on.
+    let mut children = Children::new(options.grace.unwrap_or(DEFAULT_GRACE), style)?;
+    let tools = tools_dir(env)?;
+    let app_dir = options.app_dir.clone().unwrap_or_else(|| ".".into());
+    let app_path = std::fs::canonicalize(&app_dir)
+        .map_err(|e| Message::usage(format!("cannot use APP_DIR `{}`: {e}", app_dir.display())))?;
+    let mut lock = lock::claim(&lock::cache_root(env), &app_path)?;
+    let (state, made) = state_dir(options.state_dir.as_deref(), &app_name(&app_path), env)?;
+    lock.record(&state)
+        .map_err(|e| Message::failed(format!("cannot write the lock file: {e}")))?;
+    let mut deployment = Deployment {
+        options,
+        env,
+        tools,
+        app_dir,
+        state: state.clone(),
+        children: &mut children,
+        summary: Summary::new(&state),
+        services: Vec::new(),
+    };
+    let code = deployment.run();
+    children.finish();
+    drop(lock);
+    if code == 0 && made && !options.keep_state {
+        let _ = std::fs::remove_dir_all(&state);
+    } else {
+        say(&format!("the state directory is kept: {}", state.display()));
+    }
+    Ok(std::process::ExitCode::from(code))
+}
+
+/// Why a phase ended early.
+enum Halt {
+    /// TERM, INT or HUP.
+    Stop,
+    /// A service (the app, a hop, a worker) ended: its index and status.
+    Died(usize, i32),
+    /// The deployment failed, and it was said: the exit status.
+    Said(u8),
+}
+
+struct Deployment<'a> {
+    options: &'a Options,
+    env: &'a Env,
+    tools: PathBuf,
+    app_dir: PathBuf,
+    state: PathBuf,
+    children: &'a mut Children,
+    summary: Summary,
+    /// The indexes of the app, the hops and the workers: what must keep running.
+    services: Vec<usize>,
+}
+
+impl Deployment<'_> {
+    fn run(&mut self) -> u8 {
+        let code = match self.phases() {
+            Ok(code) => code,
+            Err(Halt::Stop) => {
+                phase("stopping (signal received)");
+                0
+            }
+            Err(Halt::Died(i, status)) => {
+                let name = self.children.procs[i].name.clone();
+                say(&format!(
+                    "{name} exited with status {status}: stopping the deployment"
+                ));
+                self.summary.fail(&name, status);
+                self.write_summary();
+                1
+            }
+            Err(Halt::Said(code)) => code,
+        };
+        self.children.stop_all(&|line| say(line));
+        code
+    }
+
+    fn tool(&self, name: &str) -> Command {
+        Command::new(self.tools.join(name))
+    }
+
+    fn env_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        for file in &self.options.env.env_files {
+            args.push("--env-file".into());
+            args.push(file.display().to_string());
+        }
+        for assignment in &self.options.env.assignments {
+            args.push("--env".into());
+            args.push(assignment.clone());
+        }
+        args
+    }
+
+    fn plan_path(&self) -> PathBuf {
+        self.state.join("plan.json")
+    }
+
+    fn write_summary(&self) {
+        if let Err(e) = self.summary.write(&self.state.join("deploy.json")) {
+            say(&format!("cannot write deploy.json: {e}"));
+        }
+    }
+
+    fn spawn(&mut self, name: &str, command: &mut Command, output: Output) -> Result<usize, u8> {
+        self.children.spawn(name, command, output).map_err(|e| {
+            say(&format!("cannot start {name}: {e}"));
+            exit::FAILED
+        })
+    }
+
+    /// Waits for process `index` to end. A signal stops the wait; so does a service's end.
+    fn wait(&mut self, index: usize) -> Result<i32, Halt> {
+        loop {
+            match self.children.wait(index, None) {
+                Ok(Some(status)) => return Ok(status),
+                Ok(None) => {}
+                Err(Event::Stop(_)) => return Err(Halt::Stop),
+                Err(Event::Exited(i, status)) if self.services.contains(&i) => {
+                    return Err(Halt::Died(i, status))
+                }
+                Err(Event::Exited(..)) => {}
+            }
+        }
+    }
+
+    fn phases(&mut self) -> Result<u8, Halt> {
+        phase(&format!("build: {}", self.app_dir.display()));
+        let started = Instant::now();
+        if let Some(code) = self.build()? {
+            return Ok(code);
+        }
+        let plan = match plan::read_plan(&PlanSource::File(self.plan_path()), "uvsupervise") {
+            Ok(plan) => plan,
+            Err(e) => {
+                plan::report::report(&e, self.env);
+                return Ok(exit::FAILED);
+            }
+        };
+        self.summary.plan = std::fs::read_to_string(self.plan_path())
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok());
+
+        phase("start");
+        let start = Instant::now();
+        if let Some(code) = self.start(&plan) {
+            return Ok(code);
+        }
+        self.summary.time("start", start.elapsed());
+
+        phase("health check");
+        let health_started = Instant::now();
+        let healthy = self.health_check()?;
+        self.summary.time("health_wait", health_started.elapsed());
+        self.summary.time("total", started.elapsed());
+        self.summary.health = std::fs::read_to_string(self.state.join("health.json"))
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok());
+        eprintln!("deploy: {}", self.summary.timings_line());
+        if !healthy {
+            self.summary.status = "unhealthy".into();
+            self.summary.fail("healthcheck", 1);
+            self.write_summary();
+            self.run_hook("CC_RUN_FAILED_HOOK")?;
+            phase("health check failed: stopping");
+            return Ok(exit::FAILED);
+        }
+        self.summary.status = "healthy".into();
+        self.write_summary();
+        self.run_hook("CC_RUN_SUCCEEDED_HOOK")?;
+        if self.options.check {
+            return self.check(&plan);
+        }
+        phase(&format!(
+            "deployed: supervising {} process(es); TERM or Ctrl-C stops them",
+            self.services.len()
+        ));
+        loop {
+            match self.children.next(None) {
+                Some(Event::Stop(_)) => return Err(Halt::Stop),
+                Some(Event::Exited(i, status)) if self.services.contains(&i) => {
+                    return Err(Halt::Died(i, status))
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// `checkout`, then `detect | uvbuild | flowctl` into the plan. `Some(status)` when a step
+    /// failed (said, and in deploy.json).
+    fn build(&mut self) -> Result<Option<u8>, Halt> {
+        let copy = self.state.join("copy");
+        let source = self.state.join("source.json");
+        // A copy this deployment's tools made before (source.json says so) is replaced;
+        // anything else checkout refuses.
+        if source.is_file() {
+            let _ = std::fs::remove_dir_all(&copy);
+        }
+        let mut checkout = self.tool("checkout");
+        checkout.arg("--into").arg(&copy);
+        if self.options.working_tree {
+            checkout.arg("--working-tree");
+        }
+        checkout.arg(&self.app_dir);
+        let checkout_started = Instant::now();
+        let out = match std::fs::File::create(&source) {
+            Ok(file) => file,
+            Err(e) => {
+                say(&format!("cannot write {}: {e}", source.display()));
+                return Ok(Some(exit::FAILED));
+            }
+        };
+        checkout.stdout(out);
+        let index = match self.spawn("checkout", &mut checkout, Output::AsSet) {
+            Ok(i) => i,
+            Err(code) => return Ok(Some(code)),
+        };
+        let status = self.wait(index)?;
+        self.summary.time("checkout", checkout_started.elapsed());
+        let started = Instant::now();
+        if status != 0 {
+            return Ok(Some(self.build_failed("checkout", status)));
+        }
+
+        let env_args = self.env_args();
+        let ports = [
+            "--public-port".to_string(),
+            self.options.ports.public_port.to_string(),
+            "--app-port".into(),
+            self.options.ports.app_port.to_string(),
+        ];
+        let mut detect = self.tool("detect");
+        detect
+            .args(&env_args)
+            .args(ports)
+            .arg("--source")
+            .arg(&source)
+            .arg(&copy)
+            .stdout(Stdio::piped());
+        let mut uvbuild = self.tool("uvbuild");
+        uvbuild.args(&env_args).stdout(Stdio::piped());
+        let mut flowctl = self.tool("flowctl");
+        flowctl.args(&env_args).arg("--state-dir").arg(&self.state);
+        let plan_file = match std::fs::File::create(self.plan_path()) {
+            Ok(file) => file,
+            Err(e) => {
+                say(&format!("cannot write the plan: {e}"));
+                return Ok(Some(exit::FAILED));
+            }
+        };
+        flowctl.stdout(plan_file);
+        let mut steps = Vec::new();
+        for (name, command) in [
+            ("detect", &mut detect),
+            ("uvbuild", &mut uvbuild),
+            ("flowctl", &mut flowctl),
+        ] {
+            if let Some(previous) = self.children.take_stdout() {
+                command.stdin(previous);
+            }
+            match self.spawn(name, command, Output::AsSet) {
+                Ok(i) => steps.push((name, i)),
+                Err(code) => return Ok(Some(code)),
+            }
+        }
+        // The steps run at once, each reading the one before: a step's time is from the end of
+        // the one before to its own end.
+        let mut statuses = Vec::new();
+        let mut previous_end = started.elapsed();
+        for (name, index) in steps {
+            let status = self.wait(index)?;
+            let end = started.elapsed();
+            let timed = match name {
+                "uvbuild" => "build",
+                "flowctl" => "plan",
+                other => other,
+            };
+            self.summary.time(timed, end.saturating_sub(previous_end));
+            previous_end = end;
+            statuses.push((name, status));
+        }
+        match statuses.into_iter().find(|&(_, status)| status != 0) {
+            Some((name, status)) => Ok(Some(self.build_failed(name, status))),
+            None => Ok(None),
+        }
+    }
+
+    fn build_failed(&mut self, step: &str, status: i32) -> u8 {
+        say(&format!(
+            "{step} failed (exit {status}): nothing was started"
+        ));
+        self.summary.status = "failed".into();
+        self.summary.fail(step, status);
+        self.write_summary();
+        u8::try_from(status).unwrap_or(exit::FAILED)
+    }
+
+    fn launcher(&self, target: &[&str]) -> Command {
+        let mut command = self.tool("launcher");
+        command
+            .arg("--plan")
+            .arg(self.plan_path())
+            .args(self.env_args())
+            .args(target);
+        command
+    }
+
+    /// The app first (its start is the longest, and the hops connect to it lazily), then
+    /// every hop, then the workers. `Some(status)` when one cannot be started.
+    fn start(&mut self, plan: &Plan) -> Option<u8> {
+        let mut targets: Vec<(String, Vec<String>)> = vec![("app".into(), vec!["--app".into()])];
+        for hop in plan.hops.iter().flatten() {
+            targets.push((hop.name.clone(), vec!["--hop".into(), hop.name.clone()]));
+        }
+        for worker in plan.legacy.iter().flat_map(|l| &l.workers) {
+            targets.push((
+                worker.name.clone(),
+                vec!["--worker".into(), worker.name.clone()],
+            ));
+        }
+        for (name, target) in targets {
+            let target: Vec<&str> = target.iter().map(String::as_str).collect();
+            let mut command = self.launcher(&target);
+            match self.spawn(&name, &mut command, Output::Prefixed) {
+                Ok(i) => {
+                    self.services.push(i);
+                    self.summary
+                        .processes
+                        .insert(name.clone(), self.children.procs[i].pid);
+                    say(&format!(
+                        "started {name} (pid {})",
+                        self.children.procs[i].pid
+                    ));
+                }
+                Err(code) => return Some(code),
+            }
+        }
+        None
+    }
+
+    /// The health check, watching the services meanwhile: whether it passed.
+    fn health_check(&mut self) -> Result<bool, Halt> {
+        let app_pid = self.children.procs[self.services[0]].pid;
+        let mut command = self.tool("healthcheck");
+        command
+            .arg("--plan")
+            .arg(self.plan_path())
+            .args(self.env_args())
+            .arg("--timeout")
+            .arg(format!("{}ms", self.options.timeout.as_millis()))
+            .arg("--pid")
+            .arg(app_pid.to_string())
+            .arg("--report")
+            .arg(self.state.join("health.json"));
+        let checker = match self.spawn("healthcheck", &mut command, Output::AsSet) {
+            Ok(i) => i,
+            Err(_) => return Ok(false),
+        };
+        match self.wait(checker) {
+            Ok(status) => Ok(status == 0),
+            Err(Halt::Died(i, status)) => {
+                let name = self.children.procs[i].name.clone();
+                say(&format!(
+                    "{name} exited with status {status} before the health check passed"
+                ));
+                self.summary.status = "failed".into();
+                self.summary.fail(&name, status);
+                self.write_summary();
+                self.run_hook("CC_RUN_FAILED_HOOK")?;
+                Err(Halt::Said(exit::FAILED))
+            }
+            Err(halt) => Err(halt),
+        }
+    }
+
+    /// One of the platform's run hooks, when set, in the app; its failure is said and ignored.
+    fn run_hook(&mut self, name: &str) -> Result<(), Halt> {
+        let mut command = self.launcher(&["--hook", name]);
+        let Ok(index) = self.spawn("hook", &mut command, Output::Prefixed) else {
+            return Ok(());
+        };
+        let status = loop {
+            match self.children.wait(index, None) {
+                Ok(Some(status)) => break status,
+                Ok(None) => {}
+                Err(Event::Stop(_)) => return Err(Halt::Stop),
+                // A service's end is seen after the hook, by the phase that follows.
+                Err(Event::Exited(..)) => {}
+            }
+        };
+        if status != 0 {
+            say(&format!("{name} failed (exit {status}): ignored"));
+        }
+        Ok(())
+    }
+
+    /// CI mode, once healthy: the smoke command, then the stop. 0 only when it passed.
+    fn check(&mut self, plan: &Plan) -> Result<u8, Halt> {
+        let Some(smoke) = self.options.smoke.clone() else {
+            phase("check passed: the deployment is healthy; stopping");
+            return Ok(0);
+        };
+        phase(&format!("smoke: {smoke}"));
+        let url = format!("http://127.0.0.1:{}", plan.ports.public);
+        let path = match self.env.non_empty("PATH") {
+            Some(path) => format!("{}:{path}", self.tools.display()),
+            None => self.tools.display().to_string(),
+        };
+        let mut command = Command::new("/bin/sh");
+        command
+            .arg("-c")
+            .arg(&smoke)
+            .current_dir(&self.app_dir)
+            .env_clear()
+            .envs(self.env.iter())
+            .env("PATH", path)
+            .env("UVDEPLOY_URL", &url);
+        let started = Instant::now();
+        let index = match self.spawn("smoke", &mut command, Output::Prefixed) {
+            Ok(i) => i,
+            Err(code) => return Ok(code),
+        };
+        let status = self.wait(index)?;
+        self.summary.time("smoke", started.elapsed());
+        self.summary.smoke = Some(summary::Smoke {
+            command: smoke,
+            status,
+        });
+        if status == 0 {
+            self.write_summary();
+            phase("check passed: healthy, and the smoke command passed; stopping");
+            Ok(0)
+        } else {
+            self.summary.fail("smoke", status);
+            self.write_summary();
+            phase(&format!(
+                "check failed: the smoke command exited with status {status}; stopping"
+            ));
+            Ok(exit::FAILED)
+        }
+    }
+}

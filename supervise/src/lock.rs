@@ -1,0 +1,181 @@
+//! One deployment of an app at a time: the same app is the same directory. A deployment holds
+//! a lock (`flock`) on a file named after the app's directory for as long as it runs; the
+//! kernel drops it when the process ends, however it ends. The file says who holds it (PID,
+//! state directory), so that a second `deploy` of the app is refused at once, naming them.
+
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+/// What the lock file says.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Holder {
+    pub pid: u32,
+    pub app_dir: PathBuf,
+    pub state_dir: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("`{app}` is already deployed here, by PID {pid} (state directory `{state_dir}`)", app = .0.app_dir.display(), pid = .0.pid, state_dir = .0.state_dir.display())]
+    Running(Holder),
+    #[error("cannot use the lock file `{path}`: {reason}")]
+    File { path: PathBuf, reason: String },
+}
+
+impl plan::report::Failure for LockError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            LockError::Running(holder) => Some(format!(
+                "stop it first (Ctrl-C in its terminal, or `kill {}`): redeploying a running app is not supported yet",
+                holder.pid
+            )),
+            LockError::File { .. } => None,
+        }
+    }
+}
+
+/// The lock, held until dropped.
+pub struct AppLock {
+    file: Flock<std::fs::File>,
+    app_dir: PathBuf,
+}
+
+/// Where uvdeploy keeps what outlives a deployment: `UVDEPLOY_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/uvdeploy`, else `~/.cache/uvdeploy`.
+pub fn cache_root(env: &plan::Env) -> PathBuf {
+    if let Some(dir) = env.non_empty("UVDEPLOY_CACHE_DIR") {
+        return dir.into();
+    }
+    match env.non_empty("XDG_CACHE_HOME") {
+        Some(dir) => Path::new(dir).join("uvdeploy"),
+        None => Path::new(env.non_empty("HOME").unwrap_or("/tmp"))
+            .join(".cache")
+            .join("uvdeploy"),
+    }
+}
+
+/// The lock file of the app in `app_dir` (already made absolute and canonical).
+pub fn lock_path(root: &Path, app_dir: &Path) -> PathBuf {
+    let name: String = app_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "root".into())
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(40)
+        .collect();
+    // FNV-1a: a stable name for the path, no cryptography needed.
+    let hash = app_dir
+        .as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .fold(0xcbf29ce484222325u64, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+        });
+    root.join("deployments")
+        .join(format!("{name}-{hash:016x}.lock"))
+}
+
+/// Takes the app's lock, or says who holds it.
+pub fn claim(root: &Path, app_dir: &Path) -> Result<AppLock, LockError> {
+    let path = lock_path(root, app_dir);
+    let err = |e: &dyn std::fmt::Display| LockError::File {
+        path: path.clone(),
+        reason: e.to_string(),
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| err(&e))?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(file) => Ok(AppLock {
+            file,
+            app_dir: app_dir.to_path_buf(),
+        }),
+        Err((mut file, nix::Error::EWOULDBLOCK)) => {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            let holder = serde_json::from_str(&text).unwrap_or(Holder {
+                pid: 0,
+                app_dir: app_dir.to_path_buf(),
+                state_dir: "(unknown)".into(),
+            });
+            Err(LockError::Running(holder))
+        }
+        Err((_, e)) => Err(err(&e.desc())),
+    }
+}
+
+impl AppLock {
+    /// Writes who holds the lock.
+    pub fn record(&mut self, state_dir: &Path) -> std::io::Result<()> {
+        let holder = Holder {
+            pid: std::process::id(),
+            app_dir: self.app_dir.clone(),
+            state_dir: state_dir.to_path_buf(),
+        };
+        self.file.set_len(0)?;
+        self.file.rewind()?;
+        self.file
+            .write_all(serde_json::to_string(&holder)?.as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_claim_is_refused_naming_the_holder_until_the_first_is_dropped() {
+        let root = tempfile::tempdir().unwrap();
+        let app = Path::new("/srv/my app");
+        let mut first = claim(root.path(), app).unwrap();
+        first.record(Path::new("/tmp/state")).unwrap();
+        match claim(root.path(), app) {
+            Err(LockError::Running(holder)) => {
+                assert_eq!(holder.pid, std::process::id());
+                assert_eq!(holder.state_dir, Path::new("/tmp/state"));
+            }
+            other => panic!("not refused: {:?}", other.err()),
+        }
+        // Another app is another lock.
+        assert!(claim(root.path(), Path::new("/srv/other")).is_ok());
+        drop(first);
+        assert!(claim(root.path(), app).is_ok());
+    }
+
+    #[test]
+    fn lock_files_are_named_after_the_app_and_never_collide_on_the_name() {
+        let root = Path::new("/c");
+        let a = lock_path(root, Path::new("/a/shop"));
+        let b = lock_path(root, Path::new("/b/shop"));
+        assert_ne!(a, b);
+        assert!(a
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("shop-"));
+        let odd = lock_path(root, Path::new("/x/we\"ird\nname"));
+        assert!(odd
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("we_ird_name-"));
+    }
+}

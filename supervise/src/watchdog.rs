@@ -1,0 +1,129 @@
+//! Should the supervisor be killed outright (SIGKILL), nothing it started may survive. Linux's
+//! `PR_SET_PDEATHSIG` covers the processes it started directly, but not what they start, and
+//! not a program that changes its credentials (varnishd drops privileges). So a watchdog, a
+//! second process of ours, learns each process group as it is made, through a pipe; when the
+//! pipe ends without a last `done`, the supervisor is gone: the watchdog stops every group
+//! still there (TERM, then KILL after the grace period).
+//!
+//! The watchdog holds neither the supervisor's stdout nor its stderr (they are `/dev/null` for
+//! it): a caller reading the supervisor's output to the end is never kept waiting by it.
+
+use nix::sys::signal::{killpg, signal, SigHandler, Signal};
+use nix::unistd::Pid;
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Watchdog {
+    child: Child,
+}
+
+impl Watchdog {
+    /// Starts this program again as the watchdog (`--watchdog`).
+    pub fn start(grace: Duration) -> std::io::Result<Self> {
+        use std::os::unix::process::CommandExt;
+        let mut command = Command::new(std::env::current_exe()?);
+        plan::process::with_default_signals(&mut command);
+        let child = command
+            .arg("--watchdog")
+            .arg(grace.as_millis().to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            // Out of the terminal's foreground group: Ctrl-C is for the supervisor.
+            .process_group(0)
+            .spawn()?;
+        Ok(Watchdog { child })
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    fn tell(&mut self, line: &str) {
+        if let Some(stdin) = &mut self.child.stdin {
+            let _ = stdin.write_all(line.as_bytes());
+        }
+    }
+
+    /// A new process group, led by `pid`.
+    pub fn watch(&mut self, pid: i32) {
+        let start = start_time(pid).unwrap_or(0);
+        self.tell(&format!("+{pid} {start}\n"));
+    }
+
+    /// The leader `pid` was reaped.
+    pub fn forget(&mut self, pid: i32) {
+        if pid != self.pid() {
+            self.tell(&format!("-{pid}\n"));
+        }
+    }
+
+    /// Everything is stopped: the watchdog ends, and is reaped.
+    pub fn done(mut self) {
+        self.tell("done\n");
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// When the process started, in clock ticks since boot (`/proc/PID/stat`, field 22): with the
+/// PID, it names one process, never a later one that reused the PID.
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count from its end.
+    let after = &stat[stat.rfind(')')? + 2..];
+    after.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// The watchdog itself: reads `+PID START`, `-PID` and `done` lines on stdin.
+pub fn run(grace: Duration) -> u8 {
+    for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        // SAFETY: ignoring a signal installs no handler.
+        let _ = unsafe { signal(sig, SigHandler::SigIgn) };
+    }
+    let mut groups: BTreeMap<i32, u64> = BTreeMap::new();
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        if line == "done" {
+            return 0;
+        }
+        if let Some(rest) = line.strip_prefix('+') {
+            let mut words = rest.split(' ');
+            if let (Some(Ok(pid)), Some(Ok(start))) = (
+                words.next().map(str::parse::<i32>),
+                words.next().map(str::parse::<u64>),
+            ) {
+                groups.insert(pid, start);
+            }
+        } else if let Some(Ok(pid)) = line.strip_prefix('-').map(str::parse::<i32>) {
+            groups.remove(&pid);
+        }
+    }
+    // The supervisor is gone. A group is still ours while it has members and its leader, if
+    // alive, is the process we were told of (a group ID is not reused while it has members).
+    let ours = |(&pgid, &start): (&i32, &u64)| {
+        let members = plan::process::processes_in_group(pgid);
+        let leader_ok = !members.contains(&pgid) || start_time(pgid) == Some(start);
+        (!members.is_empty() && leader_ok).then_some(pgid)
+    };
+    let stop = |sig: Signal| -> usize {
+        let live: Vec<i32> = groups.iter().filter_map(ours).collect();
+        for &pgid in &live {
+            let _ = killpg(Pid::from_raw(pgid), sig);
+        }
+        live.len()
+    };
+    stop(Signal::SIGTERM);
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if groups.iter().filter_map(ours).next().is_none() {
+            return 0;
+        }
+        // Nothing to wait on but time: the processes are not our children.
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop(Signal::SIGKILL);
+    0
+}

@@ -1,0 +1,293 @@
+//! The supervisor (`uvsupervise`, behind `scripts/deploy`) as a user and a CI job meet it:
+//! signals ignored when it started, more signals while it stops, the grace period, a caller
+//! that reads its output to the end, the CI mode, `deploy.json` on every kind of failure, and
+//! a second deployment of a running app.
+
+mod harness;
+
+use harness::*;
+use nix::sys::signal::Signal;
+use std::path::Path;
+use std::time::Duration;
+use testkit::root;
+
+/// An app that listens on PORT and, on TERM, says so and takes STOP_SECONDS to stop.
+const SLOW_TO_STOP: &str = r#"
+import http.server, os, signal, sys, time
+
+def on_term(*_):
+    print("got TERM", flush=True)
+    time.sleep(float(os.environ.get("STOP_SECONDS", "0")))
+    os._exit(0)
+
+signal.signal(signal.SIGTERM, on_term)
+server = http.server.ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), http.server.SimpleHTTPRequestHandler)
+print("listening", flush=True)
+server.serve_forever()
+"#;
+
+fn slow_to_stop(stop_seconds: &str) -> Setup {
+    Setup::new("hello")
+        .var("CC_PYTHON_UV_RUN_COMMAND", "python3 slow.py")
+        .var("STOP_SECONDS", stop_seconds)
+}
+
+fn with_slow_app(app: &Path) {
+    std::fs::write(app.join("slow.py"), SLOW_TO_STOP).unwrap();
+}
+
+fn summary(deployment: &Deployment) -> serde_json::Value {
+    let text = std::fs::read(deployment.tmp.path().join("state/deploy.json"))
+        .unwrap_or_else(|e| panic!("no deploy.json ({e}):\n{}", deployment.output()));
+    serde_json::from_slice(&text).unwrap()
+}
+
+/// `deploy` started with TERM, INT and HUP ignored (as `nohup` or a background job of a script
+/// starts it) still stops on each of them, and leaves nothing.
+#[test]
+fn signals_ignored_when_deploy_started_still_stop_it() {
+    for signal in [Signal::SIGINT, Signal::SIGHUP, Signal::SIGTERM] {
+        let mut setup = Setup::new("hello");
+        setup.entry = Some(vec![
+            "bash".into(),
+            "-c".into(),
+            "trap '' INT HUP TERM; exec bash \"$0\" \"$@\"".into(),
+            root().join("scripts/deploy").into_os_string(),
+        ]);
+        let mut deployment = setup.start();
+        deployment.deployed();
+        deployment.guard.signal(signal);
+        let status = deployment.exit(Duration::from_secs(20));
+        assert_eq!(status.code(), Some(0), "{signal}:\n{}", deployment.output());
+        assert!(deployment
+            .output()
+            .contains("==> stopping (signal received)"));
+        deployment.nothing_left();
+    }
+}
+
+/// Ctrl-C twice, then TERM and HUP, while the app takes a second to stop: the stop goes on to
+/// its end, the app is not killed, and nothing is left.
+#[test]
+fn more_signals_during_the_stop_change_nothing_and_everything_stops() {
+    let mut deployment = slow_to_stop("1").start_with(with_slow_app);
+    deployment.deployed();
+    deployment.guard.signal(Signal::SIGINT);
+    assert!(
+        deployment.wait_for("got TERM", Duration::from_secs(10)),
+        "{}",
+        deployment.output()
+    );
+    for signal in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGINT,
+    ] {
+        deployment.guard.signal(signal);
+    }
+    let status = deployment.exit(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0), "{}", deployment.output());
+    assert!(
+        !deployment.output().contains("did not stop"),
+        "{}",
+        deployment.output()
+    );
+    deployment.nothing_left();
+}
+
+/// The grace period is counted in milliseconds: an app that needs half a second to stop is
+/// not killed with 1.5 s of grace; one that needs 30 s is killed after 0.5 s, and said once.
+#[test]
+fn the_grace_period_is_counted_in_milliseconds_and_a_kill_is_said_once() {
+    let mut deployment = slow_to_stop("0.5")
+        .var("UVDEPLOY_GRACE_SECONDS", "1.5")
+        .start_with(with_slow_app);
+    deployment.deployed();
+    assert_eq!(deployment.stop().code(), Some(0));
+    assert!(
+        !deployment.output().contains("did not stop"),
+        "{}",
+        deployment.output()
+    );
+    deployment.nothing_left();
+
+    let mut deployment = slow_to_stop("30")
+        .var("UVDEPLOY_GRACE_SECONDS", "0.5")
+        .start_with(with_slow_app);
+    deployment.deployed();
+    assert_eq!(deployment.stop().code(), Some(0));
+    let output = deployment.output();
+    assert_eq!(
+        output.matches("did not stop").count(),
+        1,
+        "said once:\n{output}"
+    );
+    assert!(output.contains("deploy: app did not stop within 500ms: killing it"));
+    deployment.nothing_left();
+}
+
+/// Python's `subprocess.run(capture_output=True)` reads stdout and stderr to their end before
+/// it reaps: a deployment that fails must let it return (nothing left holds the pipes).
+#[test]
+fn a_caller_that_reads_the_output_to_the_end_is_not_kept_waiting() {
+    const CALLER: &str = "import subprocess, sys\n\
+        r = subprocess.run(sys.argv[1:], capture_output=True, timeout=170)\n\
+        print('returncode', r.returncode)\n\
+        sys.stderr.write(r.stderr.decode(errors='replace'))\n";
+    let mut setup = Setup::new("hello")
+        .var("CC_HEALTH_CHECK_PATH", "/health")
+        .var("HELLO_FAIL_PATH", "/health")
+        .args(&["--timeout", "20s"]);
+    setup.entry = Some(vec![
+        "python3".into(),
+        "-c".into(),
+        CALLER.into(),
+        "bash".into(),
+        root().join("scripts/deploy").into_os_string(),
+    ]);
+    let mut deployment = setup.start_with(with_vcl);
+    let status = deployment.exit(Duration::from_secs(180));
+    assert_eq!(status.code(), Some(0), "{}", deployment.output());
+    assert!(
+        deployment.stdout().contains("returncode 1"),
+        "{}",
+        deployment.output()
+    );
+    assert!(deployment.output().contains("health check failed"));
+    deployment.nothing_left();
+}
+
+/// `--check --smoke COMMAND`: the command runs once healthy, with the public URL; everything
+/// stops; the exit status and deploy.json say whether it passed.
+#[test]
+fn check_mode_runs_the_smoke_command_and_says_how_it_went() {
+    let smoke = "python3 -c \"import os, urllib.request; \
+        print(urllib.request.urlopen(os.environ['UVDEPLOY_URL'] + '/health').read().decode())\"";
+    let mut deployment = Setup::new("hello")
+        .var("CC_HEALTH_CHECK_PATH", "/health")
+        .args(&["--check", "--smoke", smoke])
+        .start_with(with_vcl);
+    let status = deployment.exit(Duration::from_secs(120));
+    assert_eq!(status.code(), Some(0), "{}", deployment.output());
+    assert!(
+        deployment.output().contains("smoke    | ok"),
+        "{}",
+        deployment.output()
+    );
+    let passed = summary(&deployment);
+    assert_eq!(passed["status"], "healthy");
+    assert_eq!(passed["smoke"]["status"], 0);
+    assert!(passed["failed"].is_null());
+    deployment.nothing_left();
+
+    let mut deployment = Setup::new("hello")
+        .args(&["--check", "--smoke", "echo checking; exit 7"])
+        .start();
+    let status = deployment.exit(Duration::from_secs(120));
+    assert_eq!(status.code(), Some(1), "{}", deployment.output());
+    let failed = summary(&deployment);
+    assert_eq!(failed["failed"]["step"], "smoke");
+    assert_eq!(failed["failed"]["status"], 7);
+    deployment.nothing_left();
+}
+
+/// A failed build writes deploy.json too, naming the step and its status; so does an app that
+/// dies before the verdict.
+#[test]
+fn deploy_json_names_the_step_that_failed() {
+    let mut deployment = Setup::new("hello")
+        .var("CC_PRE_BUILD_HOOK", "exit 4")
+        .start();
+    let status = deployment.exit(Duration::from_secs(120));
+    assert_ne!(status.code(), Some(0), "{}", deployment.output());
+    let failed = summary(&deployment);
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(failed["failed"]["step"], "uvbuild", "{failed}");
+    assert_eq!(
+        Some(failed["failed"]["status"].as_i64().unwrap() as i32),
+        status.code()
+    );
+    deployment.nothing_left();
+
+    let mut deployment = Setup::new("hello")
+        .var(
+            "CC_PYTHON_UV_RUN_COMMAND",
+            "python3 -c 'raise SystemExit(3)'",
+        )
+        .start();
+    let status = deployment.exit(Duration::from_secs(120));
+    assert_eq!(status.code(), Some(1), "{}", deployment.output());
+    assert!(deployment
+        .output()
+        .contains("deploy: app exited with status 3 before the health check passed"));
+    let failed = summary(&deployment);
+    assert_eq!(failed["status"], "failed");
+    assert_eq!(failed["failed"]["step"], "app");
+    assert_eq!(failed["failed"]["status"], 3);
+    deployment.nothing_left();
+}
+
+/// A state directory whose path holds a tab, quotes and `$` still gets a valid deploy.json.
+#[test]
+fn deploy_json_is_valid_whatever_the_state_directory_is_called() {
+    let odd = tempfile::Builder::new()
+        .prefix("odd\tname \"q\" $x ")
+        .tempdir()
+        .unwrap();
+    let mut setup = Setup::new("hello").var("TMPDIR", odd.path().display().to_string());
+    setup.own_state_dir = true;
+    let mut deployment = setup.args(&["--keep-state"]).start();
+    deployment.deployed();
+    let dir = std::fs::read_dir(odd.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("uvdeploy-hello.")
+        })
+        .expect("a state directory in TMPDIR");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("deploy.json")).unwrap()).unwrap();
+    assert_eq!(summary["state_dir"], dir.display().to_string());
+    assert_eq!(deployment.stop().code(), Some(0));
+    deployment.nothing_left();
+}
+
+/// Deploying an app whose deployment is running is refused at once, before any build, naming
+/// the running one; the running one goes on serving.
+#[test]
+fn a_second_deploy_of_a_running_app_is_refused_naming_the_first() {
+    let first = Setup::new("hello").start();
+    first.deployed();
+    let tmp = testkit::shared_tempdir();
+    let mut second = Setup::new("hello")
+        .var(
+            "UVDEPLOY_CACHE_DIR",
+            first
+                .tmp
+                .path()
+                .join("uvdeploy-cache")
+                .display()
+                .to_string(),
+        )
+        .launch(tmp, first.app_dir.clone());
+    let status = second.exit(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(1), "{}", second.output());
+    let output = second.output();
+    assert!(
+        output.contains(&format!(
+            "is already deployed here, by PID {}",
+            first.guard.pid()
+        )) && output.contains(&first.tmp.path().join("state").display().to_string()),
+        "{output}"
+    );
+    assert!(!output.contains("==> build"), "{output}");
+    assert_eq!(
+        testkit::http_get(first.public, "/", &[]).unwrap().status,
+        200
+    );
+    second.nothing_left();
+}
