@@ -387,17 +387,9 @@ pub fn die_with_parent(parent: nix::unistd::Pid) -> Result<(), LaunchError> {
 }
 
 /// Writes the hop's files, runs the pre-run hook, and replaces this process with the
-/// command. Returns only on failure.
-pub fn exec(launch: &Launch) -> LaunchError {
-    match try_exec(launch) {
-        Ok(never) => match never {},
-        Err(e) => e,
-    }
-}
-
-enum Never {}
-
-fn try_exec(launch: &Launch) -> Result<Never, LaunchError> {
+/// command. Returns only on failure, or when the shell had to stay (a list, a pipeline, a
+/// background job): then with the exit status the launcher must end with.
+pub fn exec(launch: &Launch) -> Result<u8, LaunchError> {
     for file in &launch.files {
         write_file(file)?;
     }
@@ -429,7 +421,7 @@ fn try_exec(launch: &Launch) -> Result<Never, LaunchError> {
     if plan::command::shell_stays(&launch.argv) {
         // A list, a pipeline, a background job: the shell stays, so this process stays too,
         // in its place, to pass signals on and report how it all ended.
-        std::process::exit(supervise::run(&program, launch).into());
+        return Ok(supervise::run(&program, launch));
     }
     let c =
         |s: &str| CString::new(s).unwrap_or_else(|_| CString::new(s.replace('\0', "")).unwrap());

@@ -96,5 +96,5 @@ fn run(cli: &Cli, env: &Env, parent: nix::unistd::Pid) -> Result<ExitCode, Fault
     if cli.die_with_parent {
         die_with_parent(parent)?;
     }
-    Err(exec(&launch).into())
+    Ok(ExitCode::from(exec(&launch)?))
 }

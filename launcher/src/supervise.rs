@@ -94,7 +94,7 @@ pub fn run(program: &Path, launch: &Launch) -> u8 {
                 if !asked_to_stop {
                     left_behind = left
                         .iter()
-                        .map(|&pid| format!("PID {pid}: {}", plan::process::command_line(pid)))
+                        .map(|&pid| format!("PID {pid}: {}", settled_command_line(pid)))
                         .collect();
                 }
                 signal_all(&left, Signal::SIGTERM);
@@ -124,6 +124,21 @@ pub fn run(program: &Path, launch: &Launch) -> u8 {
         Some(WaitStatus::Exited(_, code)) => u8::try_from(code).unwrap_or(exit::FAILED),
         Some(WaitStatus::Signaled(_, signal, _)) => 128u8.saturating_add(signal as u8),
         _ => exit::FAILED,
+    }
+}
+
+/// The command line of a process the shell has just started: while it is still in `execve`,
+/// the kernel shows an empty command line (and the new name), for a few microseconds. Read
+/// again until it is there, briefly.
+fn settled_command_line(pid: i32) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_millis(200);
+    loop {
+        let settled =
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|raw| !raw.is_empty());
+        if settled || std::time::Instant::now() >= deadline {
+            return plan::process::command_line(pid);
+        }
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 
