@@ -26,7 +26,7 @@ impl Failure for ExportError {
     fn hint(&self) -> Option<String> {
         match self {
             ExportError::NoHops => Some(
-                "pipe the plan through flowctl: `detect APP | uvbuild | flowctl | export kubernetes --image IMAGE`"
+                "pipe the plan through flowctl: `detect APP | uvbuild | flowctl | plan-export kubernetes --image IMAGE`"
                     .into(),
             ),
             _ => None,

@@ -9,13 +9,18 @@ use std::process::ExitCode;
 /// The same deployment beyond one machine: the plan (after flowctl) as what an existing
 /// engine runs.
 ///
-///   detect APP | uvbuild | flowctl | export kubernetes --image IMAGE > app.yaml
-///   detect APP | flowctl | export containerfile > Containerfile
+///   detect APP | uvbuild | flowctl | plan-export kubernetes --image IMAGE > app.yaml
+///   detect APP | flowctl | plan-export containerfile > Containerfile
 ///
 /// Plan on stdin or --plan FILE, result on stdout. Secrets never appear in the output: they
 /// come from a Secret NAME-secrets that you create (the command is printed on stderr).
 #[derive(Parser)]
-#[command(version, subcommand_required = true, arg_required_else_help = true)]
+#[command(
+    name = "plan-export",
+    version,
+    subcommand_required = true,
+    arg_required_else_help = true
+)]
 struct Cli {
     #[command(subcommand)]
     target: Target,
@@ -67,7 +72,7 @@ fn main() -> ExitCode {
                 "unknown target `{first}` (targets: {})",
                 targets.join(", ")
             ))
-            .with_hint("`export kubernetes --image IMAGE` or `export containerfile`");
+            .with_hint("`plan-export kubernetes --image IMAGE` or `plan-export containerfile`");
             return report(&message, &Env::from_process());
         }
     }
@@ -83,7 +88,7 @@ fn run(cli: &Cli) -> Result<ExitCode, Fault> {
             plan,
             env,
         } => {
-            let plan = read_plan(&plan.source(), "export")?;
+            let plan = read_plan(&plan.source(), "plan-export")?;
             let given = name.clone().unwrap_or_else(|| {
                 plan.app_dir
                     .file_name()
@@ -105,7 +110,7 @@ fn run(cli: &Cli) -> Result<ExitCode, Fault> {
                     .map(|s| format!("--from-literal={s}=…"))
                     .collect();
                 say(
-                    "export",
+                    "plan-export",
                     format_args!(
                         "the secrets come from a Secret; create it first: kubectl create secret generic {name}-secrets {}",
                         literals.join(" ")
@@ -116,7 +121,7 @@ fn run(cli: &Cli) -> Result<ExitCode, Fault> {
             yaml::documents(&manifests.documents)
         }
         Target::Containerfile { base, plan, env } => {
-            let plan = read_plan(&plan.source(), "export")?;
+            let plan = read_plan(&plan.source(), "plan-export")?;
             containerfile::render(&plan, base, &env.without_process()?)
         }
     };

@@ -287,7 +287,7 @@ fn the_real_kubernetes_schemas_accept_them_from_1_29_and_refuse_sidecars_before(
 #[test]
 fn bad_input_is_one_error_and_exit_2() {
     let run = |args: &[&str], stdin: &str| {
-        let out = assert_cmd::Command::new(bin("export"))
+        let out = assert_cmd::Command::new(bin("plan-export"))
             .args(args)
             .write_stdin(stdin.to_string())
             .output()
@@ -306,7 +306,7 @@ fn bad_input_is_one_error_and_exit_2() {
     let (code, err) = run(&["helm"], "");
     assert_eq!(
         (code, err.as_str()),
-        (Some(2), "error: unknown target `helm` (targets: kubernetes, containerfile)\n\nhint: `export kubernetes --image IMAGE` or `export containerfile`\n")
+        (Some(2), "error: unknown target `helm` (targets: kubernetes, containerfile)\n\nhint: `plan-export kubernetes --image IMAGE` or `plan-export containerfile`\n")
     );
     let (code, err) = run(&["kubernetes"], "");
     assert_eq!(code, Some(2));
@@ -317,7 +317,7 @@ fn bad_input_is_one_error_and_exit_2() {
     let (code, err) = run(&["kubernetes", "--image", "i"], &plan.to_string());
     assert_eq!(
         (code, err.as_str()),
-        (Some(2), "error: the plan has no `hops`: it did not go through `flowctl`\n\nhint: pipe the plan through flowctl: `detect APP | uvbuild | flowctl | export kubernetes --image IMAGE`\n")
+        (Some(2), "error: the plan has no `hops`: it did not go through `flowctl`\n\nhint: pipe the plan through flowctl: `detect APP | uvbuild | flowctl | plan-export kubernetes --image IMAGE`\n")
     );
     let (code, err) = run(
         &["kubernetes", "--image", "i", "--name", "___"],

@@ -177,7 +177,7 @@ fn exported(
     )
     .stdout;
     let exported = testkit::succeeded(
-        assert_cmd::Command::new(bin("export"))
+        assert_cmd::Command::new(bin("plan-export"))
             .args(["kubernetes", "--image", tag, "--name", name])
             .write_stdin(plan)
             .output()
