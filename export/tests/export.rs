@@ -437,3 +437,130 @@ fn the_legacy_containerfile_installs_the_requirements_first_and_holds_nginx_and_
     );
     assert!(text.contains("RUN python3.11 -m venv /app/.venv"));
 }
+
+/// The documents as a real YAML 1.1 parser reads them (PyYAML), as JSON.
+fn parsed_by_pyyaml(yaml: &str) -> Vec<Value> {
+    let out = assert_cmd::Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys, yaml; print(json.dumps(list(yaml.safe_load_all(sys.stdin.read()))))",
+        ])
+        .write_stdin(yaml.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "PyYAML refused:\n{yaml}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Strings a YAML 1.1 or 1.2 parser would read as something else unless quoted, and
+/// characters a scalar cannot hold as they are.
+const TRICKY: [&str; 37] = [
+    "0x1F",
+    "0b101",
+    "0o17",
+    "017",
+    "1_000",
+    "1e3",
+    "1.5",
+    "+1",
+    "-1",
+    ".5",
+    ".inf",
+    ".NaN",
+    "2024-01-01",
+    "2024-01-01T10:00:00Z",
+    "190:20:30",
+    "yes",
+    "Yes",
+    "NO",
+    "on",
+    "Off",
+    "y",
+    "N",
+    "true",
+    "False",
+    "~",
+    "null",
+    "Null",
+    "",
+    "<<",
+    "=",
+    "- x",
+    "a: b",
+    "# c",
+    "@x",
+    "tab\there",
+    "nel\u{85}here",
+    "form\u{c}feed",
+];
+
+#[test]
+fn every_string_reads_back_as_the_same_string() {
+    let mut values = serde_json::Map::new();
+    for (i, text) in TRICKY.iter().enumerate() {
+        values.insert(format!("k{i}"), Value::String(text.to_string()));
+        values.insert(text.to_string(), Value::String(format!("key {i}")));
+    }
+    let doc = serde_json::json!({
+        "values": values,
+        "list": TRICKY.as_slice(),
+        // Multi-line texts: a VCL with a form feed in a comment, NEL, a line separator.
+        "vcl": "vcl 4.1;\n# page\u{c}break\nbackend default {}\n",
+        "nel": "one\u{85}two\nthree\n",
+        "ls": "one\u{2028}two\nthree",
+        "crlf": "one\r\ntwo\n",
+    });
+    let yaml = export::yaml::documents(std::slice::from_ref(&doc));
+    assert_eq!(parsed_by_pyyaml(&yaml), [doc]);
+}
+
+/// The same through the tool: variables and `--name` values that look like numbers, dates or
+/// booleans stay strings, and the real schema agrees (`env.1.value: 5 is not of type
+/// 'string'` before).
+#[test]
+fn exported_values_and_names_stay_strings() {
+    let mut command = assert_cmd::Command::new(bin("plan-export"));
+    command.args([
+        "kubernetes",
+        "--image",
+        "registry.example/app:1",
+        "--name",
+        "0x1F",
+    ]);
+    for (i, text) in TRICKY.iter().enumerate() {
+        command.args(["--env", &format!("V{i}={text}")]);
+    }
+    let out = command.write_stdin(testkit::EXAMPLE_PLAN).output().unwrap();
+    let yaml = String::from_utf8(testkit::succeeded(out).stdout).unwrap();
+    let docs = parsed_by_pyyaml(&yaml);
+    let deployment = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
+    assert_eq!(deployment["metadata"]["name"], "0x1f");
+    let env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap();
+    for (i, text) in TRICKY.iter().enumerate() {
+        let name = format!("V{i}");
+        let value = env.iter().find(|e| e["name"] == name.as_str());
+        assert_eq!(
+            value.map(|v| &v["value"]),
+            Some(&Value::String(text.to_string())),
+            "{name}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("app.yaml"), &yaml).unwrap();
+    let validated = Command::new("kubernetes-validate")
+        .args(["--strict", "--quiet", "-k", "1.29.0", "app.yaml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        validated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&validated.stdout)
+    );
+}
