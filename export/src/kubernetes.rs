@@ -196,23 +196,19 @@ pub fn manifests(plan: &Plan, options: &Options) -> Result<Manifests, ExportErro
         }));
     }
     // The manage.py tasks run to completion before anything else starts, as on the
-    // platform before the server; a failure keeps the pod from starting.
+    // platform before the server; a failure keeps the pod from starting. One init container
+    // each, in order, running the task's words as `launcher` does: no shell.
     let manage_tasks = legacy
         .map(|l| l.manage_tasks.as_slice())
         .unwrap_or_default();
-    if !manage_tasks.is_empty() {
-        let script = manage_tasks
-            .iter()
-            .map(|task| format!("python manage.py {task}"))
-            .collect::<Vec<_>>()
-            .join(" && ");
+    for (i, task) in manage_tasks.iter().enumerate().rev() {
         sidecars.insert(
             0,
             json!({
-                "name": "manage-tasks",
+                "name": format!("manage-task-{}", i + 1),
                 "image": options.image,
                 "workingDir": APP_DIR,
-                "command": ["/bin/sh", "-c", script],
+                "command": plan::legacy::manage_task_argv(task),
                 "env": env,
             }),
         );

@@ -223,13 +223,13 @@ fn invariants_the_schema_misses() {
         assert_eq!(target, u64::from(plan.ports.public));
         // The chain: each hop a sidecar on its listen port, in order, then the app.
         let hops = plan.hops.as_ref().unwrap();
-        // (Legacy mode's manage.py tasks are an init container that runs to its end.)
+        // (Legacy mode's manage.py tasks are init containers that run to their end.)
         let sidecars: Vec<Value> = pod["initContainers"]
             .as_array()
             .cloned()
             .unwrap_or_default()
             .into_iter()
-            .filter(|c| c["name"] != "manage-tasks")
+            .filter(|c| !c["name"].as_str().unwrap().starts_with("manage-task-"))
             .collect();
         assert_eq!(sidecars.len(), hops.len(), "{name}");
         for (sidecar, hop) in sidecars.iter().zip(hops) {
@@ -563,4 +563,75 @@ fn exported_values_and_names_stay_strings() {
         "{}",
         String::from_utf8_lossy(&validated.stdout)
     );
+}
+
+/// A manage task is its words, in the pod as in `launcher`: `check; touch ran` runs
+/// `manage.py` with the arguments `check;`, `touch`, `ran`, and no shell touches `ran` (before,
+/// the init container ran the tasks through `/bin/sh -c`, so `touch` ran in the pod only).
+#[test]
+fn manage_tasks_run_as_words_in_the_pod_as_in_launcher() {
+    let plan = plan_of(
+        "legacy-django-gunicorn",
+        false,
+        &[
+            ("CC_PYTHON_BACKEND", "gunicorn"),
+            ("CC_PYTHON_MODULE", "mysite.wsgi:application"),
+            (
+                "CC_PYTHON_MANAGE_TASKS",
+                "check; touch ran, migrate --no-input",
+            ),
+        ],
+    );
+    let docs = manifests(&plan, &options()).unwrap().documents;
+    let deployment = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
+    let init: Vec<&Value> = deployment["spec"]["template"]["spec"]["initContainers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"].as_str().unwrap().starts_with("manage-task-"))
+        .collect();
+    let commands: Vec<Vec<String>> = init
+        .iter()
+        .map(|c| serde_json::from_value(c["command"].clone()).unwrap())
+        .collect();
+    assert_eq!(
+        commands,
+        [
+            plan::legacy::manage_task_argv("check; touch ran"),
+            plan::legacy::manage_task_argv("migrate --no-input"),
+        ]
+    );
+    assert_eq!(init[0]["name"], "manage-task-1", "in the order given");
+    // Run each command as the container would, with a manage.py that records its arguments.
+    let dir = tempfile::tempdir().unwrap();
+    let bin_dir = dir.path().join("bin");
+    std::fs::create_dir(&bin_dir).unwrap();
+    std::os::unix::fs::symlink(which_python3(), bin_dir.join("python")).unwrap();
+    std::fs::write(
+        dir.path().join("manage.py"),
+        "import sys\nopen('args', 'a').write(repr(sys.argv[1:]) + '\\n')\n",
+    )
+    .unwrap();
+    for command in &commands {
+        let status = Command::new(&command[0])
+            .args(&command[1..])
+            .current_dir(dir.path())
+            .env("PATH", format!("{}:/usr/bin:/bin", bin_dir.display()))
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("args")).unwrap(),
+        "['check;', 'touch', 'ran']\n['migrate', '--no-input']\n"
+    );
+    assert!(!dir.path().join("ran").exists(), "no shell ran `touch`");
+}
+
+fn which_python3() -> std::path::PathBuf {
+    let out = Command::new("sh")
+        .args(["-c", "command -v python3"])
+        .output()
+        .unwrap();
+    std::path::PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }

@@ -459,7 +459,8 @@ fn manage_task(task: &str, launch: &Launch) -> Result<(), LaunchError> {
         format_args!("running manage.py task: {task}"),
         &launch.env,
     );
-    let words = shell_words::split(task).unwrap_or_else(|_| vec![task.to_string()]);
+    // `python manage.py` and the task's words, as the pod's init containers run them too.
+    let argv = plan::legacy::manage_task_argv(task);
     let failed = |status: String, code: u8| LaunchError::ManageTask {
         task: task.to_string(),
         status,
@@ -467,8 +468,7 @@ fn manage_task(task: &str, launch: &Launch) -> Result<(), LaunchError> {
     };
     let python = resolve("python", launch.env.get("PATH").unwrap_or(""), &launch.cwd)?;
     let status = std::process::Command::new(python)
-        .arg("manage.py")
-        .args(&words)
+        .args(&argv[1..])
         .current_dir(&launch.cwd)
         .env_clear()
         .envs(launch.env.iter())
