@@ -1,4 +1,4 @@
-//! `export containerfile`: the image the manifests run, built the way uv's Docker guide
+//! `plan-export containerfile`: the image the manifests run, built the way uv's Docker guide
 //! recommends: the dependencies alone first (`uv sync --locked --no-install-project`, the
 //! lockfile bind-mounted, the uv cache in a cache mount), so that an unchanged `uv.lock`
 //! reuses that layer; then the app, and `uv sync --locked` again. The build hooks run at
@@ -25,7 +25,7 @@ pub fn render(plan: &Plan, base: &str, env: &Env) -> String {
     let hook = |name: &str| hook(name, env);
     let mut out = format!(
         "# syntax=docker/dockerfile:1\n\
-         # The image of this deployment, rendered by `export containerfile`; build it with\n\
+         # The image of this deployment, rendered by `plan-export containerfile`; build it with\n\
          # `scripts/image APP_DIR`.\n\
          FROM {base}\n\
          ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never\n"
@@ -120,7 +120,7 @@ fn render_legacy(plan: &Plan, legacy: &Legacy, base: &str, env: &Env) -> String 
     let python = format!("python{}", legacy.python_version);
     let mut out = format!(
         "# syntax=docker/dockerfile:1\n\
-         # The image of this deployment (legacy mode), rendered by `export containerfile`;\n\
+         # The image of this deployment (legacy mode), rendered by `plan-export containerfile`;\n\
          # build it with `scripts/image APP_DIR`.\n\
          FROM {base}\n\
          ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1\n"
@@ -143,18 +143,44 @@ fn render_legacy(plan: &Plan, legacy: &Legacy, base: &str, env: &Env) -> String 
          WORKDIR {APP_DIR}\n\
          RUN {python} -m venv {APP_DIR}/.venv\n"
     ));
-    if let Some(file) = &legacy.requirements {
+    // pip in exec form (JSON): the file's name is one argument, whatever its characters.
+    let pip = |file: &str| {
+        serde_json::to_string(&[
+            format!("{APP_DIR}/.venv/bin/python"),
+            "-m".into(),
+            "pip".into(),
+            "install".into(),
+            "-r".into(),
+            format!("{APP_DIR}/{file}"),
+        ])
+        .expect("strings serialize")
+    };
+    // A name a `--mount` option can hold as it is (its options are comma-separated
+    // `key=value` pairs): the requirements alone first; any other name after the app.
+    let (early, late) = match &legacy.requirements {
+        Some(file) if mountable(file) => (Some(file), None),
+        other => (None, other.as_ref()),
+    };
+    if let Some(file) = early {
         out.push_str(&format!(
             "# The requirements alone: an unchanged {file} reuses this layer.\n\
              RUN --mount=type=cache,target=/root/.cache/pip \\\n    \
              --mount=type=bind,source={file},target={APP_DIR}/{file} \\\n    \
-             {APP_DIR}/.venv/bin/python -m pip install -r {APP_DIR}/{file}\n"
+             {}\n",
+            pip(file)
         ));
     }
     out.push_str(&format!(
         "COPY . {APP_DIR}\n\
          RUN rm -rf {APP_DIR}/.uvdeploy\n"
     ));
+    if let Some(file) = late {
+        out.push_str(&format!(
+            "# The requirements (a name a bind mount cannot take as it is: installed with the app).\n\
+             RUN --mount=type=cache,target=/root/.cache/pip {}\n",
+            pip(file)
+        ));
+    }
     out.extend(hook("CC_PRE_BUILD_HOOK", env));
     if let Some(goal) = &legacy.setup_py_goal {
         out.push_str(&format!(
@@ -172,4 +198,14 @@ fn render_legacy(plan: &Plan, legacy: &Legacy, base: &str, env: &Env) -> String 
         port = plan.ports.app,
     ));
     out
+}
+
+/// A path a `--mount=type=bind,source=PATH` option takes as it is: letters, digits and
+/// `._-/+@`, no `..`.
+fn mountable(path: &str) -> bool {
+    !path.is_empty()
+        && !path.split('/').any(|part| part == "..")
+        && path
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-/+@".contains(c))
 }

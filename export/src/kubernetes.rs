@@ -1,4 +1,4 @@
-//! `export kubernetes`: the plan as what a Kubernetes cluster runs. One Deployment whose pod
+//! `plan-export kubernetes`: the plan as what a Kubernetes cluster runs. One Deployment whose pod
 //! holds the whole chain, as the platform runs it in one instance: the app in `containers`,
 //! every hop as a native sidecar (an `initContainers` entry with `restartPolicy: Always`,
 //! Kubernetes 1.29+) started before it, in chain order; the hops' rendered files in a

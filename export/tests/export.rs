@@ -415,7 +415,8 @@ fn the_legacy_containerfile_installs_the_requirements_first_and_holds_nginx_and_
     );
     assert!(at("--mount=type=cache,target=/root/.cache/pip") < at("COPY . /app"));
     assert!(
-        at("/app/.venv/bin/python -m pip install -r /app/requirements.txt") < at("COPY . /app")
+        at(r#"["/app/.venv/bin/python","-m","pip","install","-r","/app/requirements.txt"]"#)
+            < at("COPY . /app")
     );
     assert!(at("COPY . /app") < at("RUN [\"/app/.venv/bin/python\",\"setup.py\",\"build\"]"));
     assert!(text.contains("ENV PATH=\"/app/.venv/bin:$PATH\" VIRTUAL_ENV=/app/.venv PORT=9000\n"));
@@ -634,4 +635,43 @@ fn which_python3() -> std::path::PathBuf {
         .output()
         .unwrap();
     std::path::PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+/// The requirements file's name never adds a line to the Containerfile nor splits a mount
+/// option: pip's command is JSON (exec form), and a name a bind mount cannot hold as it is
+/// is installed after the app instead. (`detect` refuses control characters in
+/// CC_PIP_REQUIREMENTS_FILE; a plan can still be written by hand.)
+#[test]
+fn the_requirements_file_name_is_quoted_in_the_containerfile() {
+    let mut plan = plan_of(
+        "legacy-django-gunicorn",
+        false,
+        &[("CC_PYTHON_MODULE", "mysite.wsgi:application")],
+    );
+    for name in [
+        "req s.txt\nRUN touch /pwned",
+        "a,source=/etc,b.txt",
+        "r\"q'.txt",
+    ] {
+        plan.legacy.as_mut().unwrap().requirements = Some(name.to_string());
+        let text = export::containerfile::render(&plan, "base", &Env::default());
+        assert!(
+            !text.lines().any(|l| l.starts_with("RUN touch")),
+            "{name:?}: an instruction injected:\n{text}"
+        );
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.contains("--mount=type=bind,source=a")),
+            "{name:?}: a mount option split:\n{text}"
+        );
+        let pip = text
+            .lines()
+            .find(|l| l.contains("\"pip\",\"install\""))
+            .unwrap_or_else(|| panic!("no pip line:\n{text}"));
+        let json = &pip[pip.find('[').unwrap()..];
+        let argv: Vec<String> = serde_json::from_str(json).unwrap();
+        assert_eq!(argv.last().unwrap(), &format!("/app/{name}"));
+        assert!(text.find("COPY . /app").unwrap() < text.find(pip).unwrap());
+    }
 }
