@@ -17,6 +17,8 @@ pub enum ExportError {
     NoRunCommand,
     #[error("--name `{0}` cannot be made a DNS label (letters, digits and `-`, at most 63)")]
     BadName(String),
+    #[error("--public-port/--app-port: {0}")]
+    Layout(#[from] plan::LayoutError),
 }
 
 impl Failure for ExportError {

@@ -1,6 +1,6 @@
 use clap::{CommandFactory, Parser, Subcommand};
 use export::{containerfile, kubernetes, yaml, ExportError};
-use plan::cli::{EnvArgs, PlanArgs};
+use plan::cli::{EnvArgs, PlanArgs, PortArgs};
 use plan::report::{report, say, Fault, Message, WriteError};
 use plan::{read_plan, Env};
 use std::io::Write;
@@ -40,6 +40,9 @@ enum Target {
         name: Option<String>,
         #[arg(long, default_value_t = 1, value_name = "N")]
         replicas: u32,
+        /// The pod's ports (the platform's by default, whatever the plan's).
+        #[command(flatten)]
+        ports: PortArgs,
         #[command(flatten)]
         plan: PlanArgs,
         /// The application's variables (only these: not this shell's environment).
@@ -85,21 +88,18 @@ fn run(cli: &Cli) -> Result<ExitCode, Fault> {
             image,
             name,
             replicas,
+            ports,
             plan,
             env,
         } => {
             let plan = read_plan(&plan.source(), "plan-export")?;
-            let given = name.clone().unwrap_or_else(|| {
-                plan.app_dir
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| "app".into())
-            });
+            let given = name.clone().unwrap_or_else(|| kubernetes::app_name(&plan));
             let name = kubernetes::dns_label(&given).ok_or(ExportError::BadName(given))?;
             let options = kubernetes::Options {
                 image: image.clone(),
                 name: name.clone(),
                 replicas: *replicas,
+                ports: (*ports).into(),
                 env: env.without_process()?,
             };
             let manifests = kubernetes::manifests(&plan, &options)?;

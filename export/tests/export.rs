@@ -136,6 +136,7 @@ fn options() -> Options {
         image: "registry.example/hello:1".into(),
         name: "hello".into(),
         replicas: 2,
+        ports: plan::PortSettings::default(),
         env,
     }
 }
@@ -674,4 +675,89 @@ fn the_requirements_file_name_is_quoted_in_the_containerfile() {
         assert_eq!(argv.last().unwrap(), &format!("/app/{name}"));
         assert!(text.find("COPY . /app").unwrap() < text.find(pip).unwrap());
     }
+}
+
+/// What `checkout | detect | flowctl | plan-export kubernetes` names and numbers: the objects
+/// after the app (`hello`, not `copy`, the checkout's directory), and the pod on the
+/// platform's ports (8080, 8081, 9000) although the plan was made on shifted local ones.
+#[test]
+fn objects_are_named_after_the_app_and_the_pod_is_on_the_platforms_ports() {
+    let (_tmp, app) = copy_example("hello");
+    std::fs::create_dir_all(app.join("clevercloud")).unwrap();
+    std::fs::write(app.join("clevercloud/varnish.vcl"), HIT_MARKING_VCL).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let mut bash = Command::new("bash");
+    testkit::cleared(&mut bash)
+        .current_dir(work.path())
+        .env(
+            "PATH",
+            format!(
+                "{}:{}:/usr/sbin",
+                bin("detect").parent().unwrap().display(),
+                std::env::var("PATH").unwrap()
+            ),
+        )
+        .env("APP", &app)
+        .env(
+            "CC_PYTHON_UV_RUN_COMMAND",
+            "uv run python app.py --port 46500",
+        )
+        .env("OTOROSHI_CHALLENGE_SECRET", "s3cr3t-value")
+        .args([
+            "-o",
+            "pipefail",
+            "-c",
+            "checkout --into copy \"$APP\" > source.json && \
+             detect --source source.json copy --public-port 46400 --app-port 46500 \
+             | flowctl --state-dir /srv/state > plan.json && \
+             plan-export kubernetes --image i --plan plan.json",
+        ]);
+    let out = testkit::succeeded(bash.output().unwrap());
+    let yaml = String::from_utf8(out.stdout).unwrap();
+    let planned = std::fs::read_to_string(work.path().join("plan.json")).unwrap();
+    assert!(planned.contains("46401"), "the plan is on the local ports");
+    for local in ["46400", "46401", "46500"] {
+        assert!(!yaml.contains(local), "{local} in the manifests:\n{yaml}");
+    }
+    let docs = parsed_by_pyyaml(&yaml);
+    let app_name = app.file_name().unwrap().to_str().unwrap();
+    for doc in &docs {
+        assert!(
+            doc["metadata"]["name"]
+                .as_str()
+                .unwrap()
+                .starts_with(app_name),
+            "{}",
+            doc["metadata"]["name"]
+        );
+    }
+    let deployment = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
+    let pod = &deployment["spec"]["template"]["spec"];
+    let port_of = |c: &Value| c["ports"][0]["containerPort"].as_u64().unwrap();
+    let sidecars = pod["initContainers"].as_array().unwrap();
+    assert_eq!(
+        sidecars.iter().map(port_of).collect::<Vec<_>>(),
+        [8080, 8081]
+    );
+    assert_eq!(
+        sidecars[0]["command"],
+        serde_json::json!([
+            "otoroshi-challenge",
+            "--listen",
+            "8080",
+            "--forward",
+            "8081"
+        ])
+    );
+    let app_container = &pod["containers"][0];
+    assert_eq!(port_of(app_container), 9000);
+    assert_eq!(
+        app_container["command"],
+        serde_json::json!(["uv", "run", "python", "app.py", "--port", "9000"])
+    );
+    let config = docs.iter().find(|d| d["kind"] == "ConfigMap").unwrap();
+    let vcl = config["data"].as_object().unwrap().values().next().unwrap();
+    assert!(vcl.as_str().unwrap().contains("\"9000\""), "{vcl}");
+    let service = docs.iter().find(|d| d["kind"] == "Service").unwrap();
+    assert_eq!(service["spec"]["ports"][0]["port"], 8080);
 }
