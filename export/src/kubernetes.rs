@@ -11,7 +11,7 @@
 
 use crate::ExportError;
 use plan::command::shell_argv;
-use plan::secret::is_secret;
+use plan::secret::{holds_a_secret, is_secret_variable};
 use plan::{Env, EnvValue, Hop, Mode, Plan, PortSettings};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -168,13 +168,14 @@ pub fn manifests(plan: &Plan, options: &Options) -> Result<Manifests, ExportErro
         Some(argv) => argv.clone(),
         None => shell_argv(&run.command),
     };
-    let command: Vec<String> = command
-        .iter()
-        .map(|w| secret_references(&in_image(w), &mut app_secrets))
-        .collect();
+    let command: Vec<String> = command.iter().map(|w| in_image(w)).collect();
+    let command = command_references(&command, &mut app_secrets);
     let mut env = vec![json!({"name": "PORT", "value": plan.ports.app.to_string()})];
     for (key, value) in options.env.iter().filter(|(k, _)| *k != "PORT") {
-        if is_secret(key) {
+        // A secret by its name or its value (a URL with a password), and any variable that
+        // holds a secret's value (a token written in CC_PYTHON_UV_RUN_COMMAND, a hook,
+        // CC_HEALTH_CHECK_PATH): from the Secret, never a value in the manifests.
+        if is_secret_variable(key, value) || holds_a_secret(value, &options.env) {
             app_secrets.insert(key.to_string());
         } else {
             env.push(json!({"name": key, "value": value}));
@@ -231,10 +232,15 @@ pub fn manifests(plan: &Plan, options: &Options) -> Result<Manifests, ExportErro
                 }
             }
         }
-        let mut argv: Vec<String> = argv
-            .iter()
-            .map(|w| secret_references(w, &mut secrets))
-            .collect();
+        // The secrets the hop's command refers to come into its environment from the Secret.
+        let mut referred = BTreeSet::new();
+        let mut argv = command_references(&argv, &mut referred);
+        for variable in &referred {
+            if !hop.env.contains_key(variable) {
+                hop_env.push(secret_ref(variable));
+            }
+        }
+        secrets.extend(referred);
         if hop.name == "nginx" {
             argv = nginx_command(hop, &argv, &htpasswd);
         }
@@ -432,6 +438,26 @@ fn relocate(
         }
     }
     (argv, files, from_env)
+}
+
+/// A command with its `${{NAME}}` (a secret the plan names) made references to the
+/// container's variable NAME (which comes from the Secret): in a shell's script, the shell's
+/// own `"${NAME}"`, quoted where it stands, so that the value is one piece whatever it holds;
+/// in a word, Kubernetes' `$(NAME)`. The names are collected.
+fn command_references(argv: &[String], secrets: &mut BTreeSet<String>) -> Vec<String> {
+    let shell = argv.len() == 3 && argv[0] == "/bin/sh" && argv[1] == "-c";
+    argv.iter()
+        .enumerate()
+        .map(|(i, word)| match i {
+            2 if shell => shell_references(word, secrets),
+            _ => secret_references(word, secrets),
+        })
+        .collect()
+}
+
+fn shell_references(script: &str, secrets: &mut BTreeSet<String>) -> String {
+    secrets.extend(plan::secret::references(script));
+    plan::secret::as_shell_variables(script)
 }
 
 /// `${{NAME}}` (a secret the plan names) as Kubernetes expands a variable in a command,

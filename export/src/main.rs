@@ -4,6 +4,7 @@ use plan::cli::{EnvArgs, PlanArgs, PortArgs};
 use plan::report::{report, say, Fault, Message, WriteError};
 use plan::{read_plan, Env};
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// The same deployment beyond one machine: the plan (after flowctl) as what an existing
@@ -60,6 +61,10 @@ enum Target {
         /// The build hooks' variables (CC_PRE_BUILD_HOOK, CC_POST_BUILD_HOOK).
         #[command(flatten)]
         env: EnvArgs,
+        /// Write each secret the build hooks use into DIR/NAME (mode 0600), to give the
+        /// build as `--secret id=NAME,src=DIR/NAME` (`scripts/image` does).
+        #[arg(long, value_name = "DIR")]
+        secrets_dir: Option<PathBuf>,
     },
 }
 
@@ -120,13 +125,65 @@ fn run(cli: &Cli) -> Result<ExitCode, Fault> {
             }
             yaml::documents(&manifests.documents)
         }
-        Target::Containerfile { base, plan, env } => {
+        Target::Containerfile {
+            base,
+            plan,
+            env,
+            secrets_dir,
+        } => {
             let plan = read_plan(&plan.source(), "plan-export")?;
-            containerfile::render(&plan, base, &env.without_process()?)
+            let env = env.without_process()?;
+            let needed = containerfile::build_secrets(&env);
+            if let Some(dir) = secrets_dir {
+                write_secrets(dir, &needed, &env)?;
+            } else if !needed.is_empty() {
+                let flags: Vec<String> = needed
+                    .iter()
+                    .map(|k| format!("--secret id={k},src=FILE"))
+                    .collect();
+                say(
+                    "plan-export",
+                    format_args!(
+                        "the build hooks use secrets, given to the build as build secrets (never in a layer): podman build {} (scripts/image gives them)",
+                        flags.join(" ")
+                    ),
+                    &Env::default(),
+                );
+            }
+            containerfile::render(&plan, base, &env)
         }
     };
     std::io::stdout()
         .write_all(text.as_bytes())
         .map_err(WriteError)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Each secret in `names` written into DIR/NAME, readable by its owner only, in a directory
+/// made for them.
+fn write_secrets(dir: &Path, names: &[String], env: &Env) -> Result<(), Fault> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let failed = |path: &Path, e: std::io::Error| -> Fault {
+        Box::new(Message::failed(format!(
+            "cannot write the build secrets into `{}`: {e}",
+            path.display()
+        )))
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| failed(dir, e))?;
+    for name in names {
+        let path = dir.join(name);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| failed(&path, e))?;
+        file.write_all(env.get(name).unwrap_or_default().as_bytes())
+            .map_err(|e| failed(&path, e))?;
+    }
+    Ok(())
 }

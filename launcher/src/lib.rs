@@ -10,7 +10,7 @@ pub mod supervise;
 use plan::command::{find_program, shell_argv, ProgramError};
 use plan::hook::HookError;
 use plan::report::{exit, Failure};
-use plan::secret::{is_secret, REDACTED};
+use plan::secret::{is_secret_variable, REDACTED};
 use plan::{Env, EnvValue, HopFile, Mode, Plan};
 use std::ffi::CString;
 use std::os::unix::fs::PermissionsExt;
@@ -192,11 +192,17 @@ pub fn prepare(
     if launch.argv.is_empty() {
         return Err(LaunchError::EmptyCommand);
     }
-    // The secrets the plan holds by name only, written back from this environment.
+    // The secrets the plan holds by name only, written back from this environment: quoted
+    // for the shell in a shell's script, as they are in a word.
+    let shell = launch.argv.len() == 3 && launch.argv[0] == "/bin/sh" && launch.argv[1] == "-c";
     launch.argv = launch
         .argv
         .iter()
-        .map(|word| plan::secret::reveal(word, env))
+        .enumerate()
+        .map(|(i, word)| match i {
+            2 if shell => plan::secret::reveal_in_shell(word, env),
+            _ => plan::secret::reveal(word, env),
+        })
         .collect::<Result<_, _>>()?;
     if let Some(port) = port.or(planned_port) {
         set(&mut launch, "PORT", port.to_string());
@@ -350,7 +356,11 @@ pub fn describe(launch: &Launch) -> String {
     );
     for key in &launch.set {
         let value = launch.env.get(key).unwrap_or_default();
-        let shown = if is_secret(key) { REDACTED } else { value };
+        let shown = if is_secret_variable(key, value) {
+            REDACTED
+        } else {
+            value
+        };
         out.push_str(&format!("env: {key}={shown}\n"));
     }
     for file in &launch.files {
