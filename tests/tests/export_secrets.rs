@@ -195,3 +195,32 @@ fn parsed(yaml: &str) -> Vec<Value> {
         .unwrap();
     serde_json::from_slice(&testkit::succeeded(out).stdout).unwrap()
 }
+
+/// A shell run command with the secret spelled as a shell spells it: the plan holds neither
+/// spelling, and `launcher` runs what the user wrote (the value whole, twice).
+#[test]
+fn launcher_runs_a_hidden_shell_command_as_written() {
+    let (_tmp, app) = copy_example("hello");
+    let command = r#"printf '%s|' Zq9\ x\'K7 "Zq9 x'K7" > got; exit 0"#;
+    let mut detect = Command::new(bin("detect"));
+    testkit::cleared(&mut detect)
+        .arg(&app)
+        .env("API_TOKEN", TOKEN)
+        .env("CC_RUN_COMMAND", command);
+    let detected = testkit::succeeded(detect.output().unwrap());
+    assert_no_secret("detect", &detected);
+    let plan = app.parent().unwrap().join("plan.json");
+    std::fs::write(&plan, &detected.stdout).unwrap();
+    let mut launcher = Command::new(bin("launcher"));
+    testkit::cleared(&mut launcher)
+        .arg("--plan")
+        .arg(&plan)
+        .arg("--app")
+        .env("API_TOKEN", TOKEN);
+    let launched = testkit::succeeded(launcher.output().unwrap());
+    assert_no_secret("launcher", &launched);
+    assert_eq!(
+        std::fs::read_to_string(app.join("got")).unwrap(),
+        format!("{TOKEN}|{TOKEN}|")
+    );
+}
