@@ -349,9 +349,18 @@ fn set(launch: &mut Launch, key: &str, value: String) {
 /// What `--dry-run` prints: argv, working directory, the variables the launcher sets (secret
 /// values redacted), the files it would write and the hook it would run.
 pub fn describe(launch: &Launch) -> String {
+    // Secrets by name, however a word spells them (a shell's script quotes them).
+    let shown: Vec<String> = launch
+        .argv
+        .iter()
+        .map(|word| {
+            let word = plan::secret::hide(word, &launch.env);
+            plan::secret::hide_in_shell(&word, &launch.env)
+        })
+        .collect();
     let mut out = format!(
         "argv: {}\ncwd: {}\n",
-        shell_words::join(&launch.argv),
+        shell_words::join(&shown),
         launch.cwd.display()
     );
     for key in &launch.set {
@@ -371,6 +380,7 @@ pub fn describe(launch: &Launch) -> String {
         ));
     }
     if let Some(hook) = &launch.pre_run_hook {
+        let hook = plan::secret::hide_in_shell(hook, &launch.env);
         out.push_str(&format!("pre-run hook: {hook}\n"));
     }
     for task in &launch.manage_tasks {

@@ -219,6 +219,17 @@ fn launcher_runs_a_hidden_shell_command_as_written() {
         .env("API_TOKEN", TOKEN);
     let launched = testkit::succeeded(launcher.output().unwrap());
     assert_no_secret("launcher", &launched);
+    // What --dry-run shows of the command and of a hook names the secret.
+    let mut dry_run = Command::new(bin("launcher"));
+    testkit::cleared(&mut dry_run)
+        .arg("--plan")
+        .arg(&plan)
+        .args(["--app", "--dry-run"])
+        .env("API_TOKEN", TOKEN)
+        .env("CC_PRE_RUN_HOOK", r"echo Zq9\ x\'K7");
+    let shown = testkit::succeeded(dry_run.output().unwrap());
+    assert_no_secret("launcher --dry-run", &shown);
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("pre-run hook: echo ${{API_TOKEN}}"));
     assert_eq!(
         std::fs::read_to_string(app.join("got")).unwrap(),
         format!("{TOKEN}|{TOKEN}|")
