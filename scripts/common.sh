@@ -8,7 +8,7 @@ if [[ -z ${UVDEPLOY_BIN:-} ]]; then
     if [[ -x $root/target/release/detect ]]; then UVDEPLOY_BIN=$root/target/release
     else UVDEPLOY_BIN=$root/target/debug; fi
 fi
-for tool in checkout detect uvbuild flowctl launcher healthcheck export uvsupervise; do
+for tool in checkout detect uvbuild flowctl launcher healthcheck plan-export uvsupervise; do
     if [[ ! -x $UVDEPLOY_BIN/$tool ]]; then
         echo "error: \`$UVDEPLOY_BIN/$tool\` is missing" >&2
         echo >&2

@@ -230,7 +230,7 @@ fn custom(env: &Env) -> Result<Middleware, DetectError> {
         }
     }
     Ok(Middleware::Custom {
-        command: plan::secret::hide(command, env),
+        command: plan::secret::hide_in_shell(command, env),
     })
 }
 

@@ -135,6 +135,15 @@ fn requirements(
     reasons: &mut Vec<String>,
 ) -> Result<Option<String>, DetectError> {
     let named = env.non_empty("CC_PIP_REQUIREMENTS_FILE").map(str::trim);
+    // A file name with a newline or another control character is no one's requirements file,
+    // and would break every line it is written into (a Containerfile's `RUN --mount`).
+    if let Some(named) = named.filter(|n| n.chars().any(char::is_control)) {
+        return Err(DetectError::Invalid {
+            variable: "CC_PIP_REQUIREMENTS_FILE".into(),
+            value: named.escape_default().to_string(),
+            valid: "a file from the application's root, its name without control characters (newline, tab, ...)".into(),
+        });
+    }
     let file = named.unwrap_or("requirements.txt");
     let relative = file.trim_start_matches('/');
     let path = app_dir.join(relative);
@@ -689,6 +698,34 @@ mod tests {
                 Err(other) => panic!("{name}={value}: {other}"),
                 Ok(_) => panic!("{name}={value} was accepted"),
             }
+        }
+    }
+
+    /// A newline in the file's name would add lines to what is written from it (a
+    /// Containerfile's `RUN --mount`): refused, even when such a file exists.
+    #[test]
+    fn a_requirements_file_name_with_a_control_character_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["req.txt\nRUN touch pwned", "req\t.txt", "req\u{85}.txt"] {
+            std::fs::write(dir.path().join(name), "").unwrap();
+            let Err(err) = legacy(
+                dir.path(),
+                &env(&[("CC_PIP_REQUIREMENTS_FILE", name)]),
+                None,
+                9000,
+            ) else {
+                panic!("{name:?} was accepted");
+            };
+            let shown = name.escape_default().to_string();
+            assert_eq!(
+                err,
+                DetectError::Invalid {
+                    variable: "CC_PIP_REQUIREMENTS_FILE".into(),
+                    value: shown.clone(),
+                    valid: "a file from the application's root, its name without control characters (newline, tab, ...)".into(),
+                }
+            );
+            assert!(!err.to_string().contains('\n'), "one line: {err}");
         }
     }
 

@@ -247,11 +247,12 @@ fn run_command(env: &Env) -> Result<Option<Run>, DetectError> {
             CommandError::Empty => "nothing to run".into(),
         },
     })?;
-    // A secret written literally in the command stays out of the plan (launcher puts it back).
+    // A secret written literally in the command stays out of the plan, however the command
+    // spells it (`my\ secret`): launcher puts it back.
     let hide = |text: &str| plan::secret::hide(text, env);
     Ok(Some(Run {
         source,
-        command: hide(command),
+        command: plan::secret::hide_in_shell(command, env),
         argv: argv.map(|words| words.iter().map(|w| hide(w)).collect()),
     }))
 }

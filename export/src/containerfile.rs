@@ -1,4 +1,4 @@
-//! `export containerfile`: the image the manifests run, built the way uv's Docker guide
+//! `plan-export containerfile`: the image the manifests run, built the way uv's Docker guide
 //! recommends: the dependencies alone first (`uv sync --locked --no-install-project`, the
 //! lockfile bind-mounted, the uv cache in a cache mount), so that an unchanged `uv.lock`
 //! reuses that layer; then the app, and `uv sync --locked` again. The build hooks run at
@@ -7,6 +7,7 @@
 //! `scripts/image`, under `.uvdeploy/bin`).
 
 use crate::kubernetes::APP_DIR;
+use plan::secret::{holds_a_secret, is_secret_variable};
 use plan::{Env, Legacy, Mode, Plan};
 
 /// An image with Python and uv, as uv's Docker guide shows: no interpreter is downloaded at
@@ -25,7 +26,7 @@ pub fn render(plan: &Plan, base: &str, env: &Env) -> String {
     let hook = |name: &str| hook(name, env);
     let mut out = format!(
         "# syntax=docker/dockerfile:1\n\
-         # The image of this deployment, rendered by `export containerfile`; build it with\n\
+         # The image of this deployment, rendered by `plan-export containerfile`; build it with\n\
          # `scripts/image APP_DIR`.\n\
          FROM {base}\n\
          ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never\n"
@@ -89,15 +90,93 @@ fn command(plan: &Plan) -> String {
     .iter()
     .map(|w| w.replace(&app_dir, APP_DIR))
     .collect();
+    // A secret the plan names (`${{NAME}}`) is the container's variable NAME at run time
+    // (the pod's Secret): the shell expands it, since the exec form expands nothing.
+    let words = if !words.iter().any(|w| w.contains("${{")) {
+        words
+    } else if plan::command::shell_stays(&words) || words.len() == 3 && words[0] == "/bin/sh" {
+        vec![
+            words[0].clone(),
+            words[1].clone(),
+            plan::secret::as_shell_variables(&words[2]),
+        ]
+    } else {
+        let script = format!("exec {}", shell_words::join(&words));
+        vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            plan::secret::as_shell_variables(&script),
+        ]
+    };
     serde_json::to_string(&words).expect("strings serialize")
 }
 
-/// A build hook as a RUN step, when it is set.
+/// The build hooks, which the image's build runs.
+const BUILD_HOOKS: [&str; 2] = ["CC_PRE_BUILD_HOOK", "CC_POST_BUILD_HOOK"];
+
+/// Where a build secret is mounted while one `RUN` runs (the file is in no layer).
+pub const SECRETS_DIR: &str = "/run/secrets";
+
+/// The secret variables (by name or value) a hook command uses: written in it literally
+/// (however a shell spells it), or read by it (`$NAME`, `${NAME}`).
+fn secrets_used(command: &str, env: &Env) -> Vec<String> {
+    env.iter()
+        .filter(|(k, v)| is_secret_variable(k, v))
+        .filter(|(k, v)| {
+            let one: Env = [(*k, *v)].into_iter().collect();
+            holds_a_secret(command, &one)
+                || command.contains(&format!("${k}"))
+                || command.contains(&format!("${{{k}}}"))
+        })
+        .map(|(k, _)| k.to_string())
+        .collect()
+}
+
+/// The secrets the image's build needs (its hooks use them), each to be given to the build
+/// as a build secret of that id (`podman build --secret id=NAME,src=FILE`).
+pub fn build_secrets(env: &Env) -> Vec<String> {
+    let mut names: Vec<String> = BUILD_HOOKS
+        .iter()
+        .filter_map(|hook| env.non_empty(hook))
+        .flat_map(|command| secrets_used(command, env))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// A build hook as a RUN step, when it is set. A secret it uses comes from a build secret
+/// mount, read into its variable for that step only: its value is never in the
+/// Containerfile, nor in the image's history (a value written in the hook becomes a
+/// reference to the variable).
 fn hook(name: &str, env: &Env) -> Option<String> {
     env.non_empty(name).map(|command| {
+        let used = secrets_used(command, env);
+        if used.is_empty() {
+            return format!(
+                "# {name}\nRUN {}\n",
+                serde_json::to_string(&["/bin/sh", "-c", command]).expect("strings serialize")
+            );
+        }
+        let only: Env = env
+            .iter()
+            .filter(|(k, _)| used.iter().any(|u| u == k))
+            .collect();
+        let hidden = plan::secret::hide_in_shell(command, &only);
+        let script = plan::secret::as_shell_variables(&hidden);
+        let reads: String = used
+            .iter()
+            .map(|k| format!("{k}=$(cat {SECRETS_DIR}/{k}) && export {k} && "))
+            .collect();
+        let mounts: String = used
+            .iter()
+            .map(|k| format!("--mount=type=secret,id={k} "))
+            .collect();
         format!(
-            "# {name}\nRUN {}\n",
-            serde_json::to_string(&["/bin/sh", "-c", command]).expect("strings serialize")
+            "# {name} (with the build secrets {})\nRUN {mounts}{}\n",
+            used.join(", "),
+            serde_json::to_string(&["/bin/sh", "-c", &format!("{reads}{script}")])
+                .expect("strings serialize")
         )
     })
 }
@@ -120,7 +199,7 @@ fn render_legacy(plan: &Plan, legacy: &Legacy, base: &str, env: &Env) -> String 
     let python = format!("python{}", legacy.python_version);
     let mut out = format!(
         "# syntax=docker/dockerfile:1\n\
-         # The image of this deployment (legacy mode), rendered by `export containerfile`;\n\
+         # The image of this deployment (legacy mode), rendered by `plan-export containerfile`;\n\
          # build it with `scripts/image APP_DIR`.\n\
          FROM {base}\n\
          ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1\n"
@@ -143,18 +222,44 @@ fn render_legacy(plan: &Plan, legacy: &Legacy, base: &str, env: &Env) -> String 
          WORKDIR {APP_DIR}\n\
          RUN {python} -m venv {APP_DIR}/.venv\n"
     ));
-    if let Some(file) = &legacy.requirements {
+    // pip in exec form (JSON): the file's name is one argument, whatever its characters.
+    let pip = |file: &str| {
+        serde_json::to_string(&[
+            format!("{APP_DIR}/.venv/bin/python"),
+            "-m".into(),
+            "pip".into(),
+            "install".into(),
+            "-r".into(),
+            format!("{APP_DIR}/{file}"),
+        ])
+        .expect("strings serialize")
+    };
+    // A name a `--mount` option can hold as it is (its options are comma-separated
+    // `key=value` pairs): the requirements alone first; any other name after the app.
+    let (early, late) = match &legacy.requirements {
+        Some(file) if mountable(file) => (Some(file), None),
+        other => (None, other.as_ref()),
+    };
+    if let Some(file) = early {
         out.push_str(&format!(
             "# The requirements alone: an unchanged {file} reuses this layer.\n\
              RUN --mount=type=cache,target=/root/.cache/pip \\\n    \
              --mount=type=bind,source={file},target={APP_DIR}/{file} \\\n    \
-             {APP_DIR}/.venv/bin/python -m pip install -r {APP_DIR}/{file}\n"
+             {}\n",
+            pip(file)
         ));
     }
     out.push_str(&format!(
         "COPY . {APP_DIR}\n\
          RUN rm -rf {APP_DIR}/.uvdeploy\n"
     ));
+    if let Some(file) = late {
+        out.push_str(&format!(
+            "# The requirements (a name a bind mount cannot take as it is: installed with the app).\n\
+             RUN --mount=type=cache,target=/root/.cache/pip {}\n",
+            pip(file)
+        ));
+    }
     out.extend(hook("CC_PRE_BUILD_HOOK", env));
     if let Some(goal) = &legacy.setup_py_goal {
         out.push_str(&format!(
@@ -172,4 +277,14 @@ fn render_legacy(plan: &Plan, legacy: &Legacy, base: &str, env: &Env) -> String 
         port = plan.ports.app,
     ));
     out
+}
+
+/// A path a `--mount=type=bind,source=PATH` option takes as it is: letters, digits and
+/// `._-/+@`, no `..`.
+fn mountable(path: &str) -> bool {
+    !path.is_empty()
+        && !path.split('/').any(|part| part == "..")
+        && path
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-/+@".contains(c))
 }

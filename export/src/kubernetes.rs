@@ -1,4 +1,4 @@
-//! `export kubernetes`: the plan as what a Kubernetes cluster runs. One Deployment whose pod
+//! `plan-export kubernetes`: the plan as what a Kubernetes cluster runs. One Deployment whose pod
 //! holds the whole chain, as the platform runs it in one instance: the app in `containers`,
 //! every hop as a native sidecar (an `initContainers` entry with `restartPolicy: Always`,
 //! Kubernetes 1.29+) started before it, in chain order; the hops' rendered files in a
@@ -11,10 +11,10 @@
 
 use crate::ExportError;
 use plan::command::shell_argv;
-use plan::secret::is_secret;
-use plan::{Env, EnvValue, Hop, Mode, Plan};
+use plan::secret::{holds_a_secret, is_secret_variable};
+use plan::{Env, EnvValue, Hop, Mode, Plan, PortSettings};
 use serde_json::{json, Map, Value};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// Where the image holds the app (the Containerfile copies it there).
@@ -31,6 +31,9 @@ pub struct Options {
     /// A valid DNS label.
     pub name: String,
     pub replicas: u32,
+    /// The pod's ports: the platform's (8080, 9000) unless asked otherwise, whatever ports
+    /// the plan was made on (a rehearsal shifted with `--public-port` on a busy machine).
+    pub ports: PortSettings,
     /// The application's variables (from `--env-file`, `--env`): plain `env`, or from the
     /// Secret when they are secrets.
     pub env: Env,
@@ -55,7 +58,96 @@ pub fn dns_label(name: &str) -> Option<String> {
     (!label.is_empty()).then_some(label)
 }
 
+/// The name objects get by default: the application's own directory (where `checkout`
+/// copied it from, `APP_FOLDER` included), not the copy's (`copy`).
+pub fn app_name(plan: &Plan) -> String {
+    let original = match &plan.source {
+        Some(source) => plan
+            .app_dir
+            .strip_prefix(&source.copy)
+            .map(|inside| source.origin.join(inside))
+            .unwrap_or_else(|_| plan.app_dir.clone()),
+        None => plan.app_dir.clone(),
+    };
+    original
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "app".into())
+}
+
+/// The plan laid out on `ports`: each port of the chain it was made on (the public one, each
+/// hop's, the app's) replaced by the one it has on `ports`, in the plan's numbers and in the
+/// words and files that hold them (`--listen 46400`, a VCL's `.port = "46401"`, Nginx's
+/// `listen`). Only whole numbers are replaced, never digits inside a word.
+pub fn on_ports(plan: &Plan, ports: PortSettings) -> Result<Plan, ExportError> {
+    let wanted = ports.ports_for(&plan.request_flow, plan.mode);
+    let chain = wanted.chain(&plan.request_flow, plan.mode)?;
+    let mut map = BTreeMap::new();
+    map.insert(plan.ports.public, wanted.public);
+    map.insert(plan.ports.app, wanted.app);
+    for (hop, laid) in plan.hops.iter().flatten().zip(&chain) {
+        map.insert(hop.listen, laid.listen);
+        if let Some(forward) = hop.forward {
+            map.insert(forward, laid.forward);
+        }
+    }
+    if map.iter().all(|(from, to)| from == to) {
+        return Ok(plan.clone());
+    }
+    let mut value = serde_json::to_value(plan).expect("a plan serializes");
+    for field in ["app_dir", "state_dir", "run", "hops", "legacy"] {
+        if let Some(part) = value.get_mut(field) {
+            renumber(part, &map);
+        }
+    }
+    let mut moved: Plan = serde_json::from_value(value).expect("the same plan, renumbered");
+    moved.ports = wanted;
+    for (hop, laid) in moved.hops.iter_mut().flatten().zip(&chain) {
+        hop.listen = laid.listen;
+        hop.forward = hop.forward.map(|_| laid.forward);
+    }
+    Ok(moved)
+}
+
+/// Every string in `value` with its whole numbers found in `map` replaced.
+fn renumber(value: &mut Value, map: &BTreeMap<u16, u16>) {
+    match value {
+        Value::String(text) => *text = renumber_text(text, map),
+        Value::Array(items) => items.iter_mut().for_each(|v| renumber(v, map)),
+        Value::Object(fields) => fields.values_mut().for_each(|v| renumber(v, map)),
+        _ => {}
+    }
+}
+
+fn renumber_text(text: &str, map: &BTreeMap<u16, u16>) -> String {
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if !bytes[i].is_ascii_digit() {
+            let next = text[i..].chars().next().map_or(1, char::len_utf8);
+            out.push_str(&text[i..i + next]);
+            i += next;
+            continue;
+        }
+        let end = bytes[i..]
+            .iter()
+            .position(|b| !b.is_ascii_digit())
+            .map_or(bytes.len(), |n| i + n);
+        let whole = (i == 0 || !bytes[i - 1].is_ascii_alphanumeric())
+            && bytes.get(end).is_none_or(|b| !b.is_ascii_alphanumeric());
+        let number = &text[i..end];
+        match number.parse::<u16>().ok().and_then(|n| map.get(&n)) {
+            Some(new) if whole && !number.starts_with('0') => out.push_str(&new.to_string()),
+            _ => out.push_str(number),
+        }
+        i = end;
+    }
+    out
+}
+
 pub fn manifests(plan: &Plan, options: &Options) -> Result<Manifests, ExportError> {
+    let plan = &on_ports(plan, options.ports)?;
     let hops = plan.hops.as_ref().ok_or(ExportError::NoHops)?;
     let run = plan.run.as_ref().ok_or(ExportError::NoRunCommand)?;
     // The app as the image holds it: the plan's copy is `/app` there.
@@ -76,13 +168,14 @@ pub fn manifests(plan: &Plan, options: &Options) -> Result<Manifests, ExportErro
         Some(argv) => argv.clone(),
         None => shell_argv(&run.command),
     };
-    let command: Vec<String> = command
-        .iter()
-        .map(|w| secret_references(&in_image(w), &mut app_secrets))
-        .collect();
+    let command: Vec<String> = command.iter().map(|w| in_image(w)).collect();
+    let command = command_references(&command, &mut app_secrets);
     let mut env = vec![json!({"name": "PORT", "value": plan.ports.app.to_string()})];
     for (key, value) in options.env.iter().filter(|(k, _)| *k != "PORT") {
-        if is_secret(key) {
+        // A secret by its name or its value (a URL with a password), and any variable that
+        // holds a secret's value (a token written in CC_PYTHON_UV_RUN_COMMAND, a hook,
+        // CC_HEALTH_CHECK_PATH): from the Secret, never a value in the manifests.
+        if is_secret_variable(key, value) || holds_a_secret(value, &options.env) {
             app_secrets.insert(key.to_string());
         } else {
             env.push(json!({"name": key, "value": value}));
@@ -139,10 +232,15 @@ pub fn manifests(plan: &Plan, options: &Options) -> Result<Manifests, ExportErro
                 }
             }
         }
-        let mut argv: Vec<String> = argv
-            .iter()
-            .map(|w| secret_references(w, &mut secrets))
-            .collect();
+        // The secrets the hop's command refers to come into its environment from the Secret.
+        let mut referred = BTreeSet::new();
+        let mut argv = command_references(&argv, &mut referred);
+        for variable in &referred {
+            if !hop.env.contains_key(variable) {
+                hop_env.push(secret_ref(variable));
+            }
+        }
+        secrets.extend(referred);
         if hop.name == "nginx" {
             argv = nginx_command(hop, &argv, &htpasswd);
         }
@@ -196,23 +294,19 @@ pub fn manifests(plan: &Plan, options: &Options) -> Result<Manifests, ExportErro
         }));
     }
     // The manage.py tasks run to completion before anything else starts, as on the
-    // platform before the server; a failure keeps the pod from starting.
+    // platform before the server; a failure keeps the pod from starting. One init container
+    // each, in order, running the task's words as `launcher` does: no shell.
     let manage_tasks = legacy
         .map(|l| l.manage_tasks.as_slice())
         .unwrap_or_default();
-    if !manage_tasks.is_empty() {
-        let script = manage_tasks
-            .iter()
-            .map(|task| format!("python manage.py {task}"))
-            .collect::<Vec<_>>()
-            .join(" && ");
+    for (i, task) in manage_tasks.iter().enumerate().rev() {
         sidecars.insert(
             0,
             json!({
-                "name": "manage-tasks",
+                "name": format!("manage-task-{}", i + 1),
                 "image": options.image,
                 "workingDir": APP_DIR,
-                "command": ["/bin/sh", "-c", script],
+                "command": plan::legacy::manage_task_argv(task),
                 "env": env,
             }),
         );
@@ -346,6 +440,26 @@ fn relocate(
     (argv, files, from_env)
 }
 
+/// A command with its `${{NAME}}` (a secret the plan names) made references to the
+/// container's variable NAME (which comes from the Secret): in a shell's script, the shell's
+/// own `"${NAME}"`, quoted where it stands, so that the value is one piece whatever it holds;
+/// in a word, Kubernetes' `$(NAME)`. The names are collected.
+fn command_references(argv: &[String], secrets: &mut BTreeSet<String>) -> Vec<String> {
+    let shell = argv.len() == 3 && argv[0] == "/bin/sh" && argv[1] == "-c";
+    argv.iter()
+        .enumerate()
+        .map(|(i, word)| match i {
+            2 if shell => shell_references(word, secrets),
+            _ => secret_references(word, secrets),
+        })
+        .collect()
+}
+
+fn shell_references(script: &str, secrets: &mut BTreeSet<String>) -> String {
+    secrets.extend(plan::secret::references(script));
+    plan::secret::as_shell_variables(script)
+}
+
 /// `${{NAME}}` (a secret the plan names) as Kubernetes expands a variable in a command,
 /// `$(NAME)`; the names are collected.
 fn secret_references(word: &str, secrets: &mut BTreeSet<String>) -> String {
@@ -370,6 +484,24 @@ mod tests {
         assert_eq!(dns_label("--x--").as_deref(), Some("x"));
         assert_eq!(dns_label("___"), None);
         assert_eq!(dns_label(&"a".repeat(80)).map(|l| l.len()), Some(63));
+    }
+
+    #[test]
+    fn only_whole_numbers_are_renumbered() {
+        let map: BTreeMap<u16, u16> = [(46400, 8080), (9000, 46400)].into_iter().collect();
+        assert_eq!(
+            renumber_text("--listen 46400 127.0.0.1:9000 .port = \"9000\";", &map),
+            "--listen 8080 127.0.0.1:46400 .port = \"46400\";"
+        );
+        for untouched in [
+            "v46400",
+            "464001",
+            "/tmp/uvdeploy-a.x9000y",
+            "09000",
+            "é9000x",
+        ] {
+            assert_eq!(renumber_text(untouched, &map), untouched);
+        }
     }
 
     #[test]

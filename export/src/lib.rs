@@ -17,6 +17,8 @@ pub enum ExportError {
     NoRunCommand,
     #[error("--name `{0}` cannot be made a DNS label (letters, digits and `-`, at most 63)")]
     BadName(String),
+    #[error("--public-port/--app-port: {0}")]
+    Layout(#[from] plan::LayoutError),
 }
 
 impl Failure for ExportError {
@@ -26,7 +28,7 @@ impl Failure for ExportError {
     fn hint(&self) -> Option<String> {
         match self {
             ExportError::NoHops => Some(
-                "pipe the plan through flowctl: `detect APP | uvbuild | flowctl | export kubernetes --image IMAGE`"
+                "pipe the plan through flowctl: `detect APP | uvbuild | flowctl | plan-export kubernetes --image IMAGE`"
                     .into(),
             ),
             _ => None,

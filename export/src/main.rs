@@ -1,21 +1,27 @@
 use clap::{CommandFactory, Parser, Subcommand};
 use export::{containerfile, kubernetes, yaml, ExportError};
-use plan::cli::{EnvArgs, PlanArgs};
+use plan::cli::{EnvArgs, PlanArgs, PortArgs};
 use plan::report::{report, say, Fault, Message, WriteError};
 use plan::{read_plan, Env};
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// The same deployment beyond one machine: the plan (after flowctl) as what an existing
 /// engine runs.
 ///
-///   detect APP | uvbuild | flowctl | export kubernetes --image IMAGE > app.yaml
-///   detect APP | flowctl | export containerfile > Containerfile
+///   detect APP | uvbuild | flowctl | plan-export kubernetes --image IMAGE > app.yaml
+///   detect APP | flowctl | plan-export containerfile > Containerfile
 ///
 /// Plan on stdin or --plan FILE, result on stdout. Secrets never appear in the output: they
 /// come from a Secret NAME-secrets that you create (the command is printed on stderr).
 #[derive(Parser)]
-#[command(version, subcommand_required = true, arg_required_else_help = true)]
+#[command(
+    name = "plan-export",
+    version,
+    subcommand_required = true,
+    arg_required_else_help = true
+)]
 struct Cli {
     #[command(subcommand)]
     target: Target,
@@ -35,6 +41,9 @@ enum Target {
         name: Option<String>,
         #[arg(long, default_value_t = 1, value_name = "N")]
         replicas: u32,
+        /// The pod's ports (the platform's by default, whatever the plan's).
+        #[command(flatten)]
+        ports: PortArgs,
         #[command(flatten)]
         plan: PlanArgs,
         /// The application's variables (only these: not this shell's environment).
@@ -52,6 +61,10 @@ enum Target {
         /// The build hooks' variables (CC_PRE_BUILD_HOOK, CC_POST_BUILD_HOOK).
         #[command(flatten)]
         env: EnvArgs,
+        /// Write each secret the build hooks use into DIR/NAME (mode 0600), to give the
+        /// build as `--secret id=NAME,src=DIR/NAME` (`scripts/image` does).
+        #[arg(long, value_name = "DIR")]
+        secrets_dir: Option<PathBuf>,
     },
 }
 
@@ -67,7 +80,7 @@ fn main() -> ExitCode {
                 "unknown target `{first}` (targets: {})",
                 targets.join(", ")
             ))
-            .with_hint("`export kubernetes --image IMAGE` or `export containerfile`");
+            .with_hint("`plan-export kubernetes --image IMAGE` or `plan-export containerfile`");
             return report(&message, &Env::from_process());
         }
     }
@@ -80,21 +93,18 @@ fn run(cli: &Cli) -> Result<ExitCode, Fault> {
             image,
             name,
             replicas,
+            ports,
             plan,
             env,
         } => {
-            let plan = read_plan(&plan.source(), "export")?;
-            let given = name.clone().unwrap_or_else(|| {
-                plan.app_dir
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| "app".into())
-            });
+            let plan = read_plan(&plan.source(), "plan-export")?;
+            let given = name.clone().unwrap_or_else(|| kubernetes::app_name(&plan));
             let name = kubernetes::dns_label(&given).ok_or(ExportError::BadName(given))?;
             let options = kubernetes::Options {
                 image: image.clone(),
                 name: name.clone(),
                 replicas: *replicas,
+                ports: (*ports).into(),
                 env: env.without_process()?,
             };
             let manifests = kubernetes::manifests(&plan, &options)?;
@@ -105,7 +115,7 @@ fn run(cli: &Cli) -> Result<ExitCode, Fault> {
                     .map(|s| format!("--from-literal={s}=…"))
                     .collect();
                 say(
-                    "export",
+                    "plan-export",
                     format_args!(
                         "the secrets come from a Secret; create it first: kubectl create secret generic {name}-secrets {}",
                         literals.join(" ")
@@ -115,13 +125,65 @@ fn run(cli: &Cli) -> Result<ExitCode, Fault> {
             }
             yaml::documents(&manifests.documents)
         }
-        Target::Containerfile { base, plan, env } => {
-            let plan = read_plan(&plan.source(), "export")?;
-            containerfile::render(&plan, base, &env.without_process()?)
+        Target::Containerfile {
+            base,
+            plan,
+            env,
+            secrets_dir,
+        } => {
+            let plan = read_plan(&plan.source(), "plan-export")?;
+            let env = env.without_process()?;
+            let needed = containerfile::build_secrets(&env);
+            if let Some(dir) = secrets_dir {
+                write_secrets(dir, &needed, &env)?;
+            } else if !needed.is_empty() {
+                let flags: Vec<String> = needed
+                    .iter()
+                    .map(|k| format!("--secret id={k},src=FILE"))
+                    .collect();
+                say(
+                    "plan-export",
+                    format_args!(
+                        "the build hooks use secrets, given to the build as build secrets (never in a layer): podman build {} (scripts/image gives them)",
+                        flags.join(" ")
+                    ),
+                    &Env::default(),
+                );
+            }
+            containerfile::render(&plan, base, &env)
         }
     };
     std::io::stdout()
         .write_all(text.as_bytes())
         .map_err(WriteError)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Each secret in `names` written into DIR/NAME, readable by its owner only, in a directory
+/// made for them.
+fn write_secrets(dir: &Path, names: &[String], env: &Env) -> Result<(), Fault> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let failed = |path: &Path, e: std::io::Error| -> Fault {
+        Box::new(Message::failed(format!(
+            "cannot write the build secrets into `{}`: {e}",
+            path.display()
+        )))
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| failed(dir, e))?;
+    for name in names {
+        let path = dir.join(name);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| failed(&path, e))?;
+        file.write_all(env.get(name).unwrap_or_default().as_bytes())
+            .map_err(|e| failed(&path, e))?;
+    }
+    Ok(())
 }

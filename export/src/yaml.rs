@@ -95,40 +95,71 @@ fn after_key(value: &Value, indent: usize, out: &mut String) {
     }
 }
 
-/// A multi-line text that a literal block keeps as it is.
+/// A multi-line text that a literal block keeps as it is: no character a block cannot hold
+/// (a form feed, NEL, ...: those go double-quoted, escaped), no leading blank, no trailing
+/// blank on a line.
 fn is_block(text: &str) -> bool {
     text.contains('\n')
         && !text.starts_with([' ', '\t', '\n'])
         && text.lines().all(|l| !l.ends_with([' ', '\t']))
-        && !text.contains('\r')
+        && text.chars().all(|c| c == '\n' || c == '\t' || printable(c))
+}
+
+/// A character YAML (1.1 and 1.2) takes as it is inside a scalar: not a control character,
+/// not NEL or the other characters YAML 1.1 reads as line breaks, not a byte-order mark.
+fn printable(c: char) -> bool {
+    !(c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}'))
 }
 
 fn scalar_key(key: &str) -> String {
     if plain(key) {
         key.to_string()
     } else {
-        Value::String(key.to_string()).to_string()
+        quoted(key)
     }
 }
 
 fn scalar(value: &Value) -> String {
     match value {
         Value::String(text) if plain(text) => text.clone(),
+        Value::String(text) => quoted(text),
         other => other.to_string(),
     }
 }
 
-/// A string YAML reads back as the same string without quotes.
+/// A double-quoted scalar: `\` and `"` escaped, every character YAML would not keep as it
+/// is written `\uXXXX` (`\t`, `\n` for those two), which YAML 1.1 and 1.2 both read.
+fn quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if !printable(c) => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A string that YAML 1.1 and 1.2 parsers all read back as the same string without quotes.
+/// Conservative: only letters, digits and `_-./`, never first a digit, a sign or a dot (so
+/// no number of any base or form, `1_000`, `0x1F`, `0b101`, `1e3`, `.inf`, no date
+/// `2024-01-01`), and none of the words a parser reads as a boolean or null (`yes`, `on`,
+/// `y`, `null`, `~`, ..., in any case).
 fn plain(text: &str) -> bool {
-    const TAKEN: [&str; 12] = [
-        "true", "false", "yes", "no", "on", "off", "null", "~", "y", "n", "", ".",
+    const TAKEN: [&str; 11] = [
+        "true", "false", "yes", "no", "on", "off", "null", "y", "n", "", "~",
     ];
     !TAKEN.contains(&text.to_ascii_lowercase().as_str())
-        && text.parse::<f64>().is_err()
         && text
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "_-./".contains(c))
-        && !text.starts_with(['-', '.'])
+        && !text.starts_with(|c: char| c.is_ascii_digit() || "-+.".contains(c))
 }
 
 #[cfg(test)]

@@ -136,6 +136,7 @@ fn options() -> Options {
         image: "registry.example/hello:1".into(),
         name: "hello".into(),
         replicas: 2,
+        ports: plan::PortSettings::default(),
         env,
     }
 }
@@ -223,13 +224,13 @@ fn invariants_the_schema_misses() {
         assert_eq!(target, u64::from(plan.ports.public));
         // The chain: each hop a sidecar on its listen port, in order, then the app.
         let hops = plan.hops.as_ref().unwrap();
-        // (Legacy mode's manage.py tasks are an init container that runs to its end.)
+        // (Legacy mode's manage.py tasks are init containers that run to their end.)
         let sidecars: Vec<Value> = pod["initContainers"]
             .as_array()
             .cloned()
             .unwrap_or_default()
             .into_iter()
-            .filter(|c| c["name"] != "manage-tasks")
+            .filter(|c| !c["name"].as_str().unwrap().starts_with("manage-task-"))
             .collect();
         assert_eq!(sidecars.len(), hops.len(), "{name}");
         for (sidecar, hop) in sidecars.iter().zip(hops) {
@@ -287,7 +288,7 @@ fn the_real_kubernetes_schemas_accept_them_from_1_29_and_refuse_sidecars_before(
 #[test]
 fn bad_input_is_one_error_and_exit_2() {
     let run = |args: &[&str], stdin: &str| {
-        let out = assert_cmd::Command::new(bin("export"))
+        let out = assert_cmd::Command::new(bin("plan-export"))
             .args(args)
             .write_stdin(stdin.to_string())
             .output()
@@ -306,7 +307,7 @@ fn bad_input_is_one_error_and_exit_2() {
     let (code, err) = run(&["helm"], "");
     assert_eq!(
         (code, err.as_str()),
-        (Some(2), "error: unknown target `helm` (targets: kubernetes, containerfile)\n\nhint: `export kubernetes --image IMAGE` or `export containerfile`\n")
+        (Some(2), "error: unknown target `helm` (targets: kubernetes, containerfile)\n\nhint: `plan-export kubernetes --image IMAGE` or `plan-export containerfile`\n")
     );
     let (code, err) = run(&["kubernetes"], "");
     assert_eq!(code, Some(2));
@@ -317,7 +318,7 @@ fn bad_input_is_one_error_and_exit_2() {
     let (code, err) = run(&["kubernetes", "--image", "i"], &plan.to_string());
     assert_eq!(
         (code, err.as_str()),
-        (Some(2), "error: the plan has no `hops`: it did not go through `flowctl`\n\nhint: pipe the plan through flowctl: `detect APP | uvbuild | flowctl | export kubernetes --image IMAGE`\n")
+        (Some(2), "error: the plan has no `hops`: it did not go through `flowctl`\n\nhint: pipe the plan through flowctl: `detect APP | uvbuild | flowctl | plan-export kubernetes --image IMAGE`\n")
     );
     let (code, err) = run(
         &["kubernetes", "--image", "i", "--name", "___"],
@@ -415,7 +416,8 @@ fn the_legacy_containerfile_installs_the_requirements_first_and_holds_nginx_and_
     );
     assert!(at("--mount=type=cache,target=/root/.cache/pip") < at("COPY . /app"));
     assert!(
-        at("/app/.venv/bin/python -m pip install -r /app/requirements.txt") < at("COPY . /app")
+        at(r#"["/app/.venv/bin/python","-m","pip","install","-r","/app/requirements.txt"]"#)
+            < at("COPY . /app")
     );
     assert!(at("COPY . /app") < at("RUN [\"/app/.venv/bin/python\",\"setup.py\",\"build\"]"));
     assert!(text.contains("ENV PATH=\"/app/.venv/bin:$PATH\" VIRTUAL_ENV=/app/.venv PORT=9000\n"));
@@ -436,4 +438,326 @@ fn the_legacy_containerfile_installs_the_requirements_first_and_holds_nginx_and_
         "gunicorn comes from the requirements"
     );
     assert!(text.contains("RUN python3.11 -m venv /app/.venv"));
+}
+
+/// The documents as a real YAML 1.1 parser reads them (PyYAML), as JSON.
+fn parsed_by_pyyaml(yaml: &str) -> Vec<Value> {
+    let out = assert_cmd::Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys, yaml; print(json.dumps(list(yaml.safe_load_all(sys.stdin.read()))))",
+        ])
+        .write_stdin(yaml.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "PyYAML refused:\n{yaml}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Strings a YAML 1.1 or 1.2 parser would read as something else unless quoted, and
+/// characters a scalar cannot hold as they are.
+const TRICKY: [&str; 37] = [
+    "0x1F",
+    "0b101",
+    "0o17",
+    "017",
+    "1_000",
+    "1e3",
+    "1.5",
+    "+1",
+    "-1",
+    ".5",
+    ".inf",
+    ".NaN",
+    "2024-01-01",
+    "2024-01-01T10:00:00Z",
+    "190:20:30",
+    "yes",
+    "Yes",
+    "NO",
+    "on",
+    "Off",
+    "y",
+    "N",
+    "true",
+    "False",
+    "~",
+    "null",
+    "Null",
+    "",
+    "<<",
+    "=",
+    "- x",
+    "a: b",
+    "# c",
+    "@x",
+    "tab\there",
+    "nel\u{85}here",
+    "form\u{c}feed",
+];
+
+#[test]
+fn every_string_reads_back_as_the_same_string() {
+    let mut values = serde_json::Map::new();
+    for (i, text) in TRICKY.iter().enumerate() {
+        values.insert(format!("k{i}"), Value::String(text.to_string()));
+        values.insert(text.to_string(), Value::String(format!("key {i}")));
+    }
+    let doc = serde_json::json!({
+        "values": values,
+        "list": TRICKY.as_slice(),
+        // Multi-line texts: a VCL with a form feed in a comment, NEL, a line separator.
+        "vcl": "vcl 4.1;\n# page\u{c}break\nbackend default {}\n",
+        "nel": "one\u{85}two\nthree\n",
+        "ls": "one\u{2028}two\nthree",
+        "crlf": "one\r\ntwo\n",
+    });
+    let yaml = export::yaml::documents(std::slice::from_ref(&doc));
+    assert_eq!(parsed_by_pyyaml(&yaml), [doc]);
+}
+
+/// The same through the tool: variables and `--name` values that look like numbers, dates or
+/// booleans stay strings, and the real schema agrees (`env.1.value: 5 is not of type
+/// 'string'` before).
+#[test]
+fn exported_values_and_names_stay_strings() {
+    let mut command = assert_cmd::Command::new(bin("plan-export"));
+    command.args([
+        "kubernetes",
+        "--image",
+        "registry.example/app:1",
+        "--name",
+        "0x1F",
+    ]);
+    for (i, text) in TRICKY.iter().enumerate() {
+        command.args(["--env", &format!("V{i}={text}")]);
+    }
+    let out = command.write_stdin(testkit::EXAMPLE_PLAN).output().unwrap();
+    let yaml = String::from_utf8(testkit::succeeded(out).stdout).unwrap();
+    let docs = parsed_by_pyyaml(&yaml);
+    let deployment = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
+    assert_eq!(deployment["metadata"]["name"], "0x1f");
+    let env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap();
+    for (i, text) in TRICKY.iter().enumerate() {
+        let name = format!("V{i}");
+        let value = env.iter().find(|e| e["name"] == name.as_str());
+        assert_eq!(
+            value.map(|v| &v["value"]),
+            Some(&Value::String(text.to_string())),
+            "{name}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("app.yaml"), &yaml).unwrap();
+    let validated = Command::new("kubernetes-validate")
+        .args(["--strict", "--quiet", "-k", "1.29.0", "app.yaml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        validated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&validated.stdout)
+    );
+}
+
+/// A manage task is its words, in the pod as in `launcher`: `check; touch ran` runs
+/// `manage.py` with the arguments `check;`, `touch`, `ran`, and no shell touches `ran` (before,
+/// the init container ran the tasks through `/bin/sh -c`, so `touch` ran in the pod only).
+#[test]
+fn manage_tasks_run_as_words_in_the_pod_as_in_launcher() {
+    let plan = plan_of(
+        "legacy-django-gunicorn",
+        false,
+        &[
+            ("CC_PYTHON_BACKEND", "gunicorn"),
+            ("CC_PYTHON_MODULE", "mysite.wsgi:application"),
+            (
+                "CC_PYTHON_MANAGE_TASKS",
+                "check; touch ran, migrate --no-input",
+            ),
+        ],
+    );
+    let docs = manifests(&plan, &options()).unwrap().documents;
+    let deployment = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
+    let init: Vec<&Value> = deployment["spec"]["template"]["spec"]["initContainers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"].as_str().unwrap().starts_with("manage-task-"))
+        .collect();
+    let commands: Vec<Vec<String>> = init
+        .iter()
+        .map(|c| serde_json::from_value(c["command"].clone()).unwrap())
+        .collect();
+    assert_eq!(
+        commands,
+        [
+            plan::legacy::manage_task_argv("check; touch ran"),
+            plan::legacy::manage_task_argv("migrate --no-input"),
+        ]
+    );
+    assert_eq!(init[0]["name"], "manage-task-1", "in the order given");
+    // Run each command as the container would, with a manage.py that records its arguments.
+    let dir = tempfile::tempdir().unwrap();
+    let bin_dir = dir.path().join("bin");
+    std::fs::create_dir(&bin_dir).unwrap();
+    std::os::unix::fs::symlink(which_python3(), bin_dir.join("python")).unwrap();
+    std::fs::write(
+        dir.path().join("manage.py"),
+        "import sys\nopen('args', 'a').write(repr(sys.argv[1:]) + '\\n')\n",
+    )
+    .unwrap();
+    for command in &commands {
+        let status = Command::new(&command[0])
+            .args(&command[1..])
+            .current_dir(dir.path())
+            .env("PATH", format!("{}:/usr/bin:/bin", bin_dir.display()))
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("args")).unwrap(),
+        "['check;', 'touch', 'ran']\n['migrate', '--no-input']\n"
+    );
+    assert!(!dir.path().join("ran").exists(), "no shell ran `touch`");
+}
+
+fn which_python3() -> std::path::PathBuf {
+    let out = Command::new("sh")
+        .args(["-c", "command -v python3"])
+        .output()
+        .unwrap();
+    std::path::PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+/// The requirements file's name never adds a line to the Containerfile nor splits a mount
+/// option: pip's command is JSON (exec form), and a name a bind mount cannot hold as it is
+/// is installed after the app instead. (`detect` refuses control characters in
+/// CC_PIP_REQUIREMENTS_FILE; a plan can still be written by hand.)
+#[test]
+fn the_requirements_file_name_is_quoted_in_the_containerfile() {
+    let mut plan = plan_of(
+        "legacy-django-gunicorn",
+        false,
+        &[("CC_PYTHON_MODULE", "mysite.wsgi:application")],
+    );
+    for name in [
+        "req s.txt\nRUN touch /pwned",
+        "a,source=/etc,b.txt",
+        "r\"q'.txt",
+    ] {
+        plan.legacy.as_mut().unwrap().requirements = Some(name.to_string());
+        let text = export::containerfile::render(&plan, "base", &Env::default());
+        assert!(
+            !text.lines().any(|l| l.starts_with("RUN touch")),
+            "{name:?}: an instruction injected:\n{text}"
+        );
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.contains("--mount=type=bind,source=a")),
+            "{name:?}: a mount option split:\n{text}"
+        );
+        let pip = text
+            .lines()
+            .find(|l| l.contains("\"pip\",\"install\""))
+            .unwrap_or_else(|| panic!("no pip line:\n{text}"));
+        let json = &pip[pip.find('[').unwrap()..];
+        let argv: Vec<String> = serde_json::from_str(json).unwrap();
+        assert_eq!(argv.last().unwrap(), &format!("/app/{name}"));
+        assert!(text.find("COPY . /app").unwrap() < text.find(pip).unwrap());
+    }
+}
+
+/// What `checkout | detect | flowctl | plan-export kubernetes` names and numbers: the objects
+/// after the app (`hello`, not `copy`, the checkout's directory), and the pod on the
+/// platform's ports (8080, 8081, 9000) although the plan was made on shifted local ones.
+#[test]
+fn objects_are_named_after_the_app_and_the_pod_is_on_the_platforms_ports() {
+    let (_tmp, app) = copy_example("hello");
+    std::fs::create_dir_all(app.join("clevercloud")).unwrap();
+    std::fs::write(app.join("clevercloud/varnish.vcl"), HIT_MARKING_VCL).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let mut bash = Command::new("bash");
+    testkit::cleared(&mut bash)
+        .current_dir(work.path())
+        .env(
+            "PATH",
+            format!(
+                "{}:{}:/usr/sbin",
+                bin("detect").parent().unwrap().display(),
+                std::env::var("PATH").unwrap()
+            ),
+        )
+        .env("APP", &app)
+        .env(
+            "CC_PYTHON_UV_RUN_COMMAND",
+            "uv run python app.py --port 46500",
+        )
+        .env("OTOROSHI_CHALLENGE_SECRET", "s3cr3t-value")
+        .args([
+            "-o",
+            "pipefail",
+            "-c",
+            "checkout --into copy \"$APP\" > source.json && \
+             detect --source source.json copy --public-port 46400 --app-port 46500 \
+             | flowctl --state-dir /srv/state > plan.json && \
+             plan-export kubernetes --image i --plan plan.json",
+        ]);
+    let out = testkit::succeeded(bash.output().unwrap());
+    let yaml = String::from_utf8(out.stdout).unwrap();
+    let planned = std::fs::read_to_string(work.path().join("plan.json")).unwrap();
+    assert!(planned.contains("46401"), "the plan is on the local ports");
+    for local in ["46400", "46401", "46500"] {
+        assert!(!yaml.contains(local), "{local} in the manifests:\n{yaml}");
+    }
+    let docs = parsed_by_pyyaml(&yaml);
+    let app_name = app.file_name().unwrap().to_str().unwrap();
+    for doc in &docs {
+        assert!(
+            doc["metadata"]["name"]
+                .as_str()
+                .unwrap()
+                .starts_with(app_name),
+            "{}",
+            doc["metadata"]["name"]
+        );
+    }
+    let deployment = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
+    let pod = &deployment["spec"]["template"]["spec"];
+    let port_of = |c: &Value| c["ports"][0]["containerPort"].as_u64().unwrap();
+    let sidecars = pod["initContainers"].as_array().unwrap();
+    assert_eq!(
+        sidecars.iter().map(port_of).collect::<Vec<_>>(),
+        [8080, 8081]
+    );
+    assert_eq!(
+        sidecars[0]["command"],
+        serde_json::json!([
+            "otoroshi-challenge",
+            "--listen",
+            "8080",
+            "--forward",
+            "8081"
+        ])
+    );
+    let app_container = &pod["containers"][0];
+    assert_eq!(port_of(app_container), 9000);
+    assert_eq!(
+        app_container["command"],
+        serde_json::json!(["uv", "run", "python", "app.py", "--port", "9000"])
+    );
+    let config = docs.iter().find(|d| d["kind"] == "ConfigMap").unwrap();
+    let vcl = config["data"].as_object().unwrap().values().next().unwrap();
+    assert!(vcl.as_str().unwrap().contains("\"9000\""), "{vcl}");
+    let service = docs.iter().find(|d| d["kind"] == "Service").unwrap();
+    assert_eq!(service["spec"]["ports"][0]["port"], 8080);
 }

@@ -10,7 +10,7 @@ pub mod supervise;
 use plan::command::{find_program, shell_argv, ProgramError};
 use plan::hook::HookError;
 use plan::report::{exit, Failure};
-use plan::secret::{is_secret, REDACTED};
+use plan::secret::{is_secret_variable, REDACTED};
 use plan::{Env, EnvValue, HopFile, Mode, Plan};
 use std::ffi::CString;
 use std::os::unix::fs::PermissionsExt;
@@ -192,11 +192,17 @@ pub fn prepare(
     if launch.argv.is_empty() {
         return Err(LaunchError::EmptyCommand);
     }
-    // The secrets the plan holds by name only, written back from this environment.
+    // The secrets the plan holds by name only, written back from this environment: quoted
+    // for the shell in a shell's script, as they are in a word.
+    let shell = launch.argv.len() == 3 && launch.argv[0] == "/bin/sh" && launch.argv[1] == "-c";
     launch.argv = launch
         .argv
         .iter()
-        .map(|word| plan::secret::reveal(word, env))
+        .enumerate()
+        .map(|(i, word)| match i {
+            2 if shell => plan::secret::reveal_in_shell(word, env),
+            _ => plan::secret::reveal(word, env),
+        })
         .collect::<Result<_, _>>()?;
     if let Some(port) = port.or(planned_port) {
         set(&mut launch, "PORT", port.to_string());
@@ -343,14 +349,27 @@ fn set(launch: &mut Launch, key: &str, value: String) {
 /// What `--dry-run` prints: argv, working directory, the variables the launcher sets (secret
 /// values redacted), the files it would write and the hook it would run.
 pub fn describe(launch: &Launch) -> String {
+    // Secrets by name, however a word spells them (a shell's script quotes them).
+    let shown: Vec<String> = launch
+        .argv
+        .iter()
+        .map(|word| {
+            let word = plan::secret::hide(word, &launch.env);
+            plan::secret::hide_in_shell(&word, &launch.env)
+        })
+        .collect();
     let mut out = format!(
         "argv: {}\ncwd: {}\n",
-        shell_words::join(&launch.argv),
+        shell_words::join(&shown),
         launch.cwd.display()
     );
     for key in &launch.set {
         let value = launch.env.get(key).unwrap_or_default();
-        let shown = if is_secret(key) { REDACTED } else { value };
+        let shown = if is_secret_variable(key, value) {
+            REDACTED
+        } else {
+            value
+        };
         out.push_str(&format!("env: {key}={shown}\n"));
     }
     for file in &launch.files {
@@ -361,6 +380,7 @@ pub fn describe(launch: &Launch) -> String {
         ));
     }
     if let Some(hook) = &launch.pre_run_hook {
+        let hook = plan::secret::hide_in_shell(hook, &launch.env);
         out.push_str(&format!("pre-run hook: {hook}\n"));
     }
     for task in &launch.manage_tasks {
@@ -451,7 +471,8 @@ fn manage_task(task: &str, launch: &Launch) -> Result<(), LaunchError> {
         format_args!("running manage.py task: {task}"),
         &launch.env,
     );
-    let words = shell_words::split(task).unwrap_or_else(|_| vec![task.to_string()]);
+    // `python manage.py` and the task's words, as the pod's init containers run them too.
+    let argv = plan::legacy::manage_task_argv(task);
     let failed = |status: String, code: u8| LaunchError::ManageTask {
         task: task.to_string(),
         status,
@@ -459,8 +480,7 @@ fn manage_task(task: &str, launch: &Launch) -> Result<(), LaunchError> {
     };
     let python = resolve("python", launch.env.get("PATH").unwrap_or(""), &launch.cwd)?;
     let status = std::process::Command::new(python)
-        .arg("manage.py")
-        .args(&words)
+        .args(&argv[1..])
         .current_dir(&launch.cwd)
         .env_clear()
         .envs(launch.env.iter())

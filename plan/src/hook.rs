@@ -69,7 +69,9 @@ pub fn run(
     app_dir: &Path,
     tool: &str,
 ) -> Result<(), HookError> {
-    crate::report::say(tool, format_args!("running {hook}: {command}"), env);
+    // A secret in the hook, however it is spelled, is shown by name (`${{NAME}}`).
+    let shown = crate::secret::hide_in_shell(command, env);
+    crate::report::say(tool, format_args!("running {hook}: {shown}"), env);
     let status = Command::new("/bin/sh")
         .args(["-c", command])
         .current_dir(app_dir)
@@ -80,7 +82,7 @@ pub fn run(
         .status()
         .map_err(|e| HookError::NotRun {
             hook,
-            command: command.to_string(),
+            command: shown.clone(),
             reason: e.to_string(),
         })?;
     if status.success() {
@@ -88,7 +90,7 @@ pub fn run(
     }
     Err(HookError::Failed {
         hook,
-        command: command.to_string(),
+        command: shown,
         status: status.to_string(),
         code: status.code().unwrap_or(1),
     })
@@ -125,6 +127,20 @@ mod tests {
         assert_eq!(
             run_if_set("CC_PRE_RUN_HOOK", &Env::default(), dir.path(), "test"),
             Ok(())
+        );
+
+        // A secret spelled for the shell is named, not shown, in what is said of the hook.
+        let env: Env = [
+            ("CC_POST_BUILD_HOOK", r"test Zq9\ x\'K7 = x"),
+            ("API_TOKEN", "Zq9 x'K7"),
+            ("PATH", "/usr/bin:/bin"),
+        ]
+        .into_iter()
+        .collect();
+        let err = run_if_set("CC_POST_BUILD_HOOK", &env, dir.path(), "test").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "CC_POST_BUILD_HOOK failed (exit status: 1): `test ${{API_TOKEN}} = x`"
         );
     }
 }

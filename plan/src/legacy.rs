@@ -35,6 +35,17 @@ pub struct Legacy {
     pub nginx: Nginx,
 }
 
+/// The words a manage task runs, `python manage.py TASK...`: the task split as a shell splits
+/// words, and nothing more (`check; touch x` is the task `check;` with the arguments `touch`
+/// and `x`, no shell), wherever it runs (`launcher`, the pod's init containers).
+pub fn manage_task_argv(task: &str) -> Vec<String> {
+    let words = shell_words::split(task).unwrap_or_else(|_| vec![task.to_string()]);
+    ["python".to_string(), "manage.py".to_string()]
+        .into_iter()
+        .chain(words)
+        .collect()
+}
+
 /// `CC_PYTHON_BACKEND`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]

@@ -766,7 +766,8 @@ fn the_installed_uvdeploy_deploys_from_another_directory() {
         "launcher",
         "healthcheck",
         "otoroshi-challenge",
-        "export",
+        "plan-export",
+        "uvsupervise",
     ] {
         let man = std::fs::read_to_string(
             prefix

@@ -116,7 +116,8 @@ cases! {
     healthcheck_port_zero: "healthcheck --port 0";
     otoroshi_challenge_without_secret: "otoroshi-challenge --listen 1 --forward 2";
     image_without_podman_nor_buildah: format!("PATH=/nonexistent /bin/bash {} app", testkit::root().join("scripts/image").display());
-    export_without_a_target: "env export";
+    export_without_a_target: "env plan-export";
+    detect_legacy_requirements_file_with_a_newline: "CC_PYTHON_MODULE=app:app CC_PIP_REQUIREMENTS_FILE=$'requirements.txt\nRUN touch /pwned' detect legacy";
 }
 
 /// Every script answers `--help` (its header) and `--version` on stdout, exit 0, and does

@@ -10,8 +10,9 @@
 //! publishes ports only with a bridge network, which this sandbox cannot give. So this test
 //! rewrites the manifests for podman, and only here: the sidecars move into `containers`,
 //! the secret is inlined, the `ports` go, and the pod shares the host's network, on free test
-//! ports (the plan itself is made on them). The exported manifests stay correct Kubernetes
-//! (`export/tests` checks them against the real schemas).
+//! ports (the plan is made on them, and `plan-export --public-port` keeps them). The
+//! exported manifests stay correct Kubernetes (`export/tests` checks them against the real
+//! schemas).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -177,8 +178,15 @@ fn exported(
     )
     .stdout;
     let exported = testkit::succeeded(
-        assert_cmd::Command::new(bin("export"))
+        assert_cmd::Command::new(bin("plan-export"))
             .args(["kubernetes", "--image", tag, "--name", name])
+            // The pod on the host's network: on the test's ports, not the platform's.
+            .args([
+                "--public-port",
+                &public.to_string(),
+                "--app-port",
+                &app_port.to_string(),
+            ])
             .write_stdin(plan)
             .output()
             .unwrap(),
