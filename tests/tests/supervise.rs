@@ -291,3 +291,44 @@ fn a_second_deploy_of_a_running_app_is_refused_naming_the_first() {
     );
     second.nothing_left();
 }
+
+/// Deploy, stop, deploy again: the second deployment's console scripts (gunicorn in the venv)
+/// run, in uv mode and in legacy mode, though the first deployment's copy is gone by then.
+#[test]
+fn deploy_stop_deploy_again_works_with_the_venvs_console_scripts() {
+    let shop = || {
+        Setup::new("flask-shop").var(
+            "CC_PYTHON_UV_RUN_COMMAND",
+            "uv run --no-dev gunicorn shop:app",
+        )
+    };
+    let django = || Setup::legacy("legacy-django-gunicorn");
+    for (example, setup) in [
+        ("flask-shop", &shop as &dyn Fn() -> Setup),
+        ("legacy-django-gunicorn", &django),
+    ] {
+        let (tmp, app) = testkit::copy_example(example);
+        for round in 1..=2 {
+            let mut setup = setup()
+                .var(
+                    "UVDEPLOY_CACHE_DIR",
+                    tmp.path().join("uvdeploy-cache").display().to_string(),
+                )
+                .var(
+                    "UV_CACHE_DIR",
+                    tmp.path().join("uv-cache").display().to_string(),
+                );
+            // A new state directory each time, removed at the stop: the first copy is gone.
+            setup.own_state_dir = true;
+            let mut deployment = setup.launch(testkit::shared_tempdir(), app.clone());
+            deployment.deployed();
+            assert_eq!(
+                deployment.stop().code(),
+                Some(0),
+                "{example}, deployment {round}:\n{}",
+                deployment.output()
+            );
+            deployment.nothing_left();
+        }
+    }
+}
