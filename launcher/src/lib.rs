@@ -544,7 +544,18 @@ fn check_port_free(port: u16, what: &str) -> Result<(), LaunchError> {
     if std::net::TcpListener::bind(("0.0.0.0", port)).is_ok() {
         return Ok(());
     }
-    let table = plan::process::listeners().unwrap_or_default();
+    // A failed bind is not a listener: connections closed moments ago (TIME-WAIT) hold the
+    // port too, for a minute, and the process may bind otherwise than this check (another
+    // address, SO_REUSEPORT). Only a listening socket makes the port taken; without one the
+    // process's own bind decides. (Without `/proc`, the failed bind is all there is.)
+    let table = plan::process::listeners();
+    if table
+        .as_ref()
+        .is_some_and(|table| !table.iter().any(|l| l.port == port))
+    {
+        return Ok(());
+    }
+    let table = table.unwrap_or_default();
     let holder = plan::process::holder_of(port, &table)
         .map(|(pid, command)| format!(", by PID {pid}: {command}"))
         .unwrap_or_default();
