@@ -82,6 +82,8 @@ pub enum LaunchError {
     Group(String),
     #[error(transparent)]
     Secret(#[from] plan::secret::MissingSecret),
+    #[error(transparent)]
+    BasicAuth(#[from] plan::basic_auth::BadBasicAuth),
 }
 
 impl Failure for LaunchError {
@@ -281,13 +283,20 @@ fn hop_launch(plan: &Plan, name: &str, env: &Env, launch: &mut Launch) -> Result
                     hop: hop.name.clone(),
                     variable: variable.clone(),
                 })?;
-            // detect checked the shape: `login:password`.
-            let (login, password) = pair.split_once(':').unwrap_or((pair, ""));
-            file.content
-                .push_str(&format!("{login}:{{PLAIN}}{password}\n"));
+            let (login, password) = plan::basic_auth::split_variable(variable, pair)?;
+            file.content.push_str(&htpasswd_line(login, password));
         }
     }
     Ok(hop.listen)
+}
+
+/// One user of Nginx's password file. Hashed (`{SHA}`, which Nginx reads), not `{PLAIN}`:
+/// Nginx ends a password at a `:`, and a pair's password may hold one.
+fn htpasswd_line(login: &str, password: &str) -> String {
+    use base64::Engine;
+    use sha1::Digest;
+    let hash = base64::engine::general_purpose::STANDARD.encode(sha1::Sha1::digest(password));
+    format!("{login}:{{SHA}}{hash}\n")
 }
 
 /// Legacy mode runs everything in the venv the build made: its `bin` first on PATH, as an

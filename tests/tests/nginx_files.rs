@@ -1,12 +1,15 @@
 //! Legacy mode's Nginx, the real one, started from the real `detect | flowctl` plan by
 //! `launcher --hop nginx`: what it serves (nothing outside the app, whatever the app's
-//! directory is named).
+//! directory is named) and whom it lets in (basic-auth pairs read by one rule).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 use testkit::{bin, free_ports, http_get, wait_for_port, ProcessGuard, Response};
 
+const ADMIN: &str = "Basic YWRtaW46cGE6c3M="; // admin:pa:ss
+const CUT: &str = "Basic YWRtaW46cGE="; // admin:pa
+const MALLORY: &str = "Basic bWFsbG9yeTpldmls"; // mallory:evil
 /// What the links lead to, outside the app: it must never come out of Nginx.
 const OUTSIDE: &str = "bytes from outside the app";
 
@@ -172,6 +175,67 @@ fn nor_under_the_root_prefix_nor_through_a_static_directory_out_of_the_app() {
             "{err}"
         );
     }
+}
+
+#[test]
+fn a_password_may_hold_a_colon_and_a_line_break_adds_no_user() {
+    let tmp = testkit::shared_tempdir();
+    let app = app(tmp.path());
+    let public = free_ports(2);
+    let pair = [("CC_HTTP_BASIC_AUTH", "admin:pa:ss")];
+    let mut vars = vec![
+        ("STATIC_FILES_PATH", "static"),
+        ("STATIC_URL_PREFIX", "/static"),
+    ];
+    vars.extend(pair);
+    let plan = plan(&app, public, &vars).unwrap();
+    {
+        let _nginx = started(&plan, public, &pair);
+        let get = |auth: &[(&str, &str)]| http_get(public, "/static/hello.txt", auth).unwrap();
+        assert_eq!(get(&[]).status, 401);
+        let admin = get(&[("Authorization", ADMIN)]);
+        assert_eq!((admin.status, admin.body.as_str()), (200, "hello static\n"));
+        assert_eq!(
+            get(&[("Authorization", CUT)]).status,
+            401,
+            "not cut at the `:`"
+        );
+        assert_eq!(get(&[("Authorization", MALLORY)]).status, 401);
+    }
+
+    // A line break would add a user: refused by detect, and by launcher, which writes the
+    // password file, naming the variable, never showing the value.
+    let injected = "admin:pa:ss\nmallory:evil";
+    let mut bad = vars.clone();
+    bad.pop();
+    bad.push(("CC_HTTP_BASIC_AUTH", injected));
+    let out = plan_error(&app, public, &bad);
+    for (tool, out) in [
+        ("detect", out),
+        (
+            "launcher",
+            nginx(&plan, &[("CC_HTTP_BASIC_AUTH", injected)])
+                .output()
+                .unwrap(),
+        ),
+    ] {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{tool}: {err}");
+        assert!(err.contains("CC_HTTP_BASIC_AUTH"), "{tool}: {err}");
+        assert!(err.contains("line break"), "{tool}: {err}");
+        assert!(
+            !err.contains("evil") && !err.contains("pa:ss"),
+            "{tool}: {err}"
+        );
+    }
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", public)).is_err(),
+        "no Nginx started"
+    );
+    let htpasswd =
+        std::fs::read_to_string(tmp.path().join(format!("state$y/nginx-{public}/htpasswd")))
+            .unwrap_or_default();
+    assert!(!htpasswd.contains("mallory"), "{htpasswd}");
 }
 
 fn plan_error(app: &Path, public: u16, vars: &[(&str, &str)]) -> Output {
