@@ -202,6 +202,10 @@ fn a_password_may_hold_a_colon_and_a_line_break_adds_no_user() {
         );
         assert_eq!(get(&[("Authorization", MALLORY)]).status, 401);
     }
+    // (That Nginx's workers die with it, a moment after.)
+    assert!(testkit::wait_until(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", public)).is_err()
+    }));
 
     // A line break would add a user: refused by detect, and by launcher, which writes the
     // password file, naming the variable, never showing the value.
