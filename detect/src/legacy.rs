@@ -444,11 +444,11 @@ fn nginx(env: &Env, app_dir: &Path, warnings: &mut Vec<String>) -> Result<Nginx,
         .collect();
     basic_auth_env.sort();
     for name in &basic_auth_env {
-        if !env.get(name).unwrap_or_default().contains(':') {
+        if let Err(problem) = plan::basic_auth::split(env.get(name).unwrap_or_default()) {
             return Err(DetectError::Invalid {
                 variable: name.clone(),
                 value: plan::secret::REDACTED.into(),
-                valid: "a `login:password` pair".into(),
+                valid: format!("{problem}; expected {}", plan::basic_auth::PAIR),
             });
         }
     }
@@ -640,7 +640,7 @@ mod tests {
             ("STATIC_URL_PREFIX", "/public"),
             ("NGINX_READ_TIMEOUT", "60"),
             ("ENABLE_GZIP_COMPRESSION", "yes"),
-            ("CC_HTTP_BASIC_AUTH_2", "b:c"),
+            ("CC_HTTP_BASIC_AUTH_2", "b:c:d"),
             ("CC_HTTP_BASIC_AUTH", "a:b"),
             ("CC_NGINX_PROXY_BUFFERS", "16  8k"),
             ("CC_NGINX_PROXY_BUFFER_SIZE", "32k"),
@@ -685,6 +685,8 @@ mod tests {
             ("CC_NGINX_PROXY_BUFFER_SIZE", "16k;"),
             ("GZIP_TYPES", "text/html;"),
             ("CC_HTTP_BASIC_AUTH", "nopassword"),
+            ("CC_HTTP_BASIC_AUTH", "admin:pw\nmallory:evil"),
+            ("CC_HTTP_BASIC_AUTH_3", ":pw"),
             ("CC_PIP_REQUIREMENTS_FILE", "missing.txt"),
         ] {
             let vars = [
@@ -727,6 +729,26 @@ mod tests {
             );
             assert!(!err.to_string().contains('\n'), "one line: {err}");
         }
+    }
+
+    /// A pair is refused without its value, which is a secret.
+    #[test]
+    fn a_bad_pair_is_not_shown() {
+        let Err(err) = settings(&[
+            ("CC_PYTHON_MODULE", "app:app"),
+            ("CC_HTTP_BASIC_AUTH", "admin:pw\nmallory:evil"),
+        ]) else {
+            panic!("a line break in a pair was accepted");
+        };
+        let text = err.to_string();
+        assert!(
+            text.starts_with("CC_HTTP_BASIC_AUTH: `***` is not valid (it holds a line break, which would start another user; expected a `login:password` pair on one line"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("evil") && !text.contains("mallory"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -241,3 +241,30 @@ fn app_folder_says_which_folder_is_the_application() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A value too long for any program to be started with (over 128 KiB, the kernel's
+/// MAX_ARG_STRLEN) ended later in `Argument list too long`, naming nothing: refused at once,
+/// naming the variable and the limit, not showing the value.
+#[test]
+fn a_variable_too_long_to_start_a_program_with_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big.env");
+    let value = "x".repeat(200 * 1024);
+    std::fs::write(&file, format!("BIG_SETTING=\"{value}\"\n")).unwrap();
+    let out = detect()
+        .arg("--env-file")
+        .arg(&file)
+        .arg(example("hello"))
+        .env("CC_PYTHON_UV_RUN_COMMAND", "uv run python app.py")
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.starts_with("error: BIG_SETTING is too long: 204812 bytes as `BIG_SETTING=VALUE`, and a variable can be at most 131071 bytes"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("xxxx"));
+    assert!(out.stdout.is_empty());
+}

@@ -358,13 +358,15 @@ pub fn manifests(plan: &Plan, options: &Options) -> Result<Manifests, ExportErro
 }
 
 /// Nginx's command in the pod: its directory in the emptyDir made first, and the htpasswd
-/// file written from the Secret's variables (`login:password` each), as `launcher` does.
+/// file written from the Secret's variables (`login:password` each), split and checked by
+/// the rule `launcher` follows ([`plan::basic_auth`]): a bad pair stops the container.
 fn nginx_command(hop: &Hop, argv: &[String], htpasswd: &[(String, Vec<String>)]) -> Vec<String> {
     let mut script = format!("mkdir -p {STATE_DIR}/nginx-{listen}", listen = hop.listen);
     for (path, variables) in htpasswd {
         script.push_str(&format!(
-            " && for v in {}; do pair=$(printenv \"$v\"); printf '%s:{{PLAIN}}%s\\n' \"${{pair%%:*}}\" \"${{pair#*:}}\"; done > {path}",
-            variables.join(" ")
+            " && for v in {}; do {} printf '%s:{{PLAIN}}%s\\n' \"$login\" \"$password\"; done > {path}",
+            variables.join(" "),
+            plan::basic_auth::shell_split()
         ));
     }
     // Nginx from the image's PATH, wherever this machine had it.

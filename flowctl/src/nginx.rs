@@ -22,9 +22,20 @@ pub struct Site<'a> {
     pub as_root: bool,
 }
 
-/// A string as Nginx reads it: in double quotes, its `"` and `\` escaped.
+/// A string as Nginx reads it: in double quotes, its `"` and `\` escaped (`;`, `{`, `}`,
+/// `'`, `#` and spaces are plain characters between double quotes).
 fn quoted(text: &str) -> String {
     format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// The variable holding a `$`: Nginx has no escape for `$` in a directive that takes
+/// variables (`root`, `alias`, `auth_basic_user_file`), so a path holding one (an app named
+/// `a$b`) reads it from this variable, which `geo` sets literally.
+const DOLLAR: &str = "uvdeploy_dollar";
+
+/// A path for a directive that takes variables: [`quoted`], its `$` read from [`DOLLAR`].
+fn quoted_path(path: &Path) -> String {
+    quoted(&path.display().to_string()).replace('$', &format!("${{{DOLLAR}}}"))
 }
 
 /// The configuration file.
@@ -44,6 +55,10 @@ pub fn render(site: &Site) -> String {
     ));
     let mut http = vec![
         "access_log /dev/stdout;".to_string(),
+        format!("geo ${DOLLAR} {{ default \"$\"; }}"),
+        // Nothing outside the app is served: no symbolic link is followed, anywhere in a
+        // file's path (the app's directory has none: detect resolved it).
+        "disable_symlinks on;".into(),
         "default_type application/octet-stream;".into(),
         format!("types {{ {} }}", MIME_TYPES),
         "sendfile on;".into(),
@@ -76,7 +91,7 @@ pub fn render(site: &Site) -> String {
     if !nginx.basic_auth_env.is_empty() {
         conf.push_str(&format!(
             "        auth_basic \"Restricted\";\n        auth_basic_user_file {};\n",
-            path("htpasswd")
+            quoted_path(&dir.join("htpasswd"))
         ));
     }
     let pass = pass(site);
@@ -86,7 +101,7 @@ pub fn render(site: &Site) -> String {
             let root = site.app_dir.join(&files.path);
             conf.push_str(&format!(
                 "\n        location / {{\n            root {};\n            try_files $uri @app;\n        }}\n\n        location @app {{\n{pass}        }}\n",
-                quoted(&root.display().to_string())
+                quoted_path(&root)
             ));
         }
         Some(files) => {
@@ -95,7 +110,10 @@ pub fn render(site: &Site) -> String {
             conf.push_str(&format!(
                 "\n        location {} {{\n            alias {};\n        }}\n\n        location / {{\n{pass}        }}\n",
                 quoted(&format!("{prefix}/")),
-                quoted(&format!("{}/", root.display().to_string().trim_end_matches('/')))
+                quoted_path(Path::new(&format!(
+                    "{}/",
+                    root.display().to_string().trim_end_matches('/')
+                )))
             ));
         }
         None => conf.push_str(&format!("\n        location / {{\n{pass}        }}\n")),
@@ -315,6 +333,34 @@ mod tests {
     #[test]
     fn paths_are_quoted_for_nginx() {
         assert_eq!(quoted(r#"/a "b"\c"#), r#""/a \"b\"\\c""#);
+        // A `$` in a path is read from a variable where Nginx would take it for one.
+        assert_eq!(
+            quoted_path(Path::new("/srv/a$b c;{d}'")),
+            "\"/srv/a${uvdeploy_dollar}b c;{d}'\""
+        );
+        let n = Nginx {
+            static_files: Some(StaticFiles {
+                path: "static".into(),
+                prefix: "/static".into(),
+            }),
+            basic_auth_env: vec!["CC_HTTP_BASIC_AUTH".into()],
+            ..nginx()
+        };
+        let conf = render(&Site {
+            app_dir: Path::new("/srv/a$b"),
+            dir: Path::new("/state/x$y/nginx-8080"),
+            ..site(&n, None)
+        });
+        for line in [
+            "geo $uvdeploy_dollar { default \"$\"; }",
+            "disable_symlinks on;",
+            "alias \"/srv/a${uvdeploy_dollar}b/static/\";",
+            "auth_basic_user_file \"/state/x${uvdeploy_dollar}y/nginx-8080/htpasswd\";",
+            // Not a directive that takes variables: the `$` as it is.
+            "pid \"/state/x$y/nginx-8080/nginx.pid\";",
+        ] {
+            assert!(conf.contains(line), "{line}\n{conf}");
+        }
     }
 
     /// The real `nginx -t`, when Nginx is installed (scripts/setup installs it).

@@ -82,6 +82,8 @@ pub enum LaunchError {
     Group(String),
     #[error(transparent)]
     Secret(#[from] plan::secret::MissingSecret),
+    #[error(transparent)]
+    BasicAuth(#[from] plan::basic_auth::BadBasicAuth),
 }
 
 impl Failure for LaunchError {
@@ -287,13 +289,20 @@ fn hop_launch(plan: &Plan, name: &str, env: &Env, launch: &mut Launch) -> Result
                     hop: hop.name.clone(),
                     variable: variable.clone(),
                 })?;
-            // detect checked the shape: `login:password`.
-            let (login, password) = pair.split_once(':').unwrap_or((pair, ""));
-            file.content
-                .push_str(&format!("{login}:{{PLAIN}}{password}\n"));
+            let (login, password) = plan::basic_auth::split_variable(variable, pair)?;
+            file.content.push_str(&htpasswd_line(login, password));
         }
     }
     Ok(hop.listen)
+}
+
+/// One user of Nginx's password file. Hashed (`{SHA}`, which Nginx reads), not `{PLAIN}`:
+/// Nginx ends a password at a `:`, and a pair's password may hold one.
+fn htpasswd_line(login: &str, password: &str) -> String {
+    use base64::Engine;
+    use sha1::Digest;
+    let hash = base64::engine::general_purpose::STANDARD.encode(sha1::Sha1::digest(password));
+    format!("{login}:{{SHA}}{hash}\n")
 }
 
 /// Legacy mode runs everything in the venv the build made: its `bin` first on PATH, as an
@@ -556,7 +565,18 @@ fn check_port_free(port: u16, what: &str) -> Result<(), LaunchError> {
     if std::net::TcpListener::bind(("0.0.0.0", port)).is_ok() {
         return Ok(());
     }
-    let table = plan::process::listeners().unwrap_or_default();
+    // A failed bind is not a listener: connections closed moments ago (TIME-WAIT) hold the
+    // port too, for a minute, and the process may bind otherwise than this check (another
+    // address, SO_REUSEPORT). Only a listening socket makes the port taken; without one the
+    // process's own bind decides. (Without `/proc`, the failed bind is all there is.)
+    let table = plan::process::listeners();
+    if table
+        .as_ref()
+        .is_some_and(|table| !table.iter().any(|l| l.port == port))
+    {
+        return Ok(());
+    }
+    let table = table.unwrap_or_default();
     let holder = plan::process::holder_of(port, &table)
         .map(|(pid, command)| format!(", by PID {pid}: {command}"))
         .unwrap_or_default();

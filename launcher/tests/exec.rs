@@ -299,6 +299,67 @@ fn a_busy_port_fails_before_the_process_starts_naming_what_holds_it() {
     );
 }
 
+/// A port whose only sockets are connections closed moments ago (TIME-WAIT) has no
+/// listener: it is not "already in use", and the process starts.
+#[test]
+fn a_port_with_only_time_wait_connections_is_free() {
+    let (tmp, app) = app_dir();
+    let port = testkit::free_port();
+    // The server closes first, so its side of the connection waits (TIME-WAIT, a minute).
+    // Its listener does not set SO_REUSEADDR, as many servers do not: then no bind of the
+    // port succeeds while the connection waits, though nothing listens.
+    let made = Command::new("python3")
+        .args([
+            "-c",
+            "import socket, sys\n\
+             listener = socket.socket()\n\
+             listener.bind(('0.0.0.0', int(sys.argv[1])))\n\
+             listener.listen(1)\n\
+             client = socket.create_connection(('127.0.0.1', int(sys.argv[1])))\n\
+             server, _ = listener.accept()\n\
+             server.close()\n\
+             client.recv(1)\n\
+             client.close()\n\
+             listener.close()\n",
+            &port.to_string(),
+        ])
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let tcp = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let waiting = format!(":{port:04X} ");
+    assert!(
+        tcp.lines().any(|l| l
+            .split_whitespace()
+            .nth(1)
+            .is_some_and(|a| format!("{a} ").ends_with(&waiting))
+            && l.split_whitespace().nth(3) == Some("06")),
+        "no TIME-WAIT on {port}:\n{tcp}"
+    );
+    assert!(
+        std::net::TcpListener::bind(("0.0.0.0", port)).is_err(),
+        "the connection in TIME-WAIT holds the port"
+    );
+    let plan = plan_with_hop_on(&app, tmp.path(), port);
+    let out = launcher()
+        .args(["--hop", "otoroshi-challenge", "--plan"])
+        .arg(&plan)
+        .env("OTOROSHI_CHALLENGE_SECRET", "hunter2-secret")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.split(' ').nth(1),
+        Some(port.to_string().as_str()),
+        "the hop started: {stdout}"
+    );
+}
+
 #[test]
 fn a_hop_gets_its_port_env_and_files_and_secrets_stay_off_argv() {
     let (tmp, app) = app_dir();

@@ -22,12 +22,41 @@ pub enum EnvError {
     },
     #[error("--env `{given}`: expected `KEY=VALUE` with KEY made of letters, digits and `_`")]
     BadAssignment { given: String },
+    /// The value is not shown: it may be a secret.
+    #[error("{key} is too long: {size} bytes as `{key}=VALUE`, and a variable can be at most {MAX_VARIABLE_BYTES} bytes (the kernel's MAX_ARG_STRLEN, 128 KiB, with its NUL): no program could be started with it")]
+    TooLong { key: String, size: usize },
 }
+
+/// The most a variable may take as `KEY=VALUE`: the kernel's `MAX_ARG_STRLEN` (128 KiB, 32
+/// pages) less the terminating NUL. `execve` refuses a longer one with `Argument list too
+/// long`, naming nothing, in whichever tool first starts a program.
+pub const MAX_VARIABLE_BYTES: usize = 128 * 1024 - 1;
 
 impl crate::report::Failure for EnvError {
     fn exit_code(&self) -> u8 {
         crate::report::exit::USAGE
     }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            EnvError::TooLong { key, .. } => Some(format!(
+                "put the value in a file of the app and have {key} name that file"
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// `KEY=VALUE` must fit in one string of a process's environment.
+fn check_size(key: &str, value: &str) -> Result<(), EnvError> {
+    let size = key.len() + 1 + value.len();
+    if size > MAX_VARIABLE_BYTES {
+        return Err(EnvError::TooLong {
+            key: key.to_string(),
+            size,
+        });
+    }
+    Ok(())
 }
 
 impl Env {
@@ -51,6 +80,7 @@ impl Env {
                 parse_assignment(assignment).ok_or_else(|| EnvError::BadAssignment {
                     given: assignment.clone(),
                 })?;
+            check_size(key, value)?;
             env.set(key, value);
         }
         Ok(env)
@@ -88,6 +118,7 @@ impl Env {
             reason: e.to_string(),
         })?;
         for (key, value) in parse_env_file(&text, path)? {
+            check_size(&key, &value)?;
             self.set(key, value);
         }
         Ok(())
@@ -147,16 +178,19 @@ pub fn parse_env_file(text: &str, path: &Path) -> Result<Vec<(String, String)>, 
         }
         let rest = rest.trim_start();
         let value = if let Some(body) = rest.strip_prefix('"') {
-            let mut body = body.to_string();
-            // A double-quoted value may span lines, as `clever env` prints multi-line values.
-            loop {
-                if let Some(value) = closed_double_quoted(&body) {
-                    break value;
+            // A double-quoted value may span lines, as `clever env` prints multi-line values:
+            // each line is read once, so a value of many lines costs no more than its length.
+            let mut quoted = DoubleQuoted::default();
+            if !quoted.read(body) {
+                loop {
+                    let (_, next) = lines.next().ok_or_else(|| bad("unterminated `\"`"))?;
+                    quoted.read("\n");
+                    if quoted.read(next) {
+                        break;
+                    }
                 }
-                let (_, next) = lines.next().ok_or_else(|| bad("unterminated `\"`"))?;
-                body.push('\n');
-                body.push_str(next);
             }
+            quoted.value
         } else if let Some(body) = rest.strip_prefix('\'') {
             let end = body.find('\'').ok_or_else(|| bad("unterminated `'`"))?;
             body[..end].to_string()
@@ -172,27 +206,38 @@ pub fn parse_env_file(text: &str, path: &Path) -> Result<Vec<(String, String)>, 
     Ok(pairs)
 }
 
-/// The value of a double-quoted string whose opening quote is already consumed, or `None`
-/// when its closing quote is not in `body` yet.
-fn closed_double_quoted(body: &str) -> Option<String> {
-    let mut value = String::new();
-    let mut chars = body.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' => return Some(value),
-            '\\' => match chars.next()? {
-                'n' => value.push('\n'),
-                't' => value.push('\t'),
-                other @ ('"' | '\\' | '$' | '`') => value.push(other),
-                other => {
-                    value.push('\\');
-                    value.push(other);
+/// A double-quoted value being read, its opening quote already consumed: the text so far,
+/// and whether a backslash waits for the character it escapes.
+#[derive(Default)]
+struct DoubleQuoted {
+    value: String,
+    escaping: bool,
+}
+
+impl DoubleQuoted {
+    /// Reads `text` on; true once the closing quote is read (what follows it is ignored).
+    fn read(&mut self, text: &str) -> bool {
+        for c in text.chars() {
+            if std::mem::take(&mut self.escaping) {
+                match c {
+                    'n' => self.value.push('\n'),
+                    't' => self.value.push('\t'),
+                    '"' | '\\' | '$' | '`' => self.value.push(c),
+                    other => {
+                        self.value.push('\\');
+                        self.value.push(other);
+                    }
                 }
-            },
-            c => value.push(c),
+                continue;
+            }
+            match c {
+                '"' => return true,
+                '\\' => self.escaping = true,
+                c => self.value.push(c),
+            }
         }
+        false
     }
-    None
 }
 
 #[cfg(test)]
@@ -236,6 +281,65 @@ ESCAPED="a\nb"
                 pair("ESCAPED", "a\nb"),
             ]
         );
+    }
+
+    /// A value of many lines is read in one pass: 40,000 lines took a minute when each new
+    /// line read the value again from its start.
+    #[test]
+    fn a_value_of_many_lines_is_read_once() {
+        let lines: Vec<String> = (0..40_000).map(|i| format!("line {i} \\\"x\\\"")).collect();
+        let text = format!("BIG=\"{}\"\nAFTER=1\n", lines.join("\n"));
+        let pairs = parse(&text).unwrap();
+        let expected: Vec<String> = (0..40_000).map(|i| format!("line {i} \"x\"")).collect();
+        assert_eq!(pairs[0], pair("BIG", &expected.join("\n")));
+        assert_eq!(pairs[1], pair("AFTER", "1"));
+        // A backslash that ends a line escapes nothing: it stays, and so does the line break.
+        assert_eq!(
+            parse("A=\"x\\\ny\" ignored\n").unwrap(),
+            vec![pair("A", "x\\\ny")]
+        );
+        assert!(matches!(
+            parse("A=\"x\ny\\\"\n"),
+            Err(EnvError::BadLine { line: 1, .. })
+        ));
+    }
+
+    /// A variable longer than the kernel takes would fail the first program started with it
+    /// (`Argument list too long`, naming nothing): refused at once, by name, value unshown.
+    #[test]
+    fn a_variable_too_long_for_exec_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.env");
+        let fits = "v".repeat(MAX_VARIABLE_BYTES - "UVDEPLOY_TEST_BIG=".len());
+        std::fs::write(&file, format!("UVDEPLOY_TEST_BIG={fits}\n")).unwrap();
+        let env = Env::layered(std::slice::from_ref(&file), &[]).unwrap();
+        assert_eq!(env.get("UVDEPLOY_TEST_BIG"), Some(fits.as_str()));
+
+        std::fs::write(&file, format!("UVDEPLOY_TEST_BIG=\"{fits}w\"\n")).unwrap();
+        let err = Env::layered(std::slice::from_ref(&file), &[]).unwrap_err();
+        assert_eq!(
+            err,
+            EnvError::TooLong {
+                key: "UVDEPLOY_TEST_BIG".into(),
+                size: MAX_VARIABLE_BYTES + 1
+            }
+        );
+        let text = err.to_string();
+        assert!(
+            text.starts_with("UVDEPLOY_TEST_BIG is too long: 131072 bytes"),
+            "{text}"
+        );
+        assert!(
+            text.contains("at most 131071 bytes") && !text.contains("vvv"),
+            "{text}"
+        );
+        assert_eq!(crate::report::Failure::exit_code(&err), 2);
+
+        let flag = format!("UVDEPLOY_TEST_BIG={fits}w");
+        assert!(matches!(
+            Env::layered(&[], &[flag]),
+            Err(EnvError::TooLong { .. })
+        ));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! - [`model`]: the typed plan (`schema: 1`), field names as in `SPEC.md`.
 //! - [`io`]: reading a plan (refusing an unknown schema) and writing it.
 //! - [`legacy`]: legacy mode's settings (pip, the app server, Nginx).
+//! - [`basic_auth`]: the one rule for a basic-auth `login:password` pair.
 //! - [`hook`]: running the platform's hooks.
 //! - [`env`]: the environment a tool sees: the process's, plus `--env-file` and `--env`.
 //! - [`secret`]: which variables are secrets, and redaction.
@@ -12,6 +13,7 @@
 //! - [`process`]: what `/proc` says of processes and listening sockets.
 //! - [`command`]: how a run command is split into words, or left to the shell.
 
+pub mod basic_auth;
 pub mod cli;
 pub mod command;
 pub mod env;

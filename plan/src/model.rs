@@ -353,7 +353,7 @@ pub struct HopFile {
     pub path: PathBuf,
     pub content: String,
     /// An htpasswd file for Nginx's basic authentication: `launcher` appends one
-    /// `login:{PLAIN}password` line for each of these variables (each holding
+    /// `login:{SHA}hash` line for each of these variables (each holding
     /// `login:password`), read when it writes the file, so the plan never holds a password.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub htpasswd_from_env: Vec<String>,
