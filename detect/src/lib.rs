@@ -90,6 +90,7 @@ pub fn detect(repo_dir: &Path, env: &Env, ports: PortSettings) -> Result<Plan, D
             (settings.run, Some(settings.legacy))
         }
     };
+    let venv = venv(mode, env, &app_dir);
     let warnings = run
         .as_ref()
         .filter(|_| mode == Mode::Uv)
@@ -103,13 +104,14 @@ pub fn detect(repo_dir: &Path, env: &Env, ports: PortSettings) -> Result<Plan, D
         )
         .chain(environment_warning)
         .chain(legacy_warnings)
+        .chain(venv_outside_the_app(&venv, &app_dir))
         .collect();
     Ok(Plan {
         schema: SCHEMA,
         build: Build {
             argv: build_argv(legacy.as_ref(), environment),
             cache_dir: cache_dir(mode, env)?,
-            venv: Some(venv(mode, env, &app_dir)),
+            venv: Some(venv),
             result: None,
         },
         app_dir,
@@ -324,13 +326,35 @@ fn build_argv(legacy: Option<&plan::Legacy>, environment: Environment) -> Vec<St
 /// `UV_PROJECT_ENVIRONMENT` (relative to the project's root, as uv takes it). Legacy mode
 /// makes its venv itself, in `.venv`.
 fn venv(mode: Mode, env: &Env, app_dir: &Path) -> PathBuf {
-    match env
+    let Some(dir) = env
         .non_empty("UV_PROJECT_ENVIRONMENT")
         .filter(|_| mode == Mode::Uv)
-    {
-        Some(dir) => app_dir.join(dir),
-        None => app_dir.join(".venv"),
+    else {
+        return app_dir.join(".venv");
+    };
+    // `..` taken as written (as uv does), so that `../shared` is seen to be outside the app.
+    let mut venv = PathBuf::new();
+    for part in app_dir.join(dir).components() {
+        match part {
+            std::path::Component::ParentDir => {
+                venv.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => venv.push(other),
+        }
     }
+    venv
+}
+
+/// A venv outside the app (`UV_PROJECT_ENVIRONMENT=/abs/dir`) is one environment for every
+/// deployment of the app: a second one rewrites the first's while it runs.
+fn venv_outside_the_app(venv: &Path, app_dir: &Path) -> Option<String> {
+    (!venv.starts_with(app_dir)).then(|| {
+        format!(
+            "UV_PROJECT_ENVIRONMENT is `{}`, outside the application: every deployment of it builds into that one environment, so a second deployment changes the one running; unset it (each deployment then has its own `.venv`) or make it relative to the application",
+            venv.display()
+        )
+    })
 }
 
 /// Where uv keeps its cache, by uv's own rules; pip's in legacy mode, by pip's.
@@ -472,7 +496,18 @@ mod tests {
         );
         let told = |dir: &str| plan_for(&a, &[UV_RUN, ("UV_PROJECT_ENVIRONMENT", dir)]);
         assert_eq!(told("env").build.venv, Some(app_dir.join("env")));
-        assert_eq!(told("/opt/venv").build.venv, Some("/opt/venv".into()));
+        assert!(told("env").warnings.is_empty());
+        assert_eq!(told("./a/../env").build.venv, Some(app_dir.join("env")));
+        let parent = app_dir.parent().unwrap().join("shared");
+        assert_eq!(told("../shared").build.venv, Some(parent));
+        assert!(told("../shared").warnings[0].starts_with("UV_PROJECT_ENVIRONMENT is `"));
+        let shared = told("/opt/venv");
+        assert_eq!(shared.build.venv, Some("/opt/venv".into()));
+        assert!(
+            shared.warnings[0].starts_with("UV_PROJECT_ENVIRONMENT is `/opt/venv`, outside the application: every deployment of it builds into that one environment"),
+            "{:?}",
+            shared.warnings
+        );
         // Legacy mode makes its venv itself, in `.venv`.
         let legacy = plan_for(&a, &[("UV_PROJECT_ENVIRONMENT", "env")]);
         assert_eq!(legacy.build.venv, Some(app_dir.join(".venv")));
