@@ -114,6 +114,11 @@ impl PlanArgs {
 /// not stand in the way; not in `--help`, since users do not need them. `None` when neither
 /// was asked; else the exit code `main` returns.
 pub fn generated<C: clap::CommandFactory>() -> Option<ExitCode> {
+    generated_status::<C>().map(ExitCode::from)
+}
+
+/// [`generated`], as the number (`0`, `1` output failed, `2` bad usage).
+fn generated_status<C: clap::CommandFactory>() -> Option<u8> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut out = std::io::stdout();
     let mut command = C::command();
@@ -124,10 +129,11 @@ pub fn generated<C: clap::CommandFactory>() -> Option<ExitCode> {
             let given = args.get(1).map(String::as_str);
             let Some(shell) = given.and_then(|s| s.parse::<clap_complete::Shell>().ok()) else {
                 let message = Message::usage(format!(
-                    "--generate-completions takes a shell, not {}: bash, zsh, fish, elvish or powershell",
-                    given.map_or("nothing".to_string(), |s| format!("`{s}`"))
+                    "--generate-completions takes a shell{}: bash, zsh, fish, elvish or powershell",
+                    given.map_or(String::new(), |s| format!(", not `{s}`"))
                 ));
-                return Some(crate::report::report(&message, &Env::default()));
+                crate::report::report(&message, &Env::default());
+                return Some(crate::report::Failure::exit_code(&message));
             };
             clap_complete::generate(shell, &mut command, name, &mut out);
             Ok(())
@@ -135,8 +141,12 @@ pub fn generated<C: clap::CommandFactory>() -> Option<ExitCode> {
         _ => return None,
     };
     Some(match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => crate::report::report(&crate::report::WriteError(e), &Env::default()),
+        Ok(()) => 0,
+        Err(e) => {
+            let failure = crate::report::WriteError(e);
+            crate::report::report(&failure, &Env::default());
+            crate::report::Failure::exit_code(&failure)
+        }
     })
 }
 
@@ -144,9 +154,9 @@ pub fn generated<C: clap::CommandFactory>() -> Option<ExitCode> {
 /// something. Kept for `otoroshi-challenge` until its `main` returns [`generated`]'s code;
 /// every other tool goes through [`main`].
 pub fn generate_if_asked<C: clap::CommandFactory>() {
-    if let Some(code) = generated::<C>() {
+    if let Some(status) = generated_status::<C>() {
         let _ = std::io::Write::flush(&mut std::io::stdout());
-        std::process::exit(i32::from(code != ExitCode::SUCCESS));
+        std::process::exit(i32::from(status));
     }
 }
 
