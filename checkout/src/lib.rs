@@ -3,8 +3,8 @@
 //! `checkout` makes a clean copy of what would be deployed, outside the developer's tree,
 //! where the build and the app run, so the developer's `.venv` and files are never written:
 //!
-//! - in a git work tree, the committed tree (`git archive HEAD`, and the submodules at their
-//!   recorded commits), saying which uncommitted changes are left out;
+//! - in a git work tree, the committed tree (`HEAD`, every committed file, and the submodules
+//!   at their recorded commits), saying which uncommitted changes are left out;
 //! - with `--working-tree`, the files as they are (tracked and untracked, but what
 //!   `.gitignore` ignores and `.venv`);
 //! - outside a git work tree, the directory as it is (but `.venv`).
@@ -99,8 +99,7 @@ pub fn checkout(app_dir: &Path, into: &Path, working_tree: bool) -> Result<Sourc
         }
         source.kind = SourceKind::Commit;
         // The tree of APP_DIR in the commit (a sub-directory of the repository, or its
-        // root), read from the top level: run in a sub-directory, git archive and ls-tree
-        // would keep only what is below it, inside a tree already rooted there.
+        // root), read from the top level: `HEAD:PREFIX` names it from there.
         let places = git(&origin, &["rev-parse", "--show-toplevel", "--show-prefix"])?;
         let mut places = places.lines();
         let root = PathBuf::from(places.next().unwrap_or_default());
@@ -197,42 +196,42 @@ fn git(dir: &Path, args: &[&str]) -> Result<String, CheckoutError> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// `git archive TREE | tar -x`: the tree's files as git would check them out (modes and
-/// links included), without the repository.
+/// The files of `tree` (a tree or a commit of the repository at `repo`) written into `into`
+/// as a checkout writes them (modes, links, the repository's filters and line endings),
+/// without the repository. Not `git archive`: it applies the `.gitattributes` rules meant for
+/// archives (`export-ignore` drops files, `export-subst` rewrites them), and a push deploys
+/// every committed file as it is. The tree is read into an index of our own, in a scratch
+/// directory (the repository's index is never touched), and checked out from there.
 fn extract(repo: &Path, tree: &str, into: &Path) -> Result<(), CheckoutError> {
-    let command = format!("git archive {tree} | tar -x");
-    let fail = |reason: String| CheckoutError::Git {
-        command: command.clone(),
-        reason,
-    };
-    let mut archive = Command::new("git")
-        .arg("-C")
-        .arg(repo)
-        .args(["archive", "--format=tar", tree])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| fail(e.to_string()))?;
-    let tar = Command::new("tar")
-        .arg("-x")
-        .arg("-C")
-        .arg(into)
-        .stdin(archive.stdout.take().expect("piped"))
-        .output()
-        .map_err(|e| fail(e.to_string()))?;
-    let archived = archive
-        .wait_with_output()
-        .map_err(|e| fail(e.to_string()))?;
-    if !archived.status.success() {
-        return Err(fail(
-            String::from_utf8_lossy(&archived.stderr).trim().to_string(),
-        ));
-    }
-    if !tar.status.success() {
-        return Err(fail(
-            String::from_utf8_lossy(&tar.stderr).trim().to_string(),
-        ));
+    let scratch = tempfile::tempdir().map_err(|e| copy_error(&std::env::temp_dir(), e))?;
+    let index = scratch.path().join("index");
+    let mut prefix = into.as_os_str().to_os_string();
+    prefix.push("/");
+    let mut checkout_prefix = std::ffi::OsString::from("--prefix=");
+    checkout_prefix.push(&prefix);
+    let steps: [Vec<std::ffi::OsString>; 2] = [
+        vec!["read-tree".into(), tree.into()],
+        vec!["checkout-index".into(), "--all".into(), checkout_prefix],
+    ];
+    for args in steps {
+        let shown = format!("git {}", args[0].to_string_lossy());
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(repo)
+            .args(&args)
+            .env("GIT_INDEX_FILE", &index)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| CheckoutError::Git {
+                command: shown.clone(),
+                reason: e.to_string(),
+            })?;
+        if !out.status.success() {
+            return Err(CheckoutError::Git {
+                command: shown,
+                reason: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
     }
     Ok(())
 }

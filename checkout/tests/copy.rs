@@ -159,3 +159,88 @@ fn outside_a_work_tree_the_directory_as_it_is_but_venv() {
         "{err}"
     );
 }
+
+/// A push deploys every committed file as it is: the `.gitattributes` rules meant for
+/// `git archive` (`export-ignore`, `export-subst`) change nothing, at the repository's root
+/// or in an APP_DIR below it; modes and links are kept; the repository's index is untouched.
+#[test]
+fn every_committed_file_as_it_is_whatever_gitattributes_says_of_archives() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    let app = repo.join("services/web");
+    write(
+        &repo.join(".gitattributes"),
+        "requirements.txt export-ignore\nclevercloud/varnish.vcl export-ignore\nversion.py export-subst\n",
+    );
+    write(&app.join(".gitattributes"), "hooks/* export-ignore\n");
+    for dir in [&repo, &app] {
+        write(&dir.join("requirements.txt"), "flask\n");
+        write(&dir.join("clevercloud/varnish.vcl"), "vcl 4.1;\n");
+        write(&dir.join("version.py"), "COMMIT = \"$Format:%H$\"\n");
+    }
+    write(&app.join("hooks/build.sh"), "#!/bin/sh\n");
+    std::fs::set_permissions(
+        app.join("hooks/build.sh"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("requirements.txt", app.join("requirements-link.txt")).unwrap();
+    git(&repo, &["init", "-q"]);
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "With archive attributes"]);
+    let index = std::fs::read(repo.join(".git/index")).unwrap();
+
+    for (from, files) in [
+        (
+            &repo,
+            &[
+                "requirements.txt",
+                "clevercloud/varnish.vcl",
+                "version.py",
+                "services/web/hooks/build.sh",
+            ][..],
+        ),
+        (
+            &app,
+            &[
+                "requirements.txt",
+                "clevercloud/varnish.vcl",
+                "version.py",
+                "hooks/build.sh",
+            ][..],
+        ),
+    ] {
+        let into = tmp.path().join(format!(
+            "copy-{}",
+            from.file_name().unwrap().to_string_lossy()
+        ));
+        let (code, _, err) = checkout(from, &into, &[]);
+        assert_eq!(code, 0, "{err}");
+        for file in files {
+            let (ours, theirs) = (into.join(file), from.join(file));
+            assert!(ours.exists(), "{file} is committed, so deployed");
+            assert_eq!(
+                std::fs::read(&ours).unwrap(),
+                std::fs::read(&theirs).unwrap(),
+                "{file} as committed"
+            );
+        }
+    }
+    let copy = tmp.path().join("copy-web");
+    let mode = std::fs::metadata(copy.join("hooks/build.sh"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o111, 0o111, "the executable bit is kept");
+    assert_eq!(
+        std::fs::read_link(copy.join("requirements-link.txt")).unwrap(),
+        Path::new("requirements.txt")
+    );
+    assert!(!copy.join(".git").exists());
+    assert_eq!(
+        std::fs::read(repo.join(".git/index")).unwrap(),
+        index,
+        "the repository's index is untouched"
+    );
+}

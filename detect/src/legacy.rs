@@ -3,7 +3,9 @@
 //! port, the Celery workers and what Nginx is told.
 
 use crate::DetectError;
-use plan::{Backend, Env, Legacy, Need, Nginx, Run, RunSource, StaticFiles, Worker};
+use plan::{
+    Backend, Env, Legacy, Need, Nginx, Run, RunSource, StaticFiles, Worker, WorkspaceMember,
+};
 use std::path::Path;
 
 /// The platform's defaults.
@@ -34,11 +36,13 @@ pub fn legacy(
     env: &Env,
     run: Option<Run>,
     app_port: u16,
+    workspace_member: Option<WorkspaceMember>,
 ) -> Result<LegacyPlan, DetectError> {
     let mut reasons = Vec::new();
     let mut warnings = Vec::new();
     let python_version = python_version(env)?;
-    let requirements = requirements(app_dir, env, &mut reasons)?;
+    let in_workspace = workspace_member.is_some();
+    let requirements = requirements(app_dir, env, in_workspace, &mut reasons)?;
     let backend_choice = backend(env)?;
     let module = env
         .non_empty("CC_PYTHON_MODULE")
@@ -95,6 +99,7 @@ pub fn legacy(
             workers,
             needs,
             nginx: nginx(env, app_dir, &mut warnings)?,
+            workspace_member,
         },
         run,
         reasons,
@@ -128,10 +133,12 @@ fn python_version(env: &Env) -> Result<String, DetectError> {
 }
 
 /// The requirements file, which must be inside the app; a reason when there is none, naming
-/// the files legacy mode does not read.
+/// the files legacy mode does not read (`in_workspace`: the app is a uv workspace member,
+/// whose uv deployment is said already).
 fn requirements(
     app_dir: &Path,
     env: &Env,
+    in_workspace: bool,
     reasons: &mut Vec<String>,
 ) -> Result<Option<String>, DetectError> {
     let named = env.non_empty("CC_PIP_REQUIREMENTS_FILE").map(str::trim);
@@ -180,8 +187,13 @@ fn requirements(
         .collect();
     let mut reason = "no requirements.txt: pip installs nothing".to_string();
     if !others.is_empty() {
+        let uv = if in_workspace {
+            "deploy the workspace root for a uv deployment (above)"
+        } else {
+            "commit uv.lock and set CC_PYTHON_UV_RUN_COMMAND for a uv deployment"
+        };
         reason.push_str(&format!(
-            "; {} found, but legacy mode installs from requirements.txt only (no pyproject.toml, Pipfile or Poetry support): commit uv.lock and set CC_PYTHON_UV_RUN_COMMAND for a uv deployment, or export the requirements (`uv export --no-hashes -o requirements.txt`)",
+            "; {} found, but legacy mode installs from requirements.txt only (no pyproject.toml, Pipfile or Poetry support): {uv}, or export the requirements (`uv export --no-hashes -o requirements.txt`)",
             others.join(", ")
         ));
     }
@@ -521,7 +533,7 @@ mod tests {
         std::fs::write(dir.path().join("requirements.txt"), "flask\n").unwrap();
         std::fs::create_dir(dir.path().join("static")).unwrap();
         let app = dir.path().canonicalize().unwrap();
-        legacy(&app, &env(vars), None, 9000)
+        legacy(&app, &env(vars), None, 9000, None)
     }
 
     fn argv(vars: &[(&str, &str)]) -> String {
@@ -620,6 +632,7 @@ mod tests {
             &env(&[("CC_PYTHON_MODULE", "app:app")]),
             Some(run.clone()),
             9000,
+            None,
         )
         .unwrap();
         assert_eq!(plan.run, Some(run));
@@ -715,6 +728,7 @@ mod tests {
                 &env(&[("CC_PIP_REQUIREMENTS_FILE", name)]),
                 None,
                 9000,
+                None,
             ) else {
                 panic!("{name:?} was accepted");
             };
@@ -756,7 +770,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("pyproject.toml"), "").unwrap();
         std::fs::write(dir.path().join("Pipfile"), "").unwrap();
-        let plan = legacy(dir.path(), &env(&[]), None, 9000).unwrap();
+        let plan = legacy(dir.path(), &env(&[]), None, 9000, None).unwrap();
         assert_eq!(plan.legacy.requirements, None);
         assert!(plan.reasons[0].starts_with("no requirements.txt: pip installs nothing; pyproject.toml, Pipfile found, but legacy mode installs from requirements.txt only (no pyproject.toml, Pipfile or Poetry support)"), "{:?}", plan.reasons);
         // A requirements file named elsewhere.
@@ -767,6 +781,7 @@ mod tests {
             &env(&[("CC_PIP_REQUIREMENTS_FILE", "/config/prod.txt")]),
             None,
             9000,
+            None,
         )
         .unwrap();
         assert_eq!(

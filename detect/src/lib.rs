@@ -6,6 +6,7 @@ mod error;
 mod flow;
 mod health;
 mod legacy;
+mod workspace;
 
 pub use error::DetectError;
 pub use flow::request_flow;
@@ -58,7 +59,8 @@ const LEGACY_ONLY: &[&str] = &[
 pub fn detect(repo_dir: &Path, env: &Env, ports: PortSettings) -> Result<Plan, DetectError> {
     let app_dir = app_dir(repo_dir, env)?;
     let run = run_command(env)?;
-    let (mode, mut reasons) = mode(&app_dir, repo_dir, env);
+    let member = workspace::member(&app_dir, repo_dir, env);
+    let (mode, mut reasons) = mode(&app_dir, member.as_ref(), env);
     let (environment, environment_warning) = environment_of(env);
     let (request_flow, flow_ignored) = request_flow(env, &app_dir)?;
     let ports = ports.ports_for(&request_flow, mode);
@@ -81,12 +83,14 @@ pub fn detect(repo_dir: &Path, env: &Env, ports: PortSettings) -> Result<Plan, D
             if run.as_ref().map(|r| r.source) == Some(RunSource::CcPythonUvRunCommand) {
                 ignored.push("CC_PYTHON_UV_RUN_COMMAND".into());
             }
-            let settings = legacy::legacy(&app_dir, env, run, ports.app)?;
+            let member = member.map(|(member, _)| member);
+            let settings = legacy::legacy(&app_dir, env, run, ports.app, member)?;
             reasons.extend(settings.reasons);
             legacy_warnings = settings.warnings;
             (settings.run, Some(settings.legacy))
         }
     };
+    let venv = venv(mode, env, &app_dir);
     let warnings = run
         .as_ref()
         .filter(|_| mode == Mode::Uv)
@@ -100,13 +104,14 @@ pub fn detect(repo_dir: &Path, env: &Env, ports: PortSettings) -> Result<Plan, D
         )
         .chain(environment_warning)
         .chain(legacy_warnings)
+        .chain(venv_outside_the_app(&venv, &app_dir))
         .collect();
     Ok(Plan {
         schema: SCHEMA,
         build: Build {
             argv: build_argv(legacy.as_ref(), environment),
             cache_dir: cache_dir(mode, env)?,
-            kept_venv: None,
+            venv: Some(venv),
             result: None,
         },
         app_dir,
@@ -128,26 +133,15 @@ pub fn detect(repo_dir: &Path, env: &Env, ports: PortSettings) -> Result<Plan, D
 }
 
 /// Records what `checkout` copied (`detect --source FILE`): the plan says what is deployed,
-/// the venv is kept per application between copies, and a `uv.lock` that is in the working
-/// tree but not in the commit is its own reason for legacy mode.
-pub fn from_source(plan: &mut Plan, source: Source, env: &Env) {
+/// and a `uv.lock` that is in the working tree but not in the commit is its own reason for
+/// legacy mode.
+pub fn from_source(plan: &mut Plan, source: Source) {
     let relative = plan
         .app_dir
         .strip_prefix(&source.copy)
         .map(Path::to_path_buf)
         .unwrap_or_default();
     let original = source.origin.join(&relative);
-    // Where uvdeploy keeps what outlives a deployment (the venvs).
-    if let Some(root) = user_cache(env, "UVDEPLOY_CACHE_DIR", "uvdeploy") {
-        let name = original
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "app".into());
-        plan.build.kept_venv = Some(root.join("venvs").join(format!(
-            "{name}-{:016x}",
-            fnv1a(original.as_os_str().as_encoded_bytes())
-        )));
-    }
     let lock_left_out = source.kind == SourceKind::Commit
         && !plan.app_dir.join("uv.lock").is_file()
         && original.join("uv.lock").is_file();
@@ -165,13 +159,6 @@ pub fn from_source(plan: &mut Plan, source: Source, env: &Env) {
         }
     }
     plan.source = Some(source);
-}
-
-/// FNV-1a: a stable name for a path, the same in every version of Rust.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf29ce484222325, |hash, &b| {
-        (hash ^ u64::from(b)).wrapping_mul(0x100000001b3)
-    })
 }
 
 /// Says on stderr what a person should know about the plan: legacy mode and why, warnings,
@@ -257,8 +244,13 @@ fn run_command(env: &Env) -> Result<Option<Run>, DetectError> {
     }))
 }
 
-/// uv mode needs both `uv.lock` at the app's root and `CC_PYTHON_UV_RUN_COMMAND`.
-fn mode(app_dir: &Path, repo_dir: &Path, env: &Env) -> (Mode, Vec<String>) {
+/// uv mode needs both `uv.lock` at the app's root and `CC_PYTHON_UV_RUN_COMMAND`. `member`:
+/// the app is a uv workspace member, with the workspace's lockfile.
+fn mode(
+    app_dir: &Path,
+    member: Option<&(plan::WorkspaceMember, String)>,
+    env: &Env,
+) -> (Mode, Vec<String>) {
     let has_lock = app_dir.join("uv.lock").is_file();
     let has_uv_command = env.non_empty("CC_PYTHON_UV_RUN_COMMAND").is_some();
     if has_lock && has_uv_command {
@@ -276,24 +268,11 @@ fn mode(app_dir: &Path, repo_dir: &Path, env: &Env) -> (Mode, Vec<String>) {
             "uv.lock not found at the project root ({})",
             app_dir.display()
         );
-        // APP_FOLDER naming a workspace member: its lockfile is at the workspace root.
-        let repo = repo_dir
-            .canonicalize()
-            .unwrap_or_else(|_| repo_dir.to_path_buf());
-        if let Some(lock) = app_dir
-            .ancestors()
-            .skip(1)
-            .take_while(|dir| dir.starts_with(&repo))
-            .map(|dir| dir.join("uv.lock"))
-            .find(|lock| lock.is_file())
-        {
+        if let Some((member, lock)) = member {
             reason.push_str(&format!(
-                "; the lockfile is `{}`, at the workspace root: the platform looks for it in APP_FOLDER, so deploy the workspace root instead (APP_FOLDER `{}`, or unset) and run the member from there",
-                lock.display(),
-                lock.parent()
-                    .and_then(|d| d.strip_prefix(&repo).ok())
-                    .map(|d| d.display().to_string())
-                    .unwrap_or_default()
+                "; APP_FOLDER is the uv workspace member `{}`, whose lockfile is `{lock}`, at the workspace root, where the platform does not look; {}",
+                member.package,
+                member.fix()
             ));
         }
         reasons.push(reason);
@@ -342,6 +321,41 @@ fn build_argv(legacy: Option<&plan::Legacy>, environment: Environment) -> Vec<St
         argv.push("--no-dev".into());
     }
     argv
+}
+
+/// The deployment's own virtual environment: `.venv` in the app, or in uv mode
+/// `UV_PROJECT_ENVIRONMENT` (relative to the project's root, as uv takes it). Legacy mode
+/// makes its venv itself, in `.venv`.
+fn venv(mode: Mode, env: &Env, app_dir: &Path) -> PathBuf {
+    let Some(dir) = env
+        .non_empty("UV_PROJECT_ENVIRONMENT")
+        .filter(|_| mode == Mode::Uv)
+    else {
+        return app_dir.join(".venv");
+    };
+    // `..` taken as written (as uv does), so that `../shared` is seen to be outside the app.
+    let mut venv = PathBuf::new();
+    for part in app_dir.join(dir).components() {
+        match part {
+            std::path::Component::ParentDir => {
+                venv.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => venv.push(other),
+        }
+    }
+    venv
+}
+
+/// A venv outside the app (`UV_PROJECT_ENVIRONMENT=/abs/dir`) is one environment for every
+/// deployment of the app: a second one rewrites the first's while it runs.
+fn venv_outside_the_app(venv: &Path, app_dir: &Path) -> Option<String> {
+    (!venv.starts_with(app_dir)).then(|| {
+        format!(
+            "UV_PROJECT_ENVIRONMENT is `{}`, outside the application: every deployment of it builds into that one environment, so a second deployment changes the one running; unset it (each deployment then has its own `.venv`) or make it relative to the application",
+            venv.display()
+        )
+    })
 }
 
 /// Where uv keeps its cache, by uv's own rules; pip's in legacy mode, by pip's.
@@ -471,6 +485,33 @@ mod tests {
             detect(a.dir.path(), &no_home, PortSettings::default()).unwrap_err(),
             DetectError::NoCacheDir
         );
+    }
+
+    #[test]
+    fn the_deployments_venv_is_in_the_app_or_where_uv_is_told() {
+        let a = app(true);
+        let app_dir = a.dir.path().canonicalize().unwrap();
+        assert_eq!(
+            plan_for(&a, &[UV_RUN]).build.venv,
+            Some(app_dir.join(".venv"))
+        );
+        let told = |dir: &str| plan_for(&a, &[UV_RUN, ("UV_PROJECT_ENVIRONMENT", dir)]);
+        assert_eq!(told("env").build.venv, Some(app_dir.join("env")));
+        assert!(told("env").warnings.is_empty());
+        assert_eq!(told("./a/../env").build.venv, Some(app_dir.join("env")));
+        let parent = app_dir.parent().unwrap().join("shared");
+        assert_eq!(told("../shared").build.venv, Some(parent));
+        assert!(told("../shared").warnings[0].starts_with("UV_PROJECT_ENVIRONMENT is `"));
+        let shared = told("/opt/venv");
+        assert_eq!(shared.build.venv, Some("/opt/venv".into()));
+        assert!(
+            shared.warnings[0].starts_with("UV_PROJECT_ENVIRONMENT is `/opt/venv`, outside the application: every deployment of it builds into that one environment"),
+            "{:?}",
+            shared.warnings
+        );
+        // Legacy mode makes its venv itself, in `.venv`.
+        let legacy = plan_for(&a, &[("UV_PROJECT_ENVIRONMENT", "env")]);
+        assert_eq!(legacy.build.venv, Some(app_dir.join(".venv")));
     }
 
     #[test]
@@ -613,19 +654,48 @@ mod tests {
     }
 
     #[test]
-    fn app_folder_on_a_workspace_member_says_where_the_lockfile_is() {
+    fn app_folder_on_a_workspace_member_says_where_the_lockfile_is_and_the_fix() {
         let ws = workspace();
-        let plan = plan_for(&ws, &[UV_RUN, ("APP_FOLDER", "packages/api")]);
+        std::fs::write(
+            ws.dir.path().join("packages/api/pyproject.toml"),
+            "[project]\nname = \"api\"\nversion = \"0.1.0\"\n",
+        )
+        .unwrap();
+        let plan = plan_for(
+            &ws,
+            &[
+                ("CC_PYTHON_UV_RUN_COMMAND", "uv run gunicorn api:app"),
+                ("APP_FOLDER", "packages/api"),
+            ],
+        );
         assert_eq!(plan.mode, Mode::Legacy);
         let lock = ws.dir.path().canonicalize().unwrap().join("uv.lock");
+        let fix = "deploy the workspace root, where `uv.lock` is: unset APP_FOLDER and set CC_PYTHON_UV_RUN_COMMAND to `uv run --package api gunicorn api:app`, with the root project depending on `api`";
         assert!(
             plan.reasons[0].contains(&format!(
-                "; the lockfile is `{}`, at the workspace root: the platform looks for it in APP_FOLDER, so deploy the workspace root instead (APP_FOLDER ``, or unset)",
+                "; APP_FOLDER is the uv workspace member `api`, whose lockfile is `{}`, at the workspace root, where the platform does not look; {fix}",
                 lock.display()
             )),
             "{:?}",
             plan.reasons
         );
+        // Not "commit uv.lock": it is committed, at the root.
+        assert!(plan.reasons[1].contains("deploy the workspace root for a uv deployment (above)"));
+        let member = plan.legacy.unwrap().workspace_member.unwrap();
+        assert_eq!(member.root_folder, "");
+        assert!(!member.root_depends_on_it);
+        assert!(member.fix().starts_with(fix));
+        // A workspace in a sub-folder of the repository.
+        let repo = app(false);
+        let nested = repo.dir.path().join("services");
+        std::fs::create_dir_all(nested.join("packages/api")).unwrap();
+        std::fs::write(nested.join("uv.lock"), "version = 1\n").unwrap();
+        let plan = plan_for(&repo, &[UV_RUN, ("APP_FOLDER", "services/packages/api")]);
+        let member = plan.legacy.unwrap().workspace_member.unwrap();
+        assert_eq!(member.root_folder, "services");
+        assert_eq!(member.package, "api");
+        assert_eq!(member.run_command, "uv run --package api python app.py");
+        assert!(member.fix().contains("set APP_FOLDER to `services`"));
     }
 
     #[test]

@@ -45,7 +45,7 @@ fn run(cli: &Cli, env: &Env) -> Result<ExitCode, Fault> {
                 file.display()
             ))
         })?;
-        detect::from_source(&mut plan, source, env);
+        detect::from_source(&mut plan, source);
     }
     detect::tell(&plan, "detect", env);
     print_plan(&plan, cli.pretty)?;

@@ -268,3 +268,25 @@ fn a_variable_too_long_to_start_a_program_with_is_refused_by_name() {
     assert!(!stderr.contains("xxxx"));
     assert!(out.stdout.is_empty());
 }
+
+/// Every way the command line ends returns its code through `main`: the packagers' man page
+/// and completions, a bad shell for them (one error line, exit 2), `--help`, a bad flag.
+#[test]
+fn the_command_line_ends_with_its_exit_code() {
+    let man = detect().arg("--generate-man").assert().success();
+    assert!(String::from_utf8_lossy(&man.get_output().stdout).contains(".TH detect"));
+    let bash = detect()
+        .args(["--generate-completions", "bash"])
+        .assert()
+        .success();
+    assert!(String::from_utf8_lossy(&bash.get_output().stdout).contains("_detect()"));
+    assert_eq!(
+        error_of(detect().args(["--generate-completions", "tcsh"])),
+        "error: --generate-completions takes a shell, not `tcsh`: bash, zsh, fish, elvish or powershell"
+    );
+    let help = detect().arg("--help").assert().success();
+    assert!(String::from_utf8_lossy(&help.get_output().stdout).contains("--public-port <PORT>"));
+    let bad = detect().arg("--no-such-flag").assert().code(2);
+    assert!(String::from_utf8_lossy(&bad.get_output().stderr)
+        .starts_with("error: unexpected argument '--no-such-flag' found"));
+}

@@ -133,6 +133,20 @@ fn resolved(path: &Path) -> PathBuf {
     }
 }
 
+/// Whether the chain keeps anything in a state directory: Varnish's VCL and working
+/// directory (`block` too), Redirection.io's agent configuration, Nginx's. The Otoroshi
+/// challenge and a custom proxy keep nothing there, and an app alone has no hop at all.
+pub fn needs_state_dir(plan: &Plan) -> bool {
+    plan.mode == Mode::Legacy
+        || plan.request_flow.blocked
+        || plan.request_flow.middlewares.iter().any(|m| {
+            !matches!(
+                m,
+                Middleware::OtoroshiChallenge { .. } | Middleware::Custom { .. }
+            )
+        })
+}
+
 /// A new private state directory under the temp dir, for a plan made by hand without
 /// `--state-dir` (`scripts/deploy` makes its own): unpredictable, so that no other user can
 /// prepare it, and open for reading, since `varnishd` reads its files as its own user.

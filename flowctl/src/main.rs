@@ -1,6 +1,7 @@
 use clap::{Parser, ValueEnum};
 use flowctl::{
-    find_daemon, new_state_dir, otoroshi_challenge_command, plan_hops, text, varnish, FlowOptions,
+    find_daemon, needs_state_dir, new_state_dir, otoroshi_challenge_command, plan_hops, text,
+    varnish, FlowOptions,
 };
 use plan::cli::{EnvArgs, PlanArgs, PortArgs};
 use plan::report::{say, Fault, WriteError};
@@ -31,7 +32,8 @@ struct Cli {
     plan: PlanArgs,
     #[command(flatten)]
     env: EnvArgs,
-    /// With APP_DIR: the ports to plan with.
+    /// With APP_DIR: the ports to plan with (a plan read from stdin or --plan has its own:
+    /// refused there).
     #[command(flatten)]
     ports: PortArgs,
     /// `json`: the plan with hops; `text`: the chain for a person; `hops`: hop names, one a
@@ -39,8 +41,9 @@ struct Cli {
     /// `workers`: the names of the processes beside the app (legacy mode's Celery).
     #[arg(long, value_enum, default_value_t = Format::Json)]
     format: Format,
-    /// Where rendered files and varnishd's working directory go [default: a new private
-    /// directory $TMPDIR/uvdeploy-APP.XXXXXX].
+    /// Where rendered files and varnishd's working directory go [default: when a hop keeps
+    /// files there (Varnish, Redirection.io, Nginx), a new private directory
+    /// $TMPDIR/uvdeploy-APP.XXXXXX; else none].
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
     /// Indent the JSON for people.
@@ -67,15 +70,21 @@ fn run(cli: &Cli, env: &Env) -> Result<ExitCode, Fault> {
             detect::tell(&plan, "flowctl", env);
             plan
         }
-        None => read_plan(&cli.plan.source(), "flowctl")?,
+        None => {
+            let plan = read_plan(&cli.plan.source(), "flowctl")?;
+            cli.ports.refused_with_a_plan("flowctl", &plan)?;
+            plan
+        }
     };
     // Listing the hops of a planned chain plans nothing again (no second `varnishd -C`).
     let planned = cli.format != Format::Json && plan.hops.is_some();
     if !planned {
+        // Only a plan that may be run, with hops that keep files, needs a directory of its
+        // own: no tool that only prints a plan leaves an empty one behind.
+        let made = cli.state_dir.is_none() && cli.format == Format::Json && needs_state_dir(&plan);
         let state_dir = match &cli.state_dir {
             Some(dir) => std::path::absolute(dir).unwrap_or_else(|_| dir.clone()),
-            // Only a plan that may be run needs a directory of its own.
-            None if cli.format == Format::Json => new_state_dir(&plan)?,
+            None if made => new_state_dir(&plan)?,
             None => std::env::temp_dir(),
         };
         let path = std::env::var("PATH").unwrap_or_default();
@@ -88,6 +97,19 @@ fn run(cli: &Cli, env: &Env) -> Result<ExitCode, Fault> {
         };
         for note in plan_hops(&mut plan, &options)? {
             say("flowctl", format_args!("note: {note}"), env);
+        }
+        if made {
+            say(
+                "flowctl",
+                format_args!(
+                    "note: the hops' files go to {} (made for this plan: remove it when done, or name one with --state-dir)",
+                    options.state_dir.display()
+                ),
+                env,
+            );
+        } else if cli.state_dir.is_none() {
+            // Nothing of this plan is kept in a directory.
+            plan.state_dir = None;
         }
     }
     let mut out = std::io::stdout().lock();

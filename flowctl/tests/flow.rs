@@ -535,3 +535,131 @@ fn by_hand_flowctl_plans_an_app_directory_itself() {
         "{err}"
     );
 }
+
+/// `detect APP | flowctl ARGS` (no `--state-dir`), flowctl's temp dir `tmpdir`.
+fn flowctl_alone(app: &Path, vars: &[(&str, &str)], tmpdir: &Path, args: &[&str]) -> Output {
+    let mut detect = Command::new(bin("detect"));
+    testkit::cleared(&mut detect)
+        .arg(app)
+        .env("CC_PYTHON_UV_RUN_COMMAND", "python3 app.py")
+        .envs(vars.iter().copied());
+    let plan = testkit::succeeded(detect.output().unwrap()).stdout;
+    let mut flowctl = Command::new(bin("flowctl"));
+    testkit::cleared(&mut flowctl)
+        .env("TMPDIR", tmpdir)
+        .env("NO_COLOR", "1")
+        .envs(vars.iter().copied())
+        .args(args);
+    assert_cmd::Command::from_std(flowctl)
+        .write_stdin(plan)
+        .output()
+        .unwrap()
+}
+
+fn entries(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect()
+}
+
+/// Without `--state-dir`, a directory is made only for hops that keep files there, and
+/// flowctl says where: a plan printed for an app alone, or behind the Otoroshi challenge or a
+/// custom proxy, leaves nothing behind.
+#[test]
+fn without_state_dir_a_directory_only_for_hops_that_keep_files() {
+    let (tmp, plain) = copy_example("hello");
+    let tmpdir = tmp.path().join("tmp");
+    std::fs::create_dir(&tmpdir).unwrap();
+    let custom = custom_proxy_command();
+    let keep_nothing: [&[(&str, &str)]; 3] = [
+        &[],
+        &[SECRET],
+        &[
+            ("CC_REQUEST_FLOW", "custom"),
+            ("CC_REQUEST_FLOW_CUSTOM", &custom),
+        ],
+    ];
+    for vars in keep_nothing {
+        for format in ["json", "text", "hops"] {
+            let out = flowctl_alone(&plain, vars, &tmpdir, &["--format", format]);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            if format == "json" {
+                let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+                assert_eq!(plan["state_dir"], Value::Null, "{vars:?}");
+            }
+        }
+        assert_eq!(
+            entries(&tmpdir),
+            Vec::<PathBuf>::new(),
+            "{vars:?}: nothing left"
+        );
+    }
+
+    let (_tmp, with_vcl) = app_with_vcl();
+    let out = flowctl_alone(&with_vcl, &[], &tmpdir, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let made = entries(&tmpdir);
+    assert_eq!(made.len(), 1, "{made:?}");
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["state_dir"], made[0].display().to_string());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!(
+            "flowctl: note: the hops' files go to {} (made for this plan: remove it when done, or name one with --state-dir)",
+            made[0].display()
+        )),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The ports are laid out by whatever makes the plan: given with a plan on stdin, they are
+/// refused (exit 2), not ignored; with APP_DIR they apply.
+#[test]
+fn ports_with_a_plan_on_stdin_are_refused() {
+    let (tmp, app) = app_with_vcl();
+    let out = flowctl_alone(&app, &[], tmp.path(), &["--app-port", "19000"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: `--app-port 19000` is for `flowctl APP_DIR`: the plan flowctl read already has its ports (public 8080, app 9000)\n\nhint: give the ports to the tool that makes the plan: `detect --app-port 19000 APP_DIR | flowctl`\n"
+    );
+    let mut flowctl = Command::new(bin("flowctl"));
+    testkit::cleared(&mut flowctl)
+        .arg(&app)
+        .args([
+            "--public-port",
+            "18080",
+            "--app-port",
+            "19000",
+            "--format",
+            "hops",
+        ])
+        .env("CC_PYTHON_UV_RUN_COMMAND", "python3 app.py");
+    let out = testkit::succeeded(flowctl.output().unwrap());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "varnish\n");
+    let mut flowctl = Command::new(bin("flowctl"));
+    testkit::cleared(&mut flowctl)
+        .arg(&app)
+        .args([
+            "--public-port",
+            "18080",
+            "--app-port",
+            "19000",
+            "--state-dir",
+        ])
+        .arg(tmp.path().join("state"))
+        .env("CC_PYTHON_UV_RUN_COMMAND", "python3 app.py");
+    let plan: Value =
+        serde_json::from_slice(&testkit::succeeded(flowctl.output().unwrap()).stdout).unwrap();
+    assert_eq!(chain(&plan), vec![hop("varnish", 18080, 19000)]);
+}

@@ -305,10 +305,10 @@ fn htpasswd_line(login: &str, password: &str) -> String {
     format!("{login}:{{SHA}}{hash}\n")
 }
 
-/// Legacy mode runs everything in the venv the build made: its `bin` first on PATH, as an
-/// activated venv would have it.
+/// Legacy mode runs everything in the venv the build made, where the plan says
+/// (`build.venv`): its `bin` first on PATH, as an activated venv would have it.
 fn use_venv(plan: &Plan, env: &Env, launch: &mut Launch) {
-    let venv = plan.app_dir.join(".venv");
+    let venv = plan.venv();
     let path = match env.non_empty("PATH") {
         Some(path) => format!("{}:{path}", venv.join("bin").display()),
         None => venv.join("bin").display().to_string(),
@@ -650,7 +650,7 @@ mod tests {
             build: Build {
                 argv: vec!["uv".into()],
                 cache_dir: "/cache/uv".into(),
-                kept_venv: None,
+                venv: None,
                 result: None,
             },
             run: Some(Run {
@@ -835,6 +835,7 @@ mod tests {
                 proxy_buffer_size: None,
                 intercept_errors: false,
             },
+            workspace_member: None,
         });
         let env: Env = [("PATH", "/usr/bin")].into_iter().collect();
         let app = prepare(Some(&legacy), &Target::App, &env, None).unwrap();
@@ -847,5 +848,10 @@ mod tests {
         assert_eq!(worker.env.get("PATH"), Some("/srv/app/.venv/bin:/usr/bin"));
         assert_eq!(worker.binds, None);
         assert!(worker.manage_tasks.is_empty());
+        // The venv is where the plan says.
+        legacy.build.venv = Some("/srv/app/env".into());
+        let app = prepare(Some(&legacy), &Target::App, &env, None).unwrap();
+        assert_eq!(app.env.get("PATH"), Some("/srv/app/env/bin:/usr/bin"));
+        assert_eq!(app.env.get("VIRTUAL_ENV"), Some("/srv/app/env"));
     }
 }

@@ -33,6 +33,50 @@ pub struct Legacy {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub needs: Vec<Need>,
     pub nginx: Nginx,
+    /// `APP_FOLDER` names a member of a uv workspace: why the app is in legacy mode, and what
+    /// would deploy it with uv (the last word of an error legacy mode ends on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace_member: Option<WorkspaceMember>,
+}
+
+/// An `APP_FOLDER` on a member of a uv workspace: the workspace's `uv.lock` is at its root,
+/// and the platform looks for it in `APP_FOLDER` only, so the member deploys in legacy mode.
+/// A uv deployment deploys the workspace root and runs the member from there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct WorkspaceMember {
+    /// The member's package name (its `[project] name`, else its folder's name).
+    pub package: String,
+    /// The workspace root's folder in the repository: the `APP_FOLDER` to deploy (`""`: the
+    /// repository itself, APP_FOLDER unset).
+    pub root_folder: String,
+    /// The run command from the root: the user's `CC_PYTHON_UV_RUN_COMMAND` with
+    /// `--package PACKAGE` (literal secrets as `${{NAME}}`).
+    pub run_command: String,
+    /// Whether the root project depends on the member already; if not, the root's build
+    /// (`uv sync` at the root) does not install it.
+    pub root_depends_on_it: bool,
+}
+
+impl WorkspaceMember {
+    /// What to do, in one sentence.
+    pub fn fix(&self) -> String {
+        let folder = if self.root_folder.is_empty() {
+            "unset APP_FOLDER".to_string()
+        } else {
+            format!("set APP_FOLDER to `{}`", self.root_folder)
+        };
+        let mut fix = format!(
+            "deploy the workspace root, where `uv.lock` is: {folder} and set CC_PYTHON_UV_RUN_COMMAND to `{}`",
+            self.run_command
+        );
+        if !self.root_depends_on_it {
+            let p = &self.package;
+            fix.push_str(&format!(
+                ", with the root project depending on `{p}` (`dependencies = [\"{p}\"]` and `[tool.uv.sources] {p} = {{ workspace = true }}` in its `pyproject.toml`) so that the build installs it"
+            ));
+        }
+        fix
+    }
 }
 
 /// The words a manage task runs, `python manage.py TASK...`: the task split as a shell splits

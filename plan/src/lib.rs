@@ -27,5 +27,5 @@ pub mod secret;
 
 pub use env::Env;
 pub use io::{print_plan, read_plan, write_plan, PlanSource};
-pub use legacy::{Backend, Legacy, Need, Nginx, StaticFiles, Worker};
+pub use legacy::{Backend, Legacy, Need, Nginx, StaticFiles, Worker, WorkspaceMember};
 pub use model::*;

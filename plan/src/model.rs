@@ -42,7 +42,8 @@ pub struct Plan {
     /// Legacy mode's settings (pip, the app server, Nginx); present in legacy mode only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub legacy: Option<crate::Legacy>,
-    /// Added by `flowctl`: where the hops' rendered files and working directories go.
+    /// Added by `flowctl`: where the hops' rendered files and working directories go (absent
+    /// when none was named and no hop keeps files there).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_dir: Option<PathBuf>,
     /// Added by `flowctl`: one per middleware, in chain order.
@@ -51,6 +52,16 @@ pub struct Plan {
     /// Fields this version does not know, passed on unchanged.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+impl Plan {
+    /// Where the deployment's virtual environment is: `build.venv`, else `APP_DIR/.venv`.
+    pub fn venv(&self) -> PathBuf {
+        self.build
+            .venv
+            .clone()
+            .unwrap_or_else(|| self.app_dir.join(".venv"))
+    }
 }
 
 /// What is deployed, as `checkout` copied it: the platform deploys the pushed commit, so
@@ -101,12 +112,14 @@ pub enum Environment {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Build {
     pub argv: Vec<String>,
-    /// The uv cache kept between builds.
+    /// The cache kept between builds (uv's; pip's in legacy mode): what outlives a deployment.
     pub cache_dir: PathBuf,
-    /// Where the app's virtual environment is kept between deployments of a copy (linked in
-    /// as `.venv`): creating one costs more than a warm sync.
+    /// The deployment's own virtual environment (absolute): `.venv` in the app, or in uv mode
+    /// `UV_PROJECT_ENVIRONMENT` when set. Each deployment builds one in its own copy, and no
+    /// other deployment writes it; only the caches (`cache_dir`) outlive a deployment. Plans
+    /// made before this field mean `APP_DIR/.venv` ([`Plan::venv`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kept_venv: Option<PathBuf>,
+    pub venv: Option<PathBuf>,
     /// Added by `uvbuild` once the build ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<BuildResult>,

@@ -408,12 +408,13 @@ impl Deployment<'_> {
         }
 
         let env_args = self.env_args();
-        let ports = [
-            "--public-port".to_string(),
-            self.options.ports.public_port.to_string(),
-            "--app-port".into(),
-            self.options.ports.app_port.to_string(),
-        ];
+        let mut ports = Vec::new();
+        if let Some(port) = self.options.ports.public_port {
+            ports.extend(["--public-port".to_string(), port.to_string()]);
+        }
+        if let Some(port) = self.options.ports.app_port {
+            ports.extend(["--app-port".to_string(), port.to_string()]);
+        }
         let mut detect = self.tool("detect");
         detect
             .args(&env_args)

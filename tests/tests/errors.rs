@@ -56,6 +56,19 @@ fn setup(dir: &Path) {
     std::fs::create_dir_all(dir.join("legacy")).unwrap();
     std::fs::write(dir.join("legacy/requirements.txt"), "").unwrap();
     std::fs::write(dir.join("legacy/app.py"), "").unwrap();
+    // A uv workspace: its lockfile at the root, one member under packages/api.
+    std::fs::create_dir_all(dir.join("ws/packages/api")).unwrap();
+    std::fs::write(
+        dir.join("ws/pyproject.toml"),
+        "[project]\nname = \"ws\"\nversion = \"0.1.0\"\n\n[tool.uv.workspace]\nmembers = [\"packages/*\"]\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("ws/uv.lock"), "version = 1\n").unwrap();
+    std::fs::write(
+        dir.join("ws/packages/api/pyproject.toml"),
+        "[project]\nname = \"api\"\nversion = \"0.1.0\"\n",
+    )
+    .unwrap();
 }
 
 const RUN: &str = "CC_PYTHON_UV_RUN_COMMAND='uv run python app.py'";
@@ -85,6 +98,7 @@ cases! {
     detect_unbalanced_quote: "CC_PYTHON_UV_RUN_COMMAND=\"python 'app.py\" detect app";
     detect_bad_env_file_line: "detect --env-file bad.env app";
     detect_missing_app_dir: "detect nowhere";
+    detect_app_folder_on_a_workspace_member: "APP_FOLDER=packages/api CC_PYTHON_UV_RUN_COMMAND='uv run uvicorn api:app --port 8080' detect ws | uvbuild";
     pipeline_says_one_error_for_one_failure: format!("{RUN} CC_REQUEST_FLOW=varnsh detect app | uvbuild | flowctl; echo \"statuses: ${{PIPESTATUS[*]}}\" >&2");
     uvbuild_legacy_without_app_server: "detect legacy 2>/dev/null | uvbuild";
     uvbuild_legacy_python_not_installed: "CC_PYTHON_VERSION=3.99 CC_PYTHON_MODULE=app:app detect legacy 2>/dev/null | uvbuild";

@@ -4,7 +4,7 @@
 //! `PYTHON_SETUP_PY_GOAL` is set, between the build hooks. Then what the plan needs (the app
 //! server, Celery) must be there.
 
-use crate::{link_kept_venv, result, run_step, BuildError};
+use crate::{own_venv, result, run_step, BuildError};
 use plan::{Env, Plan};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -14,23 +14,17 @@ pub fn build(plan: &mut Plan, env: &Env) -> Result<(), BuildError> {
     let legacy = plan.legacy.clone().ok_or(BuildError::NoLegacySettings)?;
     // Nothing to serve: fail now, not after the whole install.
     if plan.run.is_none() {
-        return Err(BuildError::NoAppServer);
+        return Err(BuildError::NoAppServer {
+            workspace_member: legacy.workspace_member,
+        });
     }
     let app_dir = plan.app_dir.clone();
     let python = interpreter(&legacy.python_version, env, &app_dir)?;
     let started = Instant::now();
-    if let Some(kept) = &plan.build.kept_venv {
-        link_kept_venv(&app_dir, kept, env)?;
-    }
+    let venv = plan.venv();
     plan::hook::run_if_set("CC_PRE_BUILD_HOOK", env, &app_dir, "uvbuild")?;
-    let venv = app_dir.join(".venv");
-    // At the kept venv itself: `venv` refuses to make one through a link.
-    make_venv(
-        &python,
-        &venv.canonicalize().unwrap_or(venv.clone()),
-        env,
-        &app_dir,
-    )?;
+    own_venv(&venv, &app_dir, env)?;
+    make_venv(&python, &venv, env, &app_dir)?;
     let venv_python = venv.join("bin/python").display().to_string();
     let cache = Some(("PIP_CACHE_DIR", plan.build.cache_dir.as_path()));
     match &legacy.requirements {
@@ -121,8 +115,8 @@ fn interpreter(version: &str, env: &Env, app_dir: &Path) -> Result<PathBuf, Buil
     })
 }
 
-/// Makes the venv with `python`, unless the kept one was made with it already (then pip only
-/// checks what is installed). A venv of another Python is made anew.
+/// Makes the venv with `python`, unless the app's was made with it already (`uvbuild APP_DIR`
+/// run again: then pip only checks what is installed). A venv of another Python is made anew.
 fn make_venv(python: &Path, venv: &Path, env: &Env, app_dir: &Path) -> Result<(), BuildError> {
     let cfg = std::fs::read_to_string(venv.join("pyvenv.cfg")).unwrap_or_default();
     let made_with = cfg.lines().find_map(|line| {

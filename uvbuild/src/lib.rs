@@ -29,14 +29,19 @@ pub enum BuildError {
     PythonMissing { downloads: String },
     #[error("`{command}` failed ({status})")]
     SyncFailed { command: String, status: String },
-    #[error("cannot keep the virtual environment in `{path}`: {reason}")]
-    KeptVenv { path: PathBuf, reason: String },
+    #[error("cannot replace `{path}` with the deployment's own virtual environment: {reason}")]
+    OwnVenv { path: PathBuf, reason: String },
+    #[error("the virtual environment `{venv}` would be written through a link to `{target}`, outside the application")]
+    VenvThroughLink { venv: PathBuf, target: PathBuf },
     #[error(transparent)]
     Hook(#[from] plan::hook::HookError),
     #[error(
         "legacy mode has no app server to run: neither CC_PYTHON_MODULE nor CC_RUN_COMMAND is set"
     )]
-    NoAppServer,
+    NoAppServer {
+        /// The app is a uv workspace member: what deploys it with uv is the real fix.
+        workspace_member: Option<plan::WorkspaceMember>,
+    },
     #[error("the plan is in legacy mode but has no legacy settings (make it again with `detect`)")]
     NoLegacySettings,
     #[error(
@@ -59,7 +64,9 @@ pub enum BuildError {
 impl Failure for BuildError {
     fn exit_code(&self) -> u8 {
         match self {
-            BuildError::NoAppServer | BuildError::NoLegacySettings => plan::report::exit::USAGE,
+            BuildError::NoAppServer { .. } | BuildError::NoLegacySettings => {
+                plan::report::exit::USAGE
+            }
             // A failed build hook fails the build (exit 1); its own status is in the message.
             _ => plan::report::exit::FAILED,
         }
@@ -67,7 +74,8 @@ impl Failure for BuildError {
 
     fn hint(&self) -> Option<String> {
         Some(match self {
-            BuildError::NoAppServer => "set CC_PYTHON_MODULE to the WSGI (or ASGI) object, e.g. `app:app` for `app` in app.py, or CC_RUN_COMMAND to a command that listens on PORT (9000)".into(),
+            BuildError::NoAppServer { workspace_member: Some(member) } => format!("APP_FOLDER is the uv workspace member `{}`: {}", member.package, member.fix()),
+            BuildError::NoAppServer { workspace_member: None } => "set CC_PYTHON_MODULE to the WSGI (or ASGI) object, e.g. `app:app` for `app` in app.py, or CC_RUN_COMMAND to a command that listens on PORT (9000)".into(),
             BuildError::PythonNotInstalled { .. } => "interpreters are never downloaded: install that Python (e.g. `apt-get install python3.11`), or set CC_PYTHON_VERSION to one that is installed".into(),
             BuildError::MissingPackage { package, requirements, .. } => format!("add `{package}` to {requirements} and commit it"),
             BuildError::NoPyproject(_) => "uv builds a project from its `pyproject.toml` and `uv.lock`; run `uv init` there, or set APP_FOLDER to the project's sub-folder".into(),
@@ -76,7 +84,8 @@ impl Failure for BuildError {
             BuildError::LockfileOutdated => "run `uv lock` in the project, commit `uv.lock`, and build again".into(),
             BuildError::PythonMissing { downloads } => format!("interpreters are not downloaded (UV_PYTHON_DOWNLOADS={downloads}); install that Python, or change `requires-python` in `pyproject.toml` or `.python-version` to one that is installed"),
             BuildError::Hook(hook) => return hook.hint(),
-            BuildError::Spawn { .. } | BuildError::SyncFailed { .. } | BuildError::KeptVenv { .. } | BuildError::NoLegacySettings => return None,
+            BuildError::VenvThroughLink { .. } => "UV_PROJECT_ENVIRONMENT names a directory behind a link in the application: point it at a directory of the application itself, or unset it for `.venv`".into(),
+            BuildError::Spawn { .. } | BuildError::SyncFailed { .. } | BuildError::OwnVenv { .. } | BuildError::NoLegacySettings => return None,
         })
     }
 }
@@ -91,14 +100,16 @@ pub fn build(plan: &mut Plan, env: &Env) -> Result<(), BuildError> {
         return Err(BuildError::NoPyproject(app_dir));
     }
     let started = Instant::now();
-    if let Some(kept) = &plan.build.kept_venv {
-        link_kept_venv(&app_dir, kept, env)?;
-    }
+    let venv = plan.venv();
     plan::hook::run_if_set("CC_PRE_BUILD_HOOK", env, &app_dir, "uvbuild")?;
+    own_venv(&venv, &app_dir, env)?;
+    // uv builds where the plan says (the same place unless the plan came from elsewhere).
+    let mut env = env.clone();
+    env.set("UV_PROJECT_ENVIRONMENT", venv.display().to_string());
     let cache = ("UV_CACHE_DIR", plan.build.cache_dir.as_path());
-    run_step(&plan.build.argv, Some(cache), env, &app_dir)?;
-    plan::hook::run_if_set("CC_POST_BUILD_HOOK", env, &app_dir, "uvbuild")?;
-    plan.build.result = Some(result(started, virtual_environment(env, &app_dir)));
+    run_step(&plan.build.argv, Some(cache), &env, &app_dir)?;
+    plan::hook::run_if_set("CC_POST_BUILD_HOOK", &env, &app_dir, "uvbuild")?;
+    plan.build.result = Some(result(started, venv));
     Ok(())
 }
 
@@ -112,21 +123,48 @@ fn result(started: Instant, venv: PathBuf) -> BuildResult {
     }
 }
 
-/// A copy's `.venv` is a link to the venv kept for this application between deployments:
-/// creating a venv costs far more than a warm `uv sync` into an existing one (105 ms against
-/// 13 ms for `examples/hello` on this project's machine), and the copy is new each time.
-/// Left alone when the copy has its own `.venv` or uv is told elsewhere.
-fn link_kept_venv(app_dir: &Path, kept: &Path, env: &Env) -> Result<(), BuildError> {
-    let venv = app_dir.join(".venv");
-    if env.non_empty("UV_PROJECT_ENVIRONMENT").is_some() || venv.symlink_metadata().is_ok() {
+/// The deployment's venv is its own: the build never writes through a link. A `.venv` in
+/// the application that is a link (committed, or made by a build hook) or a file is removed,
+/// with a warning, and the build makes a real venv in its place; what it pointed to is left
+/// as it was. A venv inside the application must not be reached through a linked directory
+/// either. (One outside the application, `UV_PROJECT_ENVIRONMENT=/abs/dir`, is the user's
+/// own choice.)
+fn own_venv(venv: &Path, app_dir: &Path, env: &Env) -> Result<(), BuildError> {
+    let Ok(relative) = venv.strip_prefix(app_dir) else {
         return Ok(());
-    }
-    let err = |e: std::io::Error| BuildError::KeptVenv {
-        path: kept.to_path_buf(),
-        reason: e.to_string(),
     };
-    std::fs::create_dir_all(kept).map_err(err)?;
-    std::os::unix::fs::symlink(kept, &venv).map_err(err)
+    if let Ok(meta) = venv.symlink_metadata() {
+        if !meta.is_dir() {
+            let what = match std::fs::read_link(venv) {
+                Ok(target) => format!("a link to `{}`", target.display()),
+                Err(_) => "a file".to_string(),
+            };
+            plan::report::say(
+                "uvbuild",
+                format_args!(
+                    "warning: `{}` in the application is {what}: it is replaced by the deployment's own virtual environment, and what it pointed to is not written",
+                    relative.display()
+                ),
+                env,
+            );
+            std::fs::remove_file(venv).map_err(|e| BuildError::OwnVenv {
+                path: venv.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+        }
+    }
+    // The directories on the way, as far as they exist, must stay in the application.
+    let real_app = app_dir.canonicalize().unwrap_or_else(|_| app_dir.into());
+    if let Some(existing) = venv.ancestors().skip(1).find(|dir| dir.exists()) {
+        let real = existing.canonicalize().unwrap_or_else(|_| existing.into());
+        if !real.starts_with(&real_app) {
+            return Err(BuildError::VenvThroughLink {
+                venv: venv.to_path_buf(),
+                target: real,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Runs a build step (`uv sync`, pip, `python -m venv`) in the app, with the kept cache when
@@ -220,14 +258,6 @@ fn recognise_failure(uv_output: &str, env: &Env) -> Option<BuildError> {
         });
     }
     None
-}
-
-/// Where uv puts the environment: `.venv`, or `UV_PROJECT_ENVIRONMENT` (relative to the app).
-fn virtual_environment(env: &Env, app_dir: &Path) -> PathBuf {
-    match env.non_empty("UV_PROJECT_ENVIRONMENT") {
-        Some(dir) => app_dir.join(dir),
-        None => app_dir.join(".venv"),
-    }
 }
 
 /// The venv's Python version, from the `version_info` line uv writes in `pyvenv.cfg`.

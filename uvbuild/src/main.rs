@@ -27,7 +27,8 @@ struct Cli {
     pretty: bool,
     #[command(flatten)]
     env: EnvArgs,
-    /// With APP_DIR: the ports to plan with.
+    /// With APP_DIR: the ports to plan with (a plan read from stdin or --plan has its own:
+    /// refused there).
     #[command(flatten)]
     ports: PortArgs,
 }
@@ -43,7 +44,11 @@ fn run(cli: &Cli, env: &Env) -> Result<ExitCode, Fault> {
             detect::tell(&plan, "uvbuild", env);
             plan
         }
-        None => read_plan(&cli.plan.source(), "uvbuild")?,
+        None => {
+            let plan = read_plan(&cli.plan.source(), "uvbuild")?;
+            cli.ports.refused_with_a_plan("uvbuild", &plan)?;
+            plan
+        }
     };
     if let Some(dir) = &cli.cache_dir {
         plan.build.cache_dir = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());

@@ -258,7 +258,7 @@ fn hooks_run_in_order_and_a_failing_hook_fails_the_build() {
         "uv did not run after the failed hook"
     );
 
-    // The hook's command is printed with secrets redacted, by value.
+    // The hook's command is printed with each secret named, never shown.
     let out = uvbuild(&app, &tmp.path().join("cache"))
         .env("API_TOKEN", "s3cr3t-token-value")
         .env("CC_PRE_BUILD_HOOK", "test s3cr3t-token-value = other")
@@ -273,8 +273,8 @@ fn hooks_run_in_order_and_a_failing_hook_fails_the_build() {
     assert_eq!(
         said,
         [
-            "uvbuild: running CC_PRE_BUILD_HOOK: test *** = other",
-            "error: CC_PRE_BUILD_HOOK failed (exit status: 1): `test *** = other`"
+            "uvbuild: running CC_PRE_BUILD_HOOK: test ${{API_TOKEN}} = other",
+            "error: CC_PRE_BUILD_HOOK failed (exit status: 1): `test ${{API_TOKEN}} = other`"
         ]
     );
 
@@ -429,4 +429,249 @@ fn legacy_mode_uses_the_python_cc_python_version_names() {
         "{}",
         stderr(&missing)
     );
+}
+
+/// Every entry under `dir` (but `__pycache__`): its path, and its bytes, a link's target or
+/// `dir`, with its mode.
+fn every_byte(dir: &Path) -> Vec<(PathBuf, u32, Vec<u8>)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut all = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(at) = todo.pop() {
+        for entry in std::fs::read_dir(&at).unwrap() {
+            let path = entry.unwrap().path();
+            if path.ends_with("__pycache__") {
+                continue;
+            }
+            let meta = path.symlink_metadata().unwrap();
+            let content = if meta.file_type().is_symlink() {
+                std::fs::read_link(&path)
+                    .unwrap()
+                    .into_os_string()
+                    .into_encoded_bytes()
+            } else if meta.is_dir() {
+                todo.push(path.clone());
+                b"dir".to_vec()
+            } else {
+                std::fs::read(&path).unwrap()
+            };
+            all.push((path.strip_prefix(dir).unwrap().into(), meta.mode(), content));
+        }
+    }
+    all.sort();
+    all
+}
+
+/// As a deployment builds: `detect --source SOURCE COPY | uvbuild`, `copy` a copy of
+/// `origin` (what `checkout` makes), the caches in `tmp`; `vars` for detect and uvbuild.
+fn deployment_build(tmp: &Path, origin: &Path, copy: &Path, vars: &[(&str, &str)]) -> Value {
+    testkit::succeeded(
+        Command::new("cp")
+            .arg("-a")
+            .arg(origin)
+            .arg(copy)
+            .output()
+            .unwrap(),
+    );
+    let source = copy.with_extension("source.json");
+    let json = serde_json::json!({"kind": "directory", "origin": origin, "copy": copy});
+    std::fs::write(&source, json.to_string()).unwrap();
+    let with_env = |cmd: &mut Command| {
+        uv_env(testkit::cleared(cmd))
+            .env("UV_CACHE_DIR", tmp.join("uv-cache"))
+            .env("PIP_CACHE_DIR", tmp.join("pip-cache"))
+            // Where versions before each deployment had its own venv kept one per app.
+            .env("UVDEPLOY_CACHE_DIR", tmp.join("uvdeploy-cache"))
+            .envs(vars.iter().copied());
+    };
+    let mut detect = Command::new(bin("detect"));
+    with_env(&mut detect);
+    let plan = testkit::succeeded(
+        detect
+            .arg("--source")
+            .arg(&source)
+            .arg(copy)
+            .output()
+            .unwrap(),
+    );
+    let mut build = Command::new(bin("uvbuild"));
+    with_env(&mut build);
+    let out = assert_cmd::Command::from_std(build)
+        .write_stdin(plan.stdout)
+        .output()
+        .unwrap();
+    serde_json::from_slice(&testkit::succeeded(out).stdout).unwrap()
+}
+
+/// `SCRIPT --version` from the venv's `bin`: the script's `#!` names the venv's Python.
+fn console_script_runs(venv: &Path, script: &str) -> bool {
+    Command::new(venv.join("bin").join(script))
+        .arg("--version")
+        .env_clear()
+        .output()
+        .is_ok_and(|out| out.status.success())
+}
+
+/// Two deployments of one app, in uv mode (`uv run gunicorn`) and in legacy mode (pip's
+/// `flask` script): each builds a venv of its own in its own copy, from the kept caches. The
+/// second build changes no byte of the first's venv, and the second's scripts run once the
+/// first copy is gone (the first deployment stopped).
+#[test]
+fn each_deployment_builds_a_venv_of_its_own_from_the_kept_cache() {
+    let uv = (
+        "flask-shop",
+        "gunicorn",
+        [("CC_PYTHON_UV_RUN_COMMAND", RUN)],
+    );
+    let legacy = (
+        "legacy-flask-uwsgi",
+        "flask",
+        [("CC_PYTHON_MODULE", "wsgi:app")],
+    );
+    for (example, script, vars) in [uv, legacy] {
+        let (tmp, origin) = copy_example(example);
+        let (one, two) = (tmp.path().join("one"), tmp.path().join("two"));
+        let first_plan = deployment_build(tmp.path(), &origin, &one, &vars);
+        let venv = one.join(".venv");
+        let first = every_byte(&venv);
+        let second_plan = deployment_build(tmp.path(), &origin, &two, &vars);
+        assert!(
+            every_byte(&venv) == first,
+            "{example}: the second build changed the first deployment's venv"
+        );
+        assert!(
+            console_script_runs(&venv, script),
+            "{example}: the first's {script}"
+        );
+        std::fs::remove_dir_all(&one).unwrap();
+        assert!(
+            console_script_runs(&two.join(".venv"), script),
+            "{example}: the second's {script} after the first copy is gone"
+        );
+        assert!(
+            two.join(".venv").symlink_metadata().unwrap().is_dir(),
+            "{example}: a real directory in the copy, not a link"
+        );
+        assert!(
+            !tmp.path().join("uvdeploy-cache").exists(),
+            "no venv is kept between deployments"
+        );
+        for (plan, copy) in [(first_plan, &one), (second_plan, &two)] {
+            let venv = copy.join(".venv").display().to_string();
+            assert_eq!(plan["build"]["venv"], venv);
+            assert_eq!(plan["build"]["result"]["venv"], venv);
+        }
+    }
+}
+
+/// A `.venv` committed as a link (or a file) in the copy: the build writes a real venv in its
+/// place, says so, and what the link pointed to keeps every byte.
+#[test]
+fn a_venv_link_in_the_app_is_replaced_never_written_through() {
+    let uv = ("CC_PYTHON_UV_RUN_COMMAND", "uv run python app.py");
+    let legacy = ("CC_RUN_COMMAND", "python app.py");
+    for (variable, command) in [uv, legacy] {
+        let (tmp, app) = copy_example("hello");
+        let outside = tmp.path().join("someone-elses-venv");
+        std::fs::create_dir_all(outside.join("bin")).unwrap();
+        std::fs::write(outside.join("pyvenv.cfg"), "home = /usr/bin\n").unwrap();
+        std::fs::write(outside.join("bin/keep-me"), "precious\n").unwrap();
+        let before = every_byte(&outside);
+        std::os::unix::fs::symlink(&outside, app.join(".venv")).unwrap();
+        let out = uvbuild(&app, &tmp.path().join("cache"))
+            .env_remove("CC_PYTHON_UV_RUN_COMMAND")
+            .env(variable, command)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{variable}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(&format!(
+                "uvbuild: warning: `.venv` in the application is a link to `{}`: it is replaced by the deployment's own virtual environment, and what it pointed to is not written",
+                outside.display()
+            )),
+            "{variable}: {}",
+            stderr(&out)
+        );
+        assert!(
+            every_byte(&outside) == before,
+            "{variable}: written through the link"
+        );
+        let venv = app.join(".venv");
+        assert!(venv.symlink_metadata().unwrap().is_dir());
+        assert!(venv_python(&app).exists());
+
+        // A file.
+        std::fs::remove_dir_all(&venv).unwrap();
+        std::fs::write(&venv, "not a venv\n").unwrap();
+        let out = uvbuild(&app, &tmp.path().join("cache"))
+            .env_remove("CC_PYTHON_UV_RUN_COMMAND")
+            .env(variable, command)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{variable}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("warning: `.venv` in the application is a file: it is replaced")
+        );
+        assert!(venv_python(&app).exists());
+    }
+}
+
+/// `UV_PROJECT_ENVIRONMENT` is where uv builds and where the plan says the venv is; one that
+/// would reach outside the app through a linked directory is refused.
+#[test]
+fn the_venv_where_uv_project_environment_says() {
+    let (tmp, app) = copy_example("hello");
+    let out = uvbuild(&app, &tmp.path().join("cache"))
+        .env("UV_PROJECT_ENVIRONMENT", "env")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let venv = app.join("env").display().to_string();
+    assert_eq!(plan["build"]["venv"], venv);
+    assert_eq!(plan["build"]["result"]["venv"], venv);
+    assert!(app.join("env/bin/python").exists() && !app.join(".venv").exists());
+
+    let outside = tmp.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::os::unix::fs::symlink(&outside, app.join("linked")).unwrap();
+    let out = uvbuild(&app, &tmp.path().join("cache"))
+        .env("UV_PROJECT_ENVIRONMENT", "linked/venv")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "error: the virtual environment `{}` would be written through a link to `{}`, outside the application",
+            app.join("linked/venv").display(),
+            outside.canonicalize().unwrap().display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+}
+
+/// The ports are laid out by whatever makes the plan: given with a plan on stdin, they are
+/// refused (exit 2), not ignored.
+#[test]
+fn ports_with_a_plan_on_stdin_are_refused() {
+    let (_tmp, app) = copy_example("hello");
+    let mut detect = Command::new(bin("detect"));
+    testkit::cleared(&mut detect)
+        .arg(&app)
+        .env("CC_PYTHON_UV_RUN_COMMAND", "uv run python app.py");
+    let plan = testkit::succeeded(detect.output().unwrap()).stdout;
+    let out = assert_cmd::Command::new(bin("uvbuild"))
+        .args(["--public-port", "18080"])
+        .write_stdin(plan)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    assert_eq!(
+        stderr(&out),
+        "error: `--public-port 18080` is for `uvbuild APP_DIR`: the plan uvbuild read already has its ports (public 8080, app 8080)\n\nhint: give the ports to the tool that makes the plan: `detect --public-port 18080 APP_DIR | uvbuild`\n"
+    );
+    assert!(!app.join(".venv").exists(), "nothing was built");
 }
