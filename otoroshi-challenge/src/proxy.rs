@@ -442,9 +442,9 @@ pub async fn serve(
 }
 
 /// Drives one client connection until it ends, or is closed: shed to make room, idle too
-/// long, its request head too slow, or idle when the proxy stops. After `stopping`, a
-/// request in flight finishes, unless its client stops sending its body for the header
-/// timeout.
+/// long, or its request head too slow. After `stopping`, a request in flight finishes (unless
+/// its client stops sending its body for the header timeout), an idle connection closes, and
+/// a half-sent head is not waited for.
 async fn watch_connection<C>(
     connection: C,
     link: &Link,
@@ -469,10 +469,9 @@ async fn watch_connection<C>(
             () = link.changed.notified() => {}
             _ = stopping.wait_for(|stop| *stop), if !stopped => {
                 stopped = true;
-                if link.busy.load(Ordering::Relaxed) == 0 {
-                    return;
-                }
-                // Finish the request in flight, then close.
+                // hyper finishes the request in flight, then closes; an idle connection it
+                // closes at once (after sending what it has written); a half-sent head it
+                // would wait for: that one the deadline closes.
                 connection.as_mut().graceful_shutdown();
             }
             () = timer => {
@@ -624,12 +623,13 @@ impl Link {
             return (stopped && self.receiving.load(Ordering::Relaxed))
                 .then(|| last_active + limits.header_timeout);
         }
-        if stopped {
-            return Some(Instant::now());
-        }
-        match self.head_since.load(Ordering::Relaxed) {
-            0 => Some(last_active + limits.idle_timeout),
-            since => Some(self.at(since) + limits.header_timeout),
+        match (self.head_since.load(Ordering::Relaxed), stopped) {
+            // Stopping: a half-sent head is not waited for.
+            (since, true) if since != 0 => Some(Instant::now()),
+            // Stopping, idle: hyper closes it; this bounds a client that does not read.
+            (_, true) => Some(last_active + limits.header_timeout),
+            (0, false) => Some(last_active + limits.idle_timeout),
+            (since, false) => Some(self.at(since) + limits.header_timeout),
         }
     }
 }
