@@ -5,14 +5,11 @@
 //! signs it, and only an answer that comes back signed by the challenge is the app's. With
 //! owners (the deployment's PIDs), only an answer from a port their processes listen on is.
 
-use otoroshi_challenge::token::{new_state, Otoroshi};
+use otoroshi_challenge::token::{new_state, Otoroshi, STATE_TTL};
 use plan::process::{listeners, listening_sockets_of, Listener};
 use plan::{Middleware, Plan};
 use serde::Serialize;
 use std::time::{Duration, Instant};
-
-/// How long the token of each request is valid (Otoroshi's own default).
-pub const TOKEN_TTL: Duration = Duration::from_secs(30);
 
 /// What to check.
 #[derive(Debug, Clone, PartialEq)]
@@ -420,7 +417,7 @@ fn probe(agent: &ureq::Agent, check: &Check, otoroshi: Option<&Otoroshi>, path: 
     let mut request = agent.get(&url).set("Connection", "close");
     let state = new_state();
     if let Some(otoroshi) = otoroshi {
-        request = request.set("Otoroshi-State", &otoroshi.state_token(&state, TOKEN_TTL));
+        request = request.set("Otoroshi-State", &otoroshi.state_token(&state, STATE_TTL));
     }
     let answer = match request.call() {
         Ok(response) | Err(ureq::Error::Status(_, response)) => Ok(response),

@@ -1,6 +1,6 @@
 use clap::{Parser, Subcommand};
 use otoroshi_challenge::proxy::{self, serve, Limits, Proxy};
-use otoroshi_challenge::token::{new_state, Otoroshi};
+use otoroshi_challenge::token::{new_state, Otoroshi, STATE_TTL};
 use plan::cli::port_value;
 use plan::command::parse_duration;
 use plan::report::{report, Message};
@@ -59,8 +59,8 @@ enum Command {
         #[arg(long)]
         state: Option<String>,
         /// How long the token is valid, in whole seconds.
-        #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
-        ttl: Duration,
+        #[arg(long, value_name = "DURATION", default_value_t = Wait(STATE_TTL), value_parser = wait)]
+        ttl: Wait,
     },
 }
 
@@ -88,7 +88,11 @@ fn main() -> ExitCode {
             return report(&Message::usage(format!("{SECRET_VARIABLE} is not set: it holds the secret shared with Otoroshi (set it in the environment; it is never read from the command line)")), &env);
         }
     };
-    if let Some(Command::Token { state, ttl }) = &cli.command {
+    if let Some(Command::Token {
+        state,
+        ttl: Wait(ttl),
+    }) = &cli.command
+    {
         if ttl.as_secs() == 0 {
             return report(
                 &Message::usage(format!(

@@ -24,6 +24,8 @@ pub const MAX_TOKEN_BYTES: usize = 4096;
 pub const LEEWAY_SECONDS: u64 = 2;
 /// Lifetime of the response token.
 pub const RESPONSE_TTL_SECONDS: u64 = 30;
+/// Lifetime of a request token [`Otoroshi`] signs by default (Otoroshi's own default).
+pub const STATE_TTL: Duration = Duration::from_secs(30);
 /// How many verified tokens are remembered before the memory is cleared.
 const MAX_REMEMBERED: usize = 10_000;
 
