@@ -66,7 +66,7 @@ const RESERVED_FDS: u64 = 32;
 /// The connection limit when the open files limit cannot be read.
 const FALLBACK_MAX_CONNECTIONS: usize = 4096;
 /// The answer to a connection past the limit when every connection has a request in flight.
-const BUSY_ANSWER: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 87\r\nconnection: close\r\n\r\n{\"error\":\"Service Unavailable\",\"details\":\"too many connections, each with a request\"}";
+const BUSY_ANSWER: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 85\r\nconnection: close\r\n\r\n{\"error\":\"Service Unavailable\",\"details\":\"too many connections, each with a request\"}";
 
 /// How client connections are bounded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -781,5 +781,33 @@ impl Watched {
                 .last_active
                 .store(self.link.now(), Ordering::Relaxed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_busy_answer_says_its_own_length() {
+        let text = std::str::from_utf8(BUSY_ANSWER).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.contains(&format!("content-length: {}\r\n", body.len())),
+            "{text}"
+        );
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(json["error"], "Service Unavailable");
+    }
+
+    #[test]
+    fn connection_never_names_host_away() {
+        let mut headers = HeaderMap::new();
+        headers.insert(HOST, HeaderValue::from_static("example.test"));
+        headers.insert(CONNECTION, HeaderValue::from_static("Host, X-Secret"));
+        headers.insert("x-secret", HeaderValue::from_static("1"));
+        remove_hop_by_hop(&mut headers);
+        assert_eq!(headers.get(HOST).unwrap(), "example.test");
+        assert!(!headers.contains_key("x-secret") && !headers.contains_key(CONNECTION));
     }
 }

@@ -217,11 +217,9 @@ fn idle_connections_cannot_starve_a_real_request() {
     drop(idle);
 }
 
-/// SIGTERM does not wait on a client that stopped sending its request: the stop is over
-/// within a bound (the header timeout, 1 s here), not the 30 s grace of in-flight requests.
-#[test]
-fn sigterm_does_not_wait_on_a_half_sent_request() {
-    // The app: says when the request reached it, then waits for a body that never ends.
+/// An app that says when a request has reached it, then never answers (it waits for the
+/// rest of the body, if any); returns its port and where it says so.
+fn holding_app() -> (u16, mpsc::Receiver<()>) {
     let app = TcpListener::bind("127.0.0.1:0").unwrap();
     let app_port = app.local_addr().unwrap().port();
     let (reached, reached_app) = mpsc::channel();
@@ -234,6 +232,52 @@ fn sigterm_does_not_wait_on_a_half_sent_request() {
             std::thread::sleep(Duration::from_secs(60));
         }
     });
+    (app_port, reached_app)
+}
+
+/// Past the connection limit, the longest idle connection makes room; when every connection
+/// has a request in flight, a new client is told so at once.
+#[test]
+fn past_the_connection_limit() {
+    let (app_port, reached_app) = holding_app();
+    let (_proxy, listen) = proxy(
+        app_port,
+        &[("OTOROSHI_CHALLENGE_MAX_CONNECTIONS", "1")],
+        None,
+    );
+    let mut idle = TcpStream::connect(("127.0.0.1", listen)).unwrap();
+    let mut busy = TcpStream::connect(("127.0.0.1", listen)).unwrap();
+    assert!(
+        closed_within(&mut idle, Duration::from_secs(10)),
+        "the idle one made room"
+    );
+    write!(
+        busy,
+        "GET / HTTP/1.1\r\nHost: x\r\nOtoroshi-State: {}\r\n\r\n",
+        token()
+    )
+    .unwrap();
+    reached_app
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the request reaches the app");
+    let mut refused = TcpStream::connect(("127.0.0.1", listen)).unwrap();
+    refused
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = String::new();
+    let _ = refused.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 503 "), "{answer:?}");
+    assert!(
+        answer.ends_with("\"details\":\"too many connections, each with a request\"}"),
+        "{answer:?}"
+    );
+}
+
+/// SIGTERM does not wait on a client that stopped sending its request: the stop is over
+/// within a bound (the header timeout, 1 s here), not the 30 s grace of in-flight requests.
+#[test]
+fn sigterm_does_not_wait_on_a_half_sent_request() {
+    let (app_port, reached_app) = holding_app();
     let (mut proxy, listen) = proxy(
         app_port,
         &[("OTOROSHI_CHALLENGE_HEADER_TIMEOUT", "1s")],
