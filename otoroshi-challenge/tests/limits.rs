@@ -217,6 +217,19 @@ fn idle_connections_cannot_starve_a_real_request() {
     drop(idle);
 }
 
+/// Whether the proxy has read all that `client` sent it: its end of the connection has
+/// nothing left to read (`rx_queue` in /proc/net/tcp).
+fn read_by_proxy(listen: u16, client: &TcpStream) -> bool {
+    let port = client.local_addr().unwrap().port();
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table.lines().skip(1).any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields[1].ends_with(&format!(":{listen:04X}"))
+            && fields[2].ends_with(&format!(":{port:04X}"))
+            && fields[4].split(':').nth(1) == Some("00000000")
+    })
+}
+
 /// An app that says when a request has reached it, then never answers (it waits for the
 /// rest of the body, if any); returns its port and where it says so.
 fn holding_app() -> (u16, mpsc::Receiver<()>) {
@@ -296,6 +309,9 @@ fn sigterm_does_not_wait_on_a_half_sent_request() {
         .expect("the request reaches the app");
     let mut head = TcpStream::connect(("127.0.0.1", listen)).unwrap();
     head.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
+    assert!(testkit::wait_until(Duration::from_secs(10), || {
+        read_by_proxy(listen, &head)
+    }));
     let started = Instant::now();
     proxy.signal(nix::sys::signal::Signal::SIGTERM);
     let status = proxy
