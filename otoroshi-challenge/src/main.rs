@@ -37,10 +37,10 @@ struct Cli {
     app_timeout: Wait,
     /// How long a client has to send a whole request head once it has begun it; and, after
     /// SIGTERM, how long a request body may stall before the connection is closed.
-    #[arg(long, env = "OTOROSHI_CHALLENGE_HEADER_TIMEOUT", value_name = "DURATION", default_value_t = Wait(proxy::DEFAULT_HEADER_TIMEOUT), value_parser = wait)]
+    #[arg(long, env = "OTOROSHI_CHALLENGE_HEADER_TIMEOUT", value_name = "DURATION", default_value_t = Wait(proxy::DEFAULT_HEADER_TIMEOUT), value_parser = positive_wait)]
     header_timeout: Wait,
     /// How long a connection may stay open without a request (kept alive, or never used).
-    #[arg(long, env = "OTOROSHI_CHALLENGE_IDLE_TIMEOUT", value_name = "DURATION", default_value_t = Wait(proxy::DEFAULT_IDLE_TIMEOUT), value_parser = wait)]
+    #[arg(long, env = "OTOROSHI_CHALLENGE_IDLE_TIMEOUT", value_name = "DURATION", default_value_t = Wait(proxy::DEFAULT_IDLE_TIMEOUT), value_parser = positive_wait)]
     idle_timeout: Wait,
     /// Client connections held at once; past it, the longest idle one is closed to make room
     /// [default: from the open files limit, two descriptors a connection].
@@ -76,6 +76,16 @@ impl std::fmt::Display for Wait {
 
 fn wait(text: &str) -> Result<Wait, String> {
     parse_duration(text).map(Wait)
+}
+
+/// A timeout that can expire: zero would close every connection at once.
+fn positive_wait(text: &str) -> Result<Wait, String> {
+    match parse_duration(text)? {
+        Duration::ZERO => Err(format!(
+            "`{text}` would close every connection at once: give a duration above zero (e.g. `10s`)"
+        )),
+        duration => Ok(Wait(duration)),
+    }
 }
 
 fn main() -> ExitCode {

@@ -60,6 +60,8 @@ pub const DEFAULT_APP_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a connection may stay without a request by default.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// The shortest pause between two looks at a connection's deadline.
+const MIN_LOOK_AGAIN: Duration = Duration::from_millis(1);
 /// File descriptors kept for everything but client connections (the listener, the
 /// runtime's, stdio, ...).
 const RESERVED_FDS: u64 = 32;
@@ -456,17 +458,18 @@ async fn watch_connection<C>(
     tokio::pin!(connection);
     let mut stopped = false;
     loop {
-        let deadline = link.deadline(&limits, stopped);
-        let timer = async {
-            match deadline {
-                Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
-                None => std::future::pending().await,
-            }
-        };
+        // Requests beginning and ending move the deadline without a word (a wake-up for each
+        // would cost the proxy its throughput): look again every half header timeout, which
+        // sees a head begun in time to close it at its own deadline, to the millisecond.
+        let look_again = Instant::now() + (limits.header_timeout / 2).max(MIN_LOOK_AGAIN);
+        let deadline = link
+            .deadline(&limits, stopped)
+            .map_or(look_again, |deadline| deadline.min(look_again));
+        let timer = tokio::time::sleep_until(deadline.into());
         tokio::select! {
+            biased;
             _ = connection.as_mut() => return,
             () = link.closing.notified() => return,
-            () = link.changed.notified() => {}
             _ = stopping.wait_for(|stop| *stop), if !stopped => {
                 stopped = true;
                 // hyper finishes the request in flight, then closes; an idle connection it
@@ -530,7 +533,6 @@ impl Connections {
             head_since: AtomicU64::new(0),
             receiving: AtomicBool::new(false),
             body_failed: AtomicBool::new(false),
-            changed: Notify::new(),
             closing: Notify::new(),
         });
         self.0.open.lock().expect("lock").insert(id, link.clone());
@@ -589,8 +591,6 @@ struct Link {
     receiving: AtomicBool,
     /// The request in flight's body was not valid HTTP (a malformed chunk, ...).
     body_failed: AtomicBool,
-    /// A request began or ended, or a head began: the deadline moved.
-    changed: Notify,
     /// Close now, to make room.
     closing: Notify,
 }
@@ -610,7 +610,6 @@ impl Link {
         self.last_active.store(now, Ordering::Relaxed);
         if self.busy.load(Ordering::Relaxed) == 0 && self.head_since.load(Ordering::Relaxed) == 0 {
             self.head_since.store(now, Ordering::Relaxed);
-            self.changed.notify_one();
         }
     }
 
@@ -643,7 +642,6 @@ impl InFlight {
         link.head_since.store(0, Ordering::Relaxed);
         link.receiving.store(!empty_body, Ordering::Relaxed);
         link.body_failed.store(false, Ordering::Relaxed);
-        link.changed.notify_one();
         InFlight(link.clone())
     }
 }
@@ -654,7 +652,6 @@ impl Drop for InFlight {
         link.receiving.store(false, Ordering::Relaxed);
         link.last_active.store(link.now(), Ordering::Relaxed);
         link.busy.fetch_sub(1, Ordering::Relaxed);
-        link.changed.notify_one();
     }
 }
 

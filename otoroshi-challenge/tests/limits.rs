@@ -99,6 +99,16 @@ fn the_token_command_prints_a_token_the_proxy_accepts() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "no secret on the command line");
 
+    let out = Command::new(bin("otoroshi-challenge"))
+        .args(["--listen", "1", "--forward", "2", "--idle-timeout", "0s"])
+        .env("OTOROSHI_CHALLENGE_SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("`0s` would close every connection at once")
+    );
+
     let help = Command::new(bin("otoroshi-challenge"))
         .arg("--help")
         .output()
