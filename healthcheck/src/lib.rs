@@ -1,8 +1,13 @@
 //! The deployment health check: wait until the app (or the first hop) listens publicly on
 //! the public port, GET every configured path, and give the verdict in the platform's words.
+//!
+//! With an Otoroshi challenge in the chain, each request carries a token signed as Otoroshi
+//! signs it, and only an answer that comes back signed by the challenge is the app's. With
+//! owners (the deployment's PIDs), only an answer from a port their processes listen on is.
 
+use otoroshi_challenge::token::{new_state, Otoroshi, STATE_TTL};
 use plan::process::{listeners, listening_sockets_of, Listener};
-use plan::Plan;
+use plan::{Middleware, Plan};
 use serde::Serialize;
 use std::time::{Duration, Instant};
 
@@ -27,6 +32,12 @@ pub struct Check {
     /// Legacy mode: Nginx answers on the public port even when the app server is down, so
     /// the check still asks it, and says what it answered in the platform's legacy words.
     pub legacy: bool,
+    /// The variable that holds the secret of the Otoroshi challenge in the chain, if any:
+    /// the requests must carry a token signed with it.
+    pub otoroshi_secret_env: Option<String>,
+    /// The deployment's processes: when not empty, an answer counts only if every socket
+    /// listening on the checked ports belongs to one of them or their descendants.
+    pub owners: Vec<i32>,
 }
 
 impl Check {
@@ -60,6 +71,11 @@ impl Check {
             request_timeout,
             app_pid: None,
             legacy: plan.mode == plan::Mode::Legacy,
+            otoroshi_secret_env: plan.request_flow.middlewares.iter().find_map(|m| match m {
+                Middleware::OtoroshiChallenge { secret_env } => Some(secret_env.clone()),
+                _ => None,
+            }),
+            owners: Vec::new(),
         }
     }
 
@@ -96,7 +112,8 @@ impl Probe {
     /// The status, or the reason in its place, as the verdict prints it.
     pub fn outcome(&self) -> String {
         match (self.status, &self.error) {
-            (Some(status), _) => status.to_string(),
+            (Some(status), Some(error)) => format!("{status} ({error})"),
+            (Some(status), None) => status.to_string(),
             (None, Some(error)) => error.clone(),
             (None, None) => "no answer".into(),
         }
@@ -121,32 +138,41 @@ pub struct Verdict {
 }
 
 /// Runs the check: waits for the ports, then probes every path at once, all within
-/// `timeout`.
-pub fn run(check: &Check) -> Verdict {
+/// `timeout`. `otoroshi` signs the requests' tokens when the chain has a challenge.
+pub fn run(check: &Check, otoroshi: Option<&Otoroshi>) -> Verdict {
     let started = Instant::now();
     let deadline = started + check.timeout;
     let listening = wait_until_listening(check, deadline);
     let waited_ms = started.elapsed().as_millis() as u64;
+    let unhealthy = |probes: Vec<Probe>, diagnosis: Vec<String>| Verdict {
+        healthy: false,
+        listening: false,
+        port: check.port,
+        probes,
+        diagnosis,
+        waited_ms,
+        legacy: check.legacy,
+        host: check.host.clone(),
+    };
+    // Whoever listens must be the deployment, before any answer is asked for.
+    if let Err(diagnosis) = owned(check) {
+        return unhealthy(Vec::new(), diagnosis);
+    }
     if let Err(diagnosis) = listening {
         // Nginx is up, the app server is not: ask Nginx anyway, as the platform does (it
         // answers 502), with a moment of its own past the deadline for that one answer.
         let probes = if check.legacy && accepts(&check.host, check.port) {
-            probe_all(check, Instant::now() + check.request_timeout)
+            probe_all(check, otoroshi, Instant::now() + check.request_timeout)
         } else {
             Vec::new()
         };
-        return Verdict {
-            healthy: false,
-            listening: false,
-            port: check.port,
-            probes,
-            diagnosis,
-            waited_ms,
-            legacy: check.legacy,
-            host: check.host.clone(),
-        };
+        return unhealthy(probes, diagnosis);
     }
-    let probes = probe_all(check, deadline);
+    let probes = probe_all(check, otoroshi, deadline);
+    // The port may have changed hands while the requests were answered.
+    if let Err(diagnosis) = owned(check) {
+        return unhealthy(Vec::new(), diagnosis);
+    }
     Verdict {
         healthy: probes.iter().all(|p| p.passed),
         listening: true,
@@ -163,14 +189,24 @@ pub fn run(check: &Check) -> Verdict {
 /// listens instead. A connect to a port that is closed is refused at once and costs next to
 /// nothing, so that is what the wait tries every [`POLL`]; the socket table (which can be
 /// long to read on a busy machine) is read only once every port accepts, to check that the
-/// public one listens publicly, and those reads back off to [`MAX_POLL`].
+/// public one listens publicly, and those reads back off to [`MAX_POLL`]. With owners, a
+/// public port held by another program ends the wait at once.
 fn wait_until_listening(check: &Check, deadline: Instant) -> Result<(), Vec<String>> {
     let local = is_local(&check.host);
     let mut table_pause = POLL;
+    let mut next_owner_check = Instant::now();
     loop {
-        let accepting = std::iter::once(check.port)
-            .chain(check.inner_ports.iter().map(|i| i.port))
-            .all(|port| accepts(&check.host, port));
+        let public = accepts(&check.host, check.port);
+        // Something answers: if it is not the deployment, waiting longer will not make it so.
+        if public && !check.owners.is_empty() && Instant::now() >= next_owner_check {
+            owned(check)?;
+            next_owner_check = Instant::now() + MAX_POLL;
+        }
+        let accepting = public
+            && check
+                .inner_ports
+                .iter()
+                .all(|inner| accepts(&check.host, inner.port));
         let ready = accepting
             && match (local, listeners()) {
                 (true, Some(table)) => ports_ready(check, &table),
@@ -202,6 +238,45 @@ pub const POLL: Duration = Duration::from_millis(5);
 /// The longest pause between two reads of the socket table.
 pub const MAX_POLL: Duration = Duration::from_millis(50);
 
+/// With owners: every socket listening on the checked ports is theirs (or their
+/// descendants'); otherwise the line that names who holds the port instead.
+fn owned(check: &Check) -> Result<(), Vec<String>> {
+    if check.owners.is_empty() {
+        return Ok(());
+    }
+    let Some(table) = listeners() else {
+        return Err(vec![
+            "Cannot tell which processes listen (no /proc/net/tcp): no answer can be trusted to be the deployment's.".into(),
+        ]);
+    };
+    let tree = plan::process::trees_of(&check.owners);
+    let theirs = listening_sockets_of(&tree, &table);
+    let owners = check
+        .owners
+        .iter()
+        .map(i32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    for port in std::iter::once(check.port).chain(check.inner_ports.iter().map(|i| i.port)) {
+        let foreign: Vec<u64> = table
+            .iter()
+            .filter(|l| l.port == port && !theirs.contains(l))
+            .map(|l| l.inode)
+            .collect();
+        if foreign.is_empty() {
+            continue;
+        }
+        let who = match plan::process::holder_of_sockets(&foreign) {
+            Some((pid, command)) => format!("another program (PID {pid}: {command})"),
+            None => "a process this user cannot see".into(),
+        };
+        return Err(vec![format!(
+            "Port {port} is held by {who}, not by this deployment (PID {owners} and its children): its answers would not be the deployment's."
+        )]);
+    }
+    Ok(())
+}
+
 /// Whether `host:port` accepts a connection now (closed at once, without a request).
 fn accepts(host: &str, port: u16) -> bool {
     let Ok(addr) = format!("{host}:{port}").parse::<std::net::SocketAddr>() else {
@@ -217,7 +292,8 @@ fn app_sockets(pid: i32, table: &[Listener]) -> Vec<Listener> {
     listening_sockets_of(&tree, table)
 }
 
-fn is_local(host: &str) -> bool {
+/// Whether `host` is this machine (localhost, or a loopback address).
+pub fn is_local(host: &str) -> bool {
     host == "localhost"
         || host
             .parse::<std::net::IpAddr>()
@@ -305,7 +381,7 @@ pub fn diagnose(check: &Check, table: &[Listener], app: Option<&[Listener]>) -> 
     lines
 }
 
-fn probe_all(check: &Check, deadline: Instant) -> Vec<Probe> {
+fn probe_all(check: &Check, otoroshi: Option<&Otoroshi>, deadline: Instant) -> Vec<Probe> {
     // Each request within its own timeout, and all of them within the check's deadline.
     let left = deadline.saturating_duration_since(Instant::now());
     let agent = ureq::AgentBuilder::new()
@@ -323,7 +399,7 @@ fn probe_all(check: &Check, deadline: Instant) -> Vec<Probe> {
             .iter()
             .map(|path| {
                 let agent = &agent;
-                scope.spawn(move || probe(agent, check, path))
+                scope.spawn(move || probe(agent, check, otoroshi, path))
             })
             .collect();
         handles
@@ -333,21 +409,41 @@ fn probe_all(check: &Check, deadline: Instant) -> Vec<Probe> {
     })
 }
 
-fn probe(agent: &ureq::Agent, check: &Check, path: &str) -> Probe {
+fn probe(agent: &ureq::Agent, check: &Check, otoroshi: Option<&Otoroshi>, path: &str) -> Probe {
     let url = format!("http://{}:{}{}", check.host, check.port, path);
     let started = Instant::now();
     // One request a connection: a kept-alive one would be reset when this process exits,
     // and the app would log that as an error.
-    let (status, error) = match agent.get(&url).set("Connection", "close").call() {
-        Ok(response) => (Some(response.status()), None),
-        Err(ureq::Error::Status(status, _)) => (Some(status), None),
-        Err(ureq::Error::Transport(t)) => (None, Some(transport_reason(&t))),
+    let mut request = agent.get(&url).set("Connection", "close");
+    let state = new_state();
+    if let Some(otoroshi) = otoroshi {
+        request = request.set("Otoroshi-State", &otoroshi.state_token(&state, STATE_TTL));
+    }
+    let answer = match request.call() {
+        Ok(response) | Err(ureq::Error::Status(_, response)) => Ok(response),
+        Err(ureq::Error::Transport(t)) => Err(transport_reason(&t)),
     };
-    let passed = match status {
-        Some(s) if check.lenient => s < 500,
-        Some(s) => (200..300).contains(&s),
-        None => false,
+    let (status, error) = match answer {
+        Ok(response) => {
+            // Through a challenge, only an answer it signed for our state is the app's (its
+            // own 401, or another server on the port, is not).
+            let not_the_apps = otoroshi.and_then(|otoroshi| {
+                let signed = response.header("Otoroshi-State-Resp").map(str::as_bytes);
+                otoroshi
+                    .check_response(signed, &state)
+                    .err()
+                    .map(|why| format!("not the app's answer: {why}"))
+            });
+            (Some(response.status()), not_the_apps)
+        }
+        Err(reason) => (None, Some(reason)),
     };
+    let passed = error.is_none()
+        && match status {
+            Some(s) if check.lenient => s < 500,
+            Some(s) => (200..300).contains(&s),
+            None => false,
+        };
     Probe {
         path: path.to_string(),
         status,
@@ -521,6 +617,8 @@ If the deployment fails after this message, please update your configuration and
             request_timeout: Duration::ZERO,
             app_pid: None,
             legacy: false,
+            otoroshi_secret_env: None,
+            owners: Vec::new(),
         }
     }
 

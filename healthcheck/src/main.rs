@@ -1,8 +1,10 @@
 use clap::Parser;
 use healthcheck::{render, run, Check};
+use otoroshi_challenge::token::Otoroshi;
 use plan::cli::{port_value, EnvArgs, PlanArgs};
 use plan::command::parse_duration;
 use plan::report::{exit, say, Fault, Message, WriteError};
+use plan::secret::MissingSecret;
 use plan::{read_plan, Env};
 use std::io::Write;
 use std::process::ExitCode;
@@ -16,6 +18,11 @@ use std::time::Duration;
 /// configured path passes on 2xx; the default `/` on anything below 500. Redirects are not
 /// followed. --timeout bounds the whole check, requests included. Exit 0 healthy, 1
 /// unhealthy or not listening in time, 2 bad usage.
+///
+/// With an Otoroshi challenge in the plan's chain, each request carries a valid
+/// `Otoroshi-State` token signed with the secret the plan names (read from the environment),
+/// and only an answer the challenge signed back counts: the verdict is on the app's answer.
+/// With --owner, an answer counts only if the ports are held by those processes.
 ///
 /// Reads the plan on stdin (or --plan FILE); --port and --path check by hand without one.
 #[derive(Parser)]
@@ -43,6 +50,11 @@ struct Cli {
     /// diagnosis names the ports its own processes listen on.
     #[arg(long, value_name = "PID")]
     pid: Option<i32>,
+    /// A process of the deployment (repeatable): an answer counts only if every socket
+    /// listening on the checked ports belongs to one of these PIDs or their descendants;
+    /// otherwise the check fails at once, naming the PID and command that holds the port.
+    #[arg(long = "owner", value_name = "PID", value_parser = clap::value_parser!(i32).range(1..))]
+    owners: Vec<i32>,
     /// Print one JSON object (each path, status, duration, the verdict) instead of lines.
     #[arg(long)]
     json: bool,
@@ -71,6 +83,8 @@ fn check(cli: &Cli, env: &Env) -> Result<ExitCode, Fault> {
             request_timeout: cli.request_timeout,
             app_pid: None,
             legacy: false,
+            otoroshi_secret_env: None,
+            owners: Vec::new(),
         },
         None => {
             let plan = read_plan(&cli.plan.source(), "healthcheck")?;
@@ -80,6 +94,23 @@ fn check(cli: &Cli, env: &Env) -> Result<ExitCode, Fault> {
         }
     };
     check.app_pid = cli.pid;
+    if !cli.owners.is_empty() && !healthcheck::is_local(&check.host) {
+        return Err(Message::usage(format!(
+            "--owner tells who listens on this machine, and --host `{}` is another one",
+            check.host
+        ))
+        .with_hint("leave out --host, or --owner")
+        .into());
+    }
+    check.owners = cli.owners.clone();
+    // The challenge in the chain lets through only requests signed with its secret.
+    let otoroshi = match &check.otoroshi_secret_env {
+        Some(variable) => match env.non_empty(variable) {
+            Some(secret) => Some(Otoroshi::new(secret.as_bytes())),
+            None => return Err(MissingSecret(variable.clone()).into()),
+        },
+        None => None,
+    };
     if !cli.paths.is_empty() {
         if let Some(bad) = cli.paths.iter().find(|p| !p.starts_with('/')) {
             return Err(Message::usage(format!(
@@ -105,7 +136,7 @@ fn check(cli: &Cli, env: &Env) -> Result<ExitCode, Fault> {
         ),
         env,
     );
-    let verdict = run(&check);
+    let verdict = run(&check, otoroshi.as_ref());
     let json = format!(
         "{}\n",
         serde_json::to_string(&verdict).expect("the verdict serializes")

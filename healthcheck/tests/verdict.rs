@@ -42,8 +42,10 @@ fn plan_file(
 ) -> std::path::PathBuf {
     let mut plan: Value = serde_json::from_str(testkit::EXAMPLE_PLAN).unwrap();
     plan["ports"] = serde_json::json!({"public": port, "app": app_port});
-    // The example's hops listen on 8080 and 8081: this plan has none, only the ports above.
+    // The example's hops listen on 8080 and 8081: this plan has none, only the ports above,
+    // and no middleware (the challenge tests are in `challenge.rs`).
     plan.as_object_mut().unwrap().remove("hops");
+    plan["request_flow"]["middlewares"] = serde_json::json!([]);
     plan["health_check"] = if paths.is_empty() {
         serde_json::json!({"source": "default", "paths": ["/"]})
     } else {

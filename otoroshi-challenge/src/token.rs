@@ -5,14 +5,18 @@
 //!
 //! Verifying and signing HS512 on every request is the proxy's main cost, so a verified token
 //! is remembered until it expires, and a response token is reused within the same second.
+//!
+//! [`Challenge`] is the proxy's side; [`Otoroshi`] is Otoroshi's (it signs the request token
+//! and checks the answer's), for the health check and `otoroshi-challenge token`: one
+//! implementation of the protocol, so that what they send is what the proxy accepts.
 
-use hyper::header::HeaderValue;
+use http::header::HeaderValue;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Tokens larger than this are refused before any parsing.
 pub const MAX_TOKEN_BYTES: usize = 4096;
@@ -20,6 +24,8 @@ pub const MAX_TOKEN_BYTES: usize = 4096;
 pub const LEEWAY_SECONDS: u64 = 2;
 /// Lifetime of the response token.
 pub const RESPONSE_TTL_SECONDS: u64 = 30;
+/// Lifetime of a request token [`Otoroshi`] signs by default (Otoroshi's own default).
+pub const STATE_TTL: Duration = Duration::from_secs(30);
 /// How many verified tokens are remembered before the memory is cleared.
 const MAX_REMEMBERED: usize = 10_000;
 
@@ -27,6 +33,16 @@ const MAX_REMEMBERED: usize = 10_000;
 struct StateClaims {
     state: Option<serde_json::Value>,
     iat: Option<u64>,
+}
+
+/// The claims of the `Otoroshi-State` token Otoroshi sends.
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+pub struct RequestClaims {
+    pub iss: String,
+    pub state: String,
+    pub iat: u64,
+    pub nbf: u64,
+    pub exp: u64,
 }
 
 #[derive(Serialize, Deserialize, Debug, PartialEq)]
@@ -50,6 +66,12 @@ pub enum Rejection {
     MissingClaim(String),
     #[error("JWT verification failed: {0}")]
     Invalid(String),
+    /// An answer without `Otoroshi-State-Resp`: it did not come through the challenge.
+    #[error("Missing Otoroshi-State-Resp header")]
+    MissingResponse,
+    /// A response token for another request.
+    #[error("Otoroshi-State-Resp answers another state")]
+    OtherState,
 }
 
 pub fn now() -> u64 {
@@ -164,6 +186,89 @@ impl Challenge {
         signed.insert(state.to_string(), (iat, token.clone()));
         token
     }
+}
+
+/// Otoroshi's side of the exchange: the `Otoroshi-State` token a request carries, and the
+/// check of the `Otoroshi-State-Resp` the answer must carry back.
+pub struct Otoroshi {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    /// How a response token is checked: HS512, `aud` = `Otoroshi`, not expired.
+    validation: Validation,
+}
+
+impl std::fmt::Debug for Otoroshi {
+    /// Never the secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Otoroshi { .. }")
+    }
+}
+
+impl Otoroshi {
+    pub fn new(secret: &[u8]) -> Self {
+        let mut validation = Validation::new(Algorithm::HS512);
+        validation.set_audience(&["Otoroshi"]);
+        validation.set_required_spec_claims(&["exp", "aud"]);
+        validation.validate_nbf = true;
+        validation.leeway = LEEWAY_SECONDS;
+        Otoroshi {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+        }
+    }
+
+    /// A valid `Otoroshi-State` token for `state`, for `ttl` from now (whole seconds, at
+    /// least one), as [`Challenge::verify`] checks it.
+    pub fn state_token(&self, state: &str, ttl: Duration) -> String {
+        let iat = now();
+        let claims = RequestClaims {
+            iss: "Otoroshi".into(),
+            state: state.to_string(),
+            iat,
+            nbf: iat,
+            exp: iat + ttl.as_secs().max(1),
+        };
+        encode(&Header::new(Algorithm::HS512), &claims, &self.encoding)
+            .expect("HS512 signing cannot fail")
+    }
+
+    /// Whether `header` is a valid `Otoroshi-State-Resp` for `state`: the answer then came
+    /// back through the challenge that got our token.
+    pub fn check_response(&self, header: Option<&[u8]>, state: &str) -> Result<(), Rejection> {
+        let raw = header.ok_or(Rejection::MissingResponse)?;
+        if raw.len() > MAX_TOKEN_BYTES {
+            return Err(Rejection::TooLarge(raw.len()));
+        }
+        let token = std::str::from_utf8(raw)
+            .map_err(|_| Rejection::Invalid("InvalidToken".into()))?
+            .trim();
+        let claims = decode::<ResponseClaims>(token, &self.decoding, &self.validation)
+            .map_err(|e| match e.kind() {
+                ErrorKind::MissingRequiredClaim(claim) => Rejection::MissingClaim(claim.clone()),
+                kind => Rejection::Invalid(format!("{kind:?}")),
+            })?
+            .claims;
+        if claims.state_resp != state {
+            return Err(Rejection::OtherState);
+        }
+        Ok(())
+    }
+}
+
+/// A state no other request shares: this process, the time and a counter.
+pub fn new_state() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{:x}-{nanos:x}-{:x}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 #[cfg(test)]
@@ -291,6 +396,44 @@ mod tests {
         assert_eq!(claims.aud, "Otoroshi");
         assert_eq!(claims.exp - claims.iat, 30);
         assert_eq!(claims.nbf, claims.iat);
+    }
+
+    /// What Otoroshi signs, the challenge accepts; what the challenge answers, Otoroshi
+    /// accepts for that state only, and only from the same secret.
+    #[test]
+    fn otoroshis_side_speaks_the_challenges_protocol() {
+        let otoroshi = Otoroshi::new(SECRET);
+        let challenge = Challenge::new(SECRET);
+        let state = new_state();
+        assert_ne!(state, new_state());
+        let request = otoroshi.state_token(&state, Duration::from_secs(30));
+        assert_eq!(
+            challenge.verify(Some(request.as_bytes())),
+            Ok(state.clone())
+        );
+        let answer = challenge.sign_response(&state);
+        assert_eq!(
+            otoroshi.check_response(Some(answer.as_bytes()), &state),
+            Ok(())
+        );
+        assert_eq!(
+            otoroshi.check_response(Some(answer.as_bytes()), "another"),
+            Err(Rejection::OtherState)
+        );
+        assert_eq!(
+            otoroshi.check_response(None, &state),
+            Err(Rejection::MissingResponse)
+        );
+        let foreign = Challenge::new(b"another secret").sign_response(&state);
+        assert_eq!(
+            otoroshi.check_response(Some(foreign.as_bytes()), &state),
+            Err(Rejection::Invalid("InvalidSignature".into()))
+        );
+        // A request token is not a response token (no audience).
+        assert!(otoroshi
+            .check_response(Some(request.as_bytes()), &state)
+            .is_err());
+        assert_eq!(format!("{otoroshi:?}"), "Otoroshi { .. }");
     }
 
     /// Random bytes, and valid tokens cut or with one byte changed: always a rejection,

@@ -164,6 +164,12 @@ pub fn holder_of(port: u16, table: &[Listener]) -> Option<(i32, String)> {
         .filter(|l| l.port == port && l.inode != 0)
         .map(|l| l.inode)
         .collect();
+    holder_of_sockets(&inodes)
+}
+
+/// A process that holds one of the sockets `inodes`, as (pid, command line), when this user
+/// may see it.
+pub fn holder_of_sockets(inodes: &[u64]) -> Option<(i32, String)> {
     if inodes.is_empty() {
         return None;
     }
@@ -173,6 +179,23 @@ pub fn holder_of(port: u16, table: &[Listener]) -> Option<(i32, String)> {
             .any(|i| inodes.contains(i))
             .then(|| (pid, command_line(pid)))
     })
+}
+
+/// `pids` and all their live descendants.
+pub fn trees_of(pids: &[i32]) -> Vec<i32> {
+    let all = processes();
+    let mut found = pids.to_vec();
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            all.iter()
+                .filter(|p| p.1 == parent && !pids.contains(&p.0))
+                .map(|p| p.0),
+        );
+        i += 1;
+    }
+    found
 }
 
 /// The command line of `pid`, words joined by spaces (its name when it has none).
@@ -289,6 +312,9 @@ mod tests {
             .unwrap();
         let me = std::process::id() as i32;
         assert!(descendants(me).contains(&(child.id() as i32)));
+        let tree = trees_of(&[me, child.id() as i32]);
+        assert_eq!(tree[..2], [me, child.id() as i32]);
+        assert_eq!(tree.iter().filter(|&&p| p == child.id() as i32).count(), 1);
         // The child's command line is `sleep 30` once its exec is through: on a loaded machine
         // that can be a moment after spawn returns, so wait for it, with a deadline.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
