@@ -538,6 +538,11 @@ impl Deployment<'_> {
             .arg(app_pid.to_string())
             .arg("--report")
             .arg(self.state.join("health.json"));
+        // Only an answer from a port this deployment's processes hold counts: never a previous
+        // deployment's, still listening there.
+        for &i in &self.services {
+            command.arg("--owner").arg(self.children.procs[i].pid.to_string());
+        }
         let checker = match self.spawn("healthcheck", &mut command, Output::AsSet) {
             Ok(i) => i,
             Err(_) => return Ok(false),
