@@ -24,8 +24,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use summary::Summary;
 
-/// How long the processes have to stop after TERM, before KILL: the one owner of the number.
-pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+/// How long the processes have to stop after TERM, before KILL, unless `--grace` says.
+pub const DEFAULT_GRACE: Duration = plan::process::STOP_GRACE;
 
 /// The tools a deployment runs.
 const TOOLS: [&str; 6] = [
@@ -541,7 +541,9 @@ impl Deployment<'_> {
         // Only an answer from a port this deployment's processes hold counts: never a previous
         // deployment's, still listening there.
         for &i in &self.services {
-            command.arg("--owner").arg(self.children.procs[i].pid.to_string());
+            command
+                .arg("--owner")
+                .arg(self.children.procs[i].pid.to_string());
         }
         let checker = match self.spawn("healthcheck", &mut command, Output::AsSet) {
             Ok(i) => i,
