@@ -292,7 +292,7 @@ fn legacy_flask_on_uwsgi_runs_in_podman_behind_nginx() {
     let _image = Image(tag.clone());
     let log = build_image(&app, &tag, &LEGACY);
     assert!(
-        log.contains("pip install -r /app/requirements.txt"),
+        log.contains(r#""pip","install","-r","/app/requirements.txt""#),
         "{log}"
     );
 
