@@ -332,3 +332,32 @@ fn deploy_stop_deploy_again_works_with_the_venvs_console_scripts() {
         }
     }
 }
+
+/// A daemon a hook leaves behind (`setsid ... &`, out of the hook's process group) is stopped
+/// with the deployment, in the build as in the pre-run hook: nothing is left.
+#[test]
+fn a_daemon_left_by_a_hook_is_stopped_with_the_deployment() {
+    let mut deployment = Setup::new("hello")
+        // Holding the hook's output, which is deploy's stderr: the stop must end it too.
+        .var("CC_PRE_BUILD_HOOK", "setsid sleep 556 &")
+        .var("CC_PRE_RUN_HOOK", "setsid sleep 557 &")
+        .start();
+    deployment.deployed();
+    let daemons = || {
+        marked_processes(&deployment.mark)
+            .into_iter()
+            .map(plan::process::command_line)
+            .filter(|c| c.starts_with("sleep 55"))
+            .collect::<Vec<_>>()
+    };
+    let mut running = daemons();
+    running.sort();
+    assert_eq!(
+        running,
+        ["sleep 556", "sleep 557"],
+        "{}",
+        deployment.output()
+    );
+    assert_eq!(deployment.stop().code(), Some(0), "{}", deployment.output());
+    deployment.nothing_left();
+}
