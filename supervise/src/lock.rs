@@ -120,6 +120,20 @@ pub fn claim(root: &Path, app_dir: &Path) -> Result<AppLock, LockError> {
     }
 }
 
+/// Who holds the lock file at `path`, if anyone does now (a lock file outlives its
+/// deployment; only a held one names a running deployment).
+pub fn holder_if_held(path: &Path) -> Option<Holder> {
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut text = String::new();
+    file.read_to_string(&mut text).ok()?;
+    match Flock::lock(file, FlockArg::LockSharedNonblock) {
+        // We could take it: nobody holds it.
+        Ok(_) => None,
+        Err((_, nix::Error::EWOULDBLOCK)) => serde_json::from_str(&text).ok(),
+        Err(_) => None,
+    }
+}
+
 impl AppLock {
     /// Writes who holds the lock.
     pub fn record(&mut self, state_dir: &Path) -> std::io::Result<()> {
