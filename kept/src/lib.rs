@@ -59,7 +59,7 @@ pub fn state_dirs(tmp: &Path, running: &[supervise::lock::Holder]) -> Vec<StateD
     };
     let mut dirs: Vec<StateDir> = entries
         .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().starts_with("uvdeploy-"))
+        .filter(|e| is_state_dir_name(&e.file_name().to_string_lossy()))
         .filter(|e| std::fs::symlink_metadata(e.path()).is_ok_and(|m| m.is_dir() && m.uid() == me))
         .map(|e| {
             let path = e.path();
@@ -72,6 +72,18 @@ pub fn state_dirs(tmp: &Path, running: &[supervise::lock::Holder]) -> Vec<StateD
         .collect();
     dirs.sort_by(|a, b| a.path.cmp(&b.path));
     dirs
+}
+
+/// `uvdeploy-NAME.XXXXXX`, as deploy, plan and image name the directories they make (the
+/// suffix random): not the test suite's `uvdeploy-test-…`, nor anything else.
+pub fn is_state_dir_name(name: &str) -> bool {
+    name.strip_prefix("uvdeploy-")
+        .and_then(|rest| rest.rsplit_once('.'))
+        .is_some_and(|(app, suffix)| {
+            !app.is_empty()
+                && suffix.len() == 6
+                && suffix.bytes().all(|b| b.is_ascii_alphanumeric())
+        })
 }
 
 /// Bytes under `path`, links not followed.
@@ -199,6 +211,21 @@ pub fn run(cli: &Cli, env: &Env) -> Result<ExitCode, plan::report::Fault> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_names_uvdeploy_gives_its_state_directories() {
+        assert!(is_state_dir_name("uvdeploy-hello.Xa81bC"));
+        assert!(is_state_dir_name("uvdeploy-my.app.Xa81bC"));
+        for other in [
+            "uvdeploy-test-8aAmee",
+            "uvdeploy-bench-XXXXXX",
+            "uvdeploy-.abcdef",
+            "uvdeploy-x.abc",
+            "other.abcdef",
+        ] {
+            assert!(!is_state_dir_name(other), "{other}");
+        }
+    }
 
     #[test]
     fn sizes_read_as_people_write_them() {
