@@ -35,20 +35,6 @@ pub struct StateDir {
     pub in_use_by: Option<u32>,
 }
 
-/// The deployments running now: what their held locks say.
-pub fn running(env: &Env) -> Vec<supervise::lock::Holder> {
-    let dir = supervise::lock::cache_root(env).join("deployments");
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut held: Vec<_> = entries
-        .filter_map(Result::ok)
-        .filter_map(|e| supervise::lock::holder_if_held(&e.path()))
-        .collect();
-    held.sort_by(|a, b| a.app_dir.cmp(&b.app_dir));
-    held
-}
-
 /// The state directories uvdeploy made in `tmp` (`uvdeploy-NAME.XXXXXX`, this user's, not a
 /// link), with their sizes and users.
 pub fn state_dirs(tmp: &Path, running: &[supervise::lock::Holder]) -> Vec<StateDir> {
@@ -142,7 +128,7 @@ fn caches(env: &Env) -> Vec<(&'static str, PathBuf)> {
 }
 
 pub fn run(cli: &Cli, env: &Env) -> Result<ExitCode, plan::report::Fault> {
-    let running = running(env);
+    let running = supervise::lock::running(&supervise::lock::cache_root(env));
     let tmp = PathBuf::from(env.non_empty("TMPDIR").unwrap_or("/tmp"));
     let dirs = state_dirs(&tmp, &running);
     let old_venvs = supervise::lock::cache_root(env).join("venvs");

@@ -14,6 +14,9 @@ pub struct Holder {
     pub pid: u32,
     pub app_dir: PathBuf,
     pub state_dir: PathBuf,
+    /// When the deployment started, in seconds since the Unix epoch.
+    #[serde(default)]
+    pub since: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +116,7 @@ pub fn claim(root: &Path, app_dir: &Path) -> Result<AppLock, LockError> {
                 pid: 0,
                 app_dir: app_dir.to_path_buf(),
                 state_dir: "(unknown)".into(),
+                since: 0,
             });
             Err(LockError::Running(holder))
         }
@@ -134,6 +138,34 @@ pub fn holder_if_held(path: &Path) -> Option<Holder> {
     }
 }
 
+/// Every deployment running now, by the locks held in `root` (sorted by app).
+pub fn running(root: &Path) -> Vec<Holder> {
+    let mut held: Vec<Holder> = std::fs::read_dir(root.join("deployments"))
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| holder_if_held(&e.path()))
+                .collect()
+        })
+        .unwrap_or_default();
+    held.sort_by(|a, b| a.app_dir.cmp(&b.app_dir));
+    held
+}
+
+/// Waits, up to `timeout`, until nobody holds the lock at `path` (its deployment has ended):
+/// whether it was released. Blocks on the lock itself, in a thread: no polling.
+pub fn wait_released(path: &Path, timeout: std::time::Duration) -> bool {
+    let Ok(file) = std::fs::File::open(path) else {
+        return true;
+    };
+    let (released, wait) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = Flock::lock(file, FlockArg::LockShared);
+        let _ = released.send(());
+    });
+    wait.recv_timeout(timeout).is_ok()
+}
+
 impl AppLock {
     /// Writes who holds the lock.
     pub fn record(&mut self, state_dir: &Path) -> std::io::Result<()> {
@@ -141,6 +173,10 @@ impl AppLock {
             pid: std::process::id(),
             app_dir: self.app_dir.clone(),
             state_dir: state_dir.to_path_buf(),
+            since: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
         };
         self.file.set_len(0)?;
         self.file.rewind()?;

@@ -769,6 +769,7 @@ fn the_installed_uvdeploy_deploys_from_another_directory() {
         "plan-export",
         "uvsupervise",
         "uvkept",
+        "uvcontrol",
     ] {
         let man = std::fs::read_to_string(
             prefix

@@ -361,3 +361,51 @@ fn a_daemon_left_by_a_hook_is_stopped_with_the_deployment() {
     assert_eq!(deployment.stop().code(), Some(0), "{}", deployment.output());
     deployment.nothing_left();
 }
+
+/// `uvdeploy status APP` says what serves it, from another terminal; `uvdeploy stop APP`
+/// stops it as Ctrl-C would, and returns once it has stopped.
+#[test]
+fn status_and_stop_from_another_terminal() {
+    let mut deployment = Setup::new("hello").start();
+    deployment.deployed();
+    let control = |args: &[&str]| {
+        let mut command = std::process::Command::new(testkit::bin("uvcontrol"));
+        testkit::cleared(&mut command)
+            .env(
+                "UVDEPLOY_CACHE_DIR",
+                deployment.tmp.path().join("uvdeploy-cache"),
+            )
+            .args(args)
+            .arg(&deployment.app_dir)
+            .output()
+            .unwrap()
+    };
+    let status = control(&["status"]);
+    let shown = String::from_utf8_lossy(&status.stdout).to_string();
+    assert_eq!(status.status.code(), Some(0), "{shown}");
+    assert!(
+        shown.contains(&format!("healthy, PID {} since", deployment.guard.pid()))
+            && shown.contains("processes app ")
+            && shown.contains("serves   the directory, as it was"),
+        "{shown}"
+    );
+    let stop = control(&["stop"]);
+    assert_eq!(
+        stop.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&stop.stderr)
+    );
+    // Returned once stopped: deploy has exited by now, cleanly.
+    let exited = deployment.guard.child.try_wait().unwrap();
+    assert_eq!(
+        exited.and_then(|s| s.code()),
+        Some(0),
+        "{}",
+        deployment.output()
+    );
+    deployment.nothing_left();
+    let after = control(&["status"]);
+    assert_eq!(after.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&after.stdout).contains("is not deployed here"));
+}
