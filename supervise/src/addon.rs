@@ -480,12 +480,20 @@ impl Addon {
         self.run_as.own(&data).map_err(io(self.kind, &data))
     }
 
+    /// `program`, as the server's user, its temporary files in this deployment's directory
+    /// (TMPDIR may be one it cannot write).
+    fn command(&self, program: &Path) -> Command {
+        let mut command = self.run_as.command(program);
+        command.env("TMPDIR", &self.run).current_dir(&self.run);
+        command
+    }
+
     /// The command that initialises the data directory, once.
     fn init_command(&self) -> Result<Option<Command>, AddonError> {
         let data = self.data();
         Ok(match self.kind {
             Kind::Postgresql => {
-                let mut command = self.run_as.command(&program(self.kind, "initdb")?);
+                let mut command = self.command(&program(self.kind, "initdb")?);
                 command.arg("--pgdata").arg(&data).args([
                     "--username=postgres",
                     // The socket (in a 0700 directory) for the bootstrap; TCP by password.
@@ -498,9 +506,7 @@ impl Addon {
                 Some(command)
             }
             Kind::Mysql => {
-                let mut command = self
-                    .run_as
-                    .command(&program(self.kind, "mariadb-install-db")?);
+                let mut command = self.command(&program(self.kind, "mariadb-install-db")?);
                 command
                     .arg("--no-defaults")
                     .arg(format!("--datadir={}", data.display()))
@@ -516,7 +522,7 @@ impl Addon {
         let data = self.data();
         Ok(match self.kind {
             Kind::Postgresql => {
-                let mut command = self.run_as.command(&program(self.kind, "postgres")?);
+                let mut command = self.command(&program(self.kind, "postgres")?);
                 command
                     .arg("-D")
                     .arg(&data)
@@ -531,7 +537,7 @@ impl Addon {
                 command
             }
             Kind::Mysql => {
-                let mut command = self.run_as.command(&program(self.kind, "mariadbd")?);
+                let mut command = self.command(&program(self.kind, "mariadbd")?);
                 command
                     .arg("--no-defaults")
                     .arg(format!("--datadir={}", data.display()))
@@ -564,7 +570,7 @@ impl Addon {
                 )
                 .map_err(io(self.kind, &conf))?;
                 self.run_as.own(&conf).map_err(io(self.kind, &conf))?;
-                let mut command = self.run_as.command(&program(self.kind, "redis-server")?);
+                let mut command = self.command(&program(self.kind, "redis-server")?);
                 command.arg(&conf);
                 command
             }
