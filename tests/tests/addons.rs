@@ -111,13 +111,31 @@ fn check_secret_then_stop(mut deployment: Deployment, password: &str, server: &s
     );
 }
 
+/// An app that, told to stop, writes a row first: the database must still be there.
+const WRITES_WHEN_STOPPED: &str = r#"
+import http.server, os, signal, subprocess
+
+def on_term(*_):
+    env = dict(os.environ, PGHOST=os.environ["POSTGRESQL_ADDON_HOST"], PGPORT=os.environ["POSTGRESQL_ADDON_PORT"],
+               PGUSER=os.environ["POSTGRESQL_ADDON_USER"], PGPASSWORD=os.environ["POSTGRESQL_ADDON_PASSWORD"],
+               PGDATABASE=os.environ["POSTGRESQL_ADDON_DB"])
+    subprocess.run(["psql", "-X", "-q", "-c", "INSERT INTO visits VALUES (2)"], env=env, check=False)
+    os._exit(0)
+
+signal.signal(signal.SIGTERM, on_term)
+server = http.server.ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), http.server.SimpleHTTPRequestHandler)
+server.serve_forever()
+"#;
+
 /// A production `clever env` with the PostgreSQL add-on's variables: with `--addon
 /// postgresql`, each is replaced (and named), the pre-run hook migrates and writes a row, and
-/// the row is still there in the next deployment.
+/// the row is still there in the next deployment; the server stops after the app (which
+/// writes a row when told to stop).
 #[test]
 fn postgresql_is_a_real_local_database_whose_rows_outlive_the_deployment() {
     let data = testkit::shared_tempdir();
     let (tmp, app) = testkit::copy_example("hello");
+    std::fs::write(app.join("stop.py"), WRITES_WHEN_STOPPED).unwrap();
     let production = tmp.path().join("production.env");
     std::fs::write(
         &production,
@@ -126,6 +144,7 @@ fn postgresql_is_a_real_local_database_whose_rows_outlive_the_deployment() {
     .unwrap();
     for round in 1..=2 {
         let deployment = with_addon("postgresql", data.path())
+            .var("CC_PYTHON_UV_RUN_COMMAND", "python3 stop.py")
             .args(&["--env-file", production.to_str().unwrap()])
             .var(
                 "CC_PRE_RUN_HOOK",
@@ -133,14 +152,15 @@ fn postgresql_is_a_real_local_database_whose_rows_outlive_the_deployment() {
             )
             .var(
                 "CC_RUN_SUCCEEDED_HOOK",
-                r#"echo "rows=$(psql "$POSTGRESQL_ADDON_URI" -X -Atc 'SELECT count(*) FROM visits') host=$POSTGRESQL_ADDON_HOST direct=$POSTGRESQL_ADDON_DIRECT_HOST version=$POSTGRESQL_ADDON_VERSION role=[$POSTGRESQL_ADDON_ROLE]""#,
+                r#"echo "rows=$(psql "$POSTGRESQL_ADDON_URI" -X -Atc 'SELECT count(*) FROM visits WHERE n = 1') stopped=$(psql "$POSTGRESQL_ADDON_URI" -X -Atc 'SELECT count(*) FROM visits WHERE n = 2') host=$POSTGRESQL_ADDON_HOST direct=$POSTGRESQL_ADDON_DIRECT_HOST version=$POSTGRESQL_ADDON_VERSION role=[$POSTGRESQL_ADDON_ROLE]""#,
             )
             .launch(testkit::shared_tempdir(), app.clone());
         deployment.deployed();
         let output = deployment.output();
         assert!(
             output.contains(&format!(
-                "rows={round} host=127.0.0.1 direct=127.0.0.1 version=1"
+                "rows={round} stopped={} host=127.0.0.1 direct=127.0.0.1 version=1",
+                round - 1
             )),
             "round {round}:\n{output}"
         );
