@@ -214,6 +214,7 @@ pub fn deploy(options: &Options, env: &Env) -> Result<std::process::ExitCode, pl
     };
     let code = deployment.run();
     children.finish();
+    addon::forget_secrets(&state);
     drop(lock);
     if code == 0 && made && !options.keep_state {
         let _ = std::fs::remove_dir_all(&state);

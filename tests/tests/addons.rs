@@ -104,6 +104,10 @@ fn check_secret_then_stop(mut deployment: Deployment, password: &str, server: &s
     assert_eq!(deployment.stop().code(), Some(0), "{}", deployment.output());
     deployment.nothing_left();
     assert_eq!(servers(&deployment), vec![]);
+    // The state directory kept after the stop holds none of the add-ons' secrets.
+    let state = deployment.tmp.path().join("state");
+    assert!(!state.join("addons.env").exists());
+    assert!(!state.join("addons/redis/redis.conf").exists());
     assert!(
         !deployment.output().contains("did not stop"),
         "{}",
@@ -146,9 +150,14 @@ fn postgresql_is_a_real_local_database_whose_rows_outlive_the_deployment() {
         let deployment = with_addon("postgresql", data.path())
             .var("CC_PYTHON_UV_RUN_COMMAND", "python3 stop.py")
             .args(&["--env-file", production.to_str().unwrap()])
+            // The add-on runs before the build: a build hook migrates.
+            .var(
+                "CC_POST_BUILD_HOOK",
+                r#"psql "$POSTGRESQL_ADDON_URI" -X -q -v ON_ERROR_STOP=1 -c "CREATE TABLE IF NOT EXISTS visits (n int)""#,
+            )
             .var(
                 "CC_PRE_RUN_HOOK",
-                r#"psql "$POSTGRESQL_ADDON_URI" -X -q -v ON_ERROR_STOP=1 -c "CREATE TABLE IF NOT EXISTS visits (n int); INSERT INTO visits VALUES (1)""#,
+                r#"psql "$POSTGRESQL_ADDON_URI" -X -q -v ON_ERROR_STOP=1 -c "INSERT INTO visits VALUES (1)""#,
             )
             .var(
                 "CC_RUN_SUCCEEDED_HOOK",
