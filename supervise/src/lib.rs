@@ -323,8 +323,18 @@ impl Deployment<'_> {
                 Err(Event::Exited(i, status)) if self.services.contains(&i) => {
                     return Err(Halt::Died(i, status))
                 }
-                Err(Event::Exited(..)) => {}
+                Err(Event::Exited(i, status)) => self.addon_exited(i, status),
             }
+        }
+    }
+
+    /// As on the platform, an add-on's failure does not stop the app: it is said.
+    fn addon_exited(&self, index: usize, status: i32) {
+        if self.addons.is_server(index) {
+            say(&format!(
+                "{} exited with status {status}: the app runs on without it",
+                self.children.procs[index].name
+            ));
         }
     }
 
@@ -386,11 +396,7 @@ impl Deployment<'_> {
                 Some(Event::Exited(i, status)) if self.services.contains(&i) => {
                     return Err(Halt::Died(i, status))
                 }
-                // As on the platform, an add-on's failure does not stop the app.
-                Some(Event::Exited(i, status)) if self.addons.is_server(i) => say(&format!(
-                    "{} exited with status {status}: the app runs on without it",
-                    self.children.procs[i].name
-                )),
+                Some(Event::Exited(i, status)) => self.addon_exited(i, status),
                 _ => {}
             }
         }

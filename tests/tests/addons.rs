@@ -260,3 +260,91 @@ fn mysql_is_a_real_local_database_whose_rows_outlive_the_deployment() {
         check_secret_then_stop(deployment, &password, "mariadbd");
     }
 }
+
+/// An add-on that dies is said, and the app runs on (as on the platform, where a database
+/// outage does not stop the app); the stop is clean.
+#[test]
+fn an_add_on_that_dies_is_said_and_the_app_runs_on() {
+    let data = testkit::shared_tempdir();
+    let mut deployment = with_addon("redis", data.path()).start();
+    deployment.deployed();
+    let (pid, _) = servers(&deployment)
+        .into_iter()
+        .find(|(_, comm)| comm == "redis-server")
+        .unwrap_or_else(|| panic!("no redis-server:\n{}", deployment.output()));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(
+        deployment.wait_for(
+            "deploy: redis exited with status 137: the app runs on without it",
+            Duration::from_secs(10)
+        ),
+        "{}",
+        deployment.output()
+    );
+    let response = testkit::http_get(deployment.public, "/", &[]).unwrap();
+    assert_eq!(response.status, 200);
+    assert_eq!(deployment.stop().code(), Some(0), "{}", deployment.output());
+    deployment.nothing_left();
+}
+
+/// Without `--addon`, the add-ons' variables are used as given (an app rehearsed against a
+/// database of its own choosing).
+#[test]
+fn without_addon_the_variables_are_used_as_given() {
+    let mut deployment = Setup::new("hello")
+        .var("POSTGRESQL_ADDON_HOST", "db.example.com")
+        .var("CC_PRE_RUN_HOOK", r#"echo "host=$POSTGRESQL_ADDON_HOST""#)
+        .start();
+    deployment.deployed();
+    let output = deployment.output();
+    assert!(output.contains("host=db.example.com"), "{output}");
+    assert!(!output.contains("==> add-ons"), "{output}");
+    assert_eq!(deployment.stop().code(), Some(0));
+    deployment.nothing_left();
+}
+
+/// A server that cannot start (its data directory is not a database) fails the deployment
+/// before the build: the error names the add-on and its status, deploy.json names the step,
+/// and nothing is left.
+#[test]
+fn an_add_on_that_cannot_start_fails_the_deployment_before_the_build() {
+    let data = testkit::shared_tempdir();
+    let (tmp, app) = testkit::copy_example("hello");
+    let app_dir = std::fs::canonicalize(&app).unwrap();
+    // Initialised, says the marker; but the data directory is empty.
+    let key = app_dir.file_name().unwrap().to_str().unwrap().to_string();
+    let mut deployment = with_addon("postgresql", data.path()).launch(tmp, app.clone());
+    // The first start makes the directories: wait for it, stop, then break the data.
+    deployment.deployed();
+    assert_eq!(deployment.stop().code(), Some(0));
+    let home = addon_home(data.path(), "postgresql");
+    assert!(home
+        .parent()
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .starts_with(&key));
+    std::fs::remove_dir_all(home.join("data")).unwrap();
+    std::fs::create_dir(home.join("data")).unwrap();
+    let mut broken = with_addon("postgresql", data.path()).launch(testkit::shared_tempdir(), app);
+    let status = broken.exit(Duration::from_secs(60));
+    let output = broken.output();
+    assert_eq!(status.code(), Some(1), "{output}");
+    assert!(
+        output.contains("error: the postgresql add-on exited with status"),
+        "{output}"
+    );
+    assert!(!output.contains("==> build"), "{output}");
+    let summary: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(broken.tmp.path().join("state/deploy.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(summary["failed"]["step"], "addons", "{summary}");
+    broken.nothing_left();
+}
