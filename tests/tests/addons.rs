@@ -348,3 +348,27 @@ fn an_add_on_that_cannot_start_fails_the_deployment_before_the_build() {
     assert_eq!(summary["failed"]["step"], "addons", "{summary}");
     broken.nothing_left();
 }
+
+/// The supervisor killed outright (SIGKILL): its watchdog stops the add-ons' servers too.
+#[test]
+fn a_killed_supervisor_leaves_no_add_on_server() {
+    let data = testkit::shared_tempdir();
+    let mut deployment = with_addon("postgresql", data.path())
+        .args(&["--addon", "redis"])
+        .start();
+    deployment.deployed();
+    let running = servers(&deployment);
+    assert!(
+        running.iter().any(|(_, c)| c == "postgres")
+            && running.iter().any(|(_, c)| c == "redis-server"),
+        "{running:?}"
+    );
+    deployment.guard.signal(nix::sys::signal::Signal::SIGKILL);
+    deployment.exit(Duration::from_secs(10));
+    assert!(
+        testkit::wait_until(Duration::from_secs(15), || servers(&deployment).is_empty()),
+        "left: {:?}",
+        servers(&deployment)
+    );
+    deployment.nothing_left();
+}
