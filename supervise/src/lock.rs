@@ -59,8 +59,10 @@ pub fn cache_root(env: &plan::Env) -> PathBuf {
     }
 }
 
-/// The lock file of the app in `app_dir` (already made absolute and canonical).
-pub fn lock_path(root: &Path, app_dir: &Path) -> PathBuf {
+/// The name uvdeploy gives the app in `app_dir` (already made absolute and canonical): its
+/// directory's name, then a hash of its path (`shop-0123456789abcdef`). Its lock file and its
+/// add-ons' data are named after it.
+pub fn app_key(app_dir: &Path) -> String {
     let name: String = app_dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -83,8 +85,13 @@ pub fn lock_path(root: &Path, app_dir: &Path) -> PathBuf {
         .fold(0xcbf29ce484222325u64, |h, &b| {
             (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
         });
+    format!("{name}-{hash:016x}")
+}
+
+/// The lock file of the app in `app_dir` (already made absolute and canonical).
+pub fn lock_path(root: &Path, app_dir: &Path) -> PathBuf {
     root.join("deployments")
-        .join(format!("{name}-{hash:016x}.lock"))
+        .join(format!("{}.lock", app_key(app_dir)))
 }
 
 /// Takes the app's lock, or says who holds it.

@@ -769,6 +769,7 @@ fn the_installed_uvdeploy_deploys_from_another_directory() {
         "plan-export",
         "uvsupervise",
         "uvkept",
+        "uvaddons",
         "uvcontrol",
     ] {
         let man = std::fs::read_to_string(
