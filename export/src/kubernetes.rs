@@ -199,19 +199,13 @@ pub fn manifests(plan: &Plan, options: &Options) -> Result<Manifests, ExportErro
             .find(|h| h.name == "nginx")
             .map_or(plan.ports.public, |h| h.listen),
     };
-    let mut probe_command = vec![
-        "healthcheck".to_string(),
-        "--port".into(),
-        probed.to_string(),
-    ];
     if !plan.health_check.is_default() {
         for path in &plan.health_check.paths {
             // Kept as `${{NAME}}`: healthcheck puts the value back from the container's env.
             secret_references(path, &mut app_secrets);
-            probe_command.extend(["--path".to_string(), path.clone()]);
         }
     }
-    probe_command.extend(["--timeout".to_string(), "5s".into()]);
+    let probe_command = health_check_command(plan, probed);
     let probe = |period: u32, failures: u32| {
         json!({
             "exec": {"command": probe_command},
@@ -414,6 +408,19 @@ pub fn manifests(plan: &Plan, options: &Options) -> Result<Manifests, ExportErro
         documents,
         secrets: secrets.into_iter().collect(),
     })
+}
+
+/// The project's health check on `port`: its paths (a secret in one kept as `${{NAME}}`,
+/// which `healthcheck` fills from the environment), a short deadline.
+pub fn health_check_command(plan: &Plan, port: u16) -> Vec<String> {
+    let mut command = vec!["healthcheck".to_string(), "--port".into(), port.to_string()];
+    if !plan.health_check.is_default() {
+        for path in &plan.health_check.paths {
+            command.extend(["--path".to_string(), path.clone()]);
+        }
+    }
+    command.extend(["--timeout".to_string(), "5s".into()]);
+    command
 }
 
 /// A container as an operator accepts it: as the image's user, never more privileged (no

@@ -377,7 +377,11 @@ fn the_containerfile_follows_uvs_layers_and_holds_what_the_chain_needs() {
         text.contains("command -v varnishd"),
         "a Varnish hop: varnishd in the image"
     );
-    assert!(text.contains("COPY .uvdeploy/bin/ /usr/local/bin/"));
+    assert!(text.contains("COPY --from=uvdeploy-tools . /usr/local/bin/\n"));
+    assert!(
+        !text.contains(".uvdeploy"),
+        "nothing of the tools' copy in the app's layers"
+    );
     assert!(at("WORKDIR /app\n") < at("uv sync --locked --no-install-project"));
     assert!(text.contains("CMD [\"uv\",\"run\",\"python\",\"app.py\"]"));
     assert!(!text.contains("s3cr3t-value"));
@@ -943,4 +947,80 @@ fn flavors_and_instances_size_and_scale_the_pods() {
     let (code, _, err) = run(&["--instances", "2", "--max-instances", "3"]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("cannot be used with"), "{err}");
+}
+
+/// The Containerfiles as `plan-export containerfile` renders them (checkov checks these
+/// files, `tests/tests/checkov.rs`): uv mode with Varnish and a build hook, legacy mode on
+/// uWSGI and on gunicorn.
+#[test]
+fn golden_containerfiles() {
+    let cases: [Case; 3] = [
+        ("uv", "hello", true, &[("CC_HEALTH_CHECK_PATH", "/health")]),
+        (
+            "legacy_uwsgi",
+            "legacy-flask-uwsgi",
+            false,
+            &[("CC_PYTHON_MODULE", "wsgi:app")],
+        ),
+        (
+            "legacy_gunicorn",
+            "legacy-django-gunicorn",
+            true,
+            &[
+                ("CC_PYTHON_BACKEND", "gunicorn"),
+                ("CC_PYTHON_MODULE", "mysite.wsgi:application"),
+            ],
+        ),
+    ];
+    for (name, example, vcl, vars) in cases {
+        let plan = plan_of(example, vcl, vars);
+        let mut env = Env::default();
+        env.set("CC_PRE_BUILD_HOOK", "echo before");
+        let text = export::containerfile::render(&plan, export::containerfile::DEFAULT_BASE, &env);
+        let golden = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("tests/golden/{name}.Containerfile"));
+        if std::env::var_os("UVDEPLOY_UPDATE_GOLDEN").is_some() {
+            std::fs::write(&golden, &text).unwrap();
+        }
+        assert_eq!(
+            text,
+            std::fs::read_to_string(&golden).unwrap_or_default(),
+            "{name}: run `UVDEPLOY_UPDATE_GOLDEN=1 cargo test -p export` and review the diff"
+        );
+        // The image runs as its own user, checked by the project's health check (uWSGI,
+        // which speaks no HTTP, by its port), and the app's files are not that user's.
+        let user = format!("USER {0}:{0}\n", export::kubernetes::APP_UID);
+        let at = |needle: &str| {
+            text.find(needle)
+                .unwrap_or_else(|| panic!("{name}: no `{needle}`:\n{text}"))
+        };
+        assert!(
+            at("COPY . /app\n") < at(&user),
+            "{name}: the app copied as root"
+        );
+        assert!(at(&user) < at("CMD ["), "{name}");
+        assert!(
+            !text.contains("chown"),
+            "{name}: the app's files stay root's"
+        );
+        let healthcheck = &text[at("HEALTHCHECK ")..];
+        let healthcheck = healthcheck.lines().next().unwrap();
+        if name == "legacy_uwsgi" {
+            assert!(
+                healthcheck.contains("socket.create_connection(('127.0.0.1', 9000)"),
+                "{healthcheck}"
+            );
+        } else {
+            assert!(
+                healthcheck.contains(r#"CMD ["healthcheck","--port","9000""#),
+                "{healthcheck}"
+            );
+        }
+        if name == "uv" {
+            assert!(
+                healthcheck.contains(r#""--path","/health""#),
+                "{healthcheck}"
+            );
+        }
+    }
 }
