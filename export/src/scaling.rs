@@ -18,8 +18,11 @@ pub struct Flavor {
     memory: &'static str,
 }
 
-/// The platform's flavors for applications (its documentation: "Application Scaling", the
-/// largest being 3XL, 16 vCPUs and 32 GiB; the pricing table for the others).
+/// The platform's flavors for applications. Its documentation ("Application Scaling") names
+/// the largest, 3XL, 16 vCPUs and 32 GiB, and says that nano and pico run with a reduced CPU
+/// priority; its pricing table gives XS (1 vCPU), M (4 vCPUs, 4 GiB), L (6, 8 GiB), XL (8,
+/// 16 GiB); S (2 vCPUs, 2 GiB), 2XL (12, 24 GiB), pico (256 MiB) and nano (512 MiB) are as
+/// the platform's console sells them.
 pub const FLAVORS: [Flavor; 9] = [
     Flavor::shared("pico", "100m", "256Mi"),
     Flavor::shared("nano", "250m", "512Mi"),
