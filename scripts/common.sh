@@ -4,11 +4,12 @@
 # The tools: $UVDEPLOY_BIN, else this checkout's release build, else its debug build.
 # (Parameter expansions rather than `$(dirname ...)`: each fork costs milliseconds.)
 root=$here/..
+source "$here/tools.sh" || exit 2
 if [[ -z ${UVDEPLOY_BIN:-} ]]; then
     if [[ -x $root/target/release/detect ]]; then UVDEPLOY_BIN=$root/target/release
     else UVDEPLOY_BIN=$root/target/debug; fi
 fi
-for tool in checkout detect uvbuild flowctl launcher healthcheck plan-export uvsupervise; do
+for tool in "${tools[@]}"; do
     if [[ ! -x $UVDEPLOY_BIN/$tool ]]; then
         echo "error: \`$UVDEPLOY_BIN/$tool\` is missing" >&2
         echo >&2
