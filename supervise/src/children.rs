@@ -47,6 +47,8 @@ pub enum Event {
     Stop(Signal),
     /// The process of this index ended with this status.
     Exited(usize, i32),
+    /// A process we did not start (an orphan we adopted) ended.
+    OrphanReaped,
 }
 
 /// Where a process's stdout and stderr go.
@@ -86,7 +88,12 @@ impl plan::report::Failure for SetupError {}
 
 impl Children {
     /// Takes the signals over and starts the watchdog. Must run before any thread starts.
-    pub fn new(grace: Duration, style: Style) -> Result<Self, SetupError> {
+    /// `hold`: a file the watchdog keeps open as long as it lives (the app's lock).
+    pub fn new(
+        grace: Duration,
+        style: Style,
+        hold: Option<std::os::fd::RawFd>,
+    ) -> Result<Self, SetupError> {
         let err = |e: nix::Error| SetupError::Signals(e.desc().to_string());
         let mut mask = SigSet::empty();
         for sig in STOP_SIGNALS {
@@ -94,12 +101,17 @@ impl Children {
             unsafe { signal(sig, SigHandler::SigDfl) }.map_err(err)?;
             mask.add(sig);
         }
+        // Ignored SIGCHLD would make the kernel reap our children itself: we would never
+        // know how they ended.
+        // SAFETY: as above.
+        unsafe { signal(Signal::SIGCHLD, SigHandler::SigDfl) }.map_err(err)?;
         mask.add(Signal::SIGCHLD);
         mask.thread_block().map_err(err)?;
         let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
             .map_err(err)?;
         let _ = nix::sys::prctl::set_child_subreaper(true);
-        let watchdog = Watchdog::start(grace).map_err(|e| SetupError::Watchdog(e.to_string()))?;
+        let watchdog =
+            Watchdog::start(grace, hold).map_err(|e| SetupError::Watchdog(e.to_string()))?;
         Ok(Children {
             signals,
             procs: Vec::new(),
@@ -246,9 +258,13 @@ impl Children {
                     if let Some(watchdog) = &mut self.watchdog {
                         watchdog.forget(pid.as_raw());
                     }
-                    if let Some(i) = self.procs.iter().position(|p| p.pid == pid.as_raw()) {
-                        self.procs[i].status = Some(code);
-                        self.events.push_back(Event::Exited(i, code));
+                    match self.procs.iter().position(|p| p.pid == pid.as_raw()) {
+                        Some(i) => {
+                            self.procs[i].status = Some(code);
+                            self.events.push_back(Event::Exited(i, code));
+                        }
+                        // Said too, so that a stop waiting for the last orphan sees it go.
+                        None => self.events.push_back(Event::OrphanReaped),
                     }
                 }
             }

@@ -116,12 +116,14 @@ pub fn seconds(d: Duration) -> String {
     }
 }
 
+/// One line of ours on stderr. Written, not `eprintln!`ed: a stderr that is gone (`| head`, a
+/// closed terminal) must not stop the deployment half-way with a panic.
 fn say(line: &str) {
-    eprintln!("deploy: {line}");
+    prefix::to_stderr(format!("deploy: {line}\n").as_bytes());
 }
 
 fn phase(line: &str) {
-    eprintln!("==> {line}");
+    prefix::to_stderr(format!("==> {line}\n").as_bytes());
 }
 
 /// Where the tools are: `UVDEPLOY_BIN`, else beside this program.
@@ -155,7 +157,16 @@ fn app_name(app_dir: &Path) -> String {
 /// The state directory: the one named (made if missing), or a new private one under TMPDIR
 /// whose name cannot be guessed. Readable by others: varnishd drops to its own user.
 /// Returns it, absolute, and whether this deployment made it.
-fn state_dir(asked: Option<&Path>, name: &str, env: &Env) -> Result<(PathBuf, bool), Message> {
+///
+/// A directory that exists keeps its mode (the user's choice; varnishd must be able to read
+/// it); one that is made is 0755. It must be outside the app (even through a link), and it
+/// belongs to one deployment at a time (its `deploy.lock`, which `uvdeploy kept` reads too).
+fn state_dir(
+    asked: Option<&Path>,
+    name: &str,
+    app: &Path,
+    env: &Env,
+) -> Result<(PathBuf, bool, lock::StateLock), Message> {
     use std::os::unix::fs::PermissionsExt;
     let err = |dir: &Path, e: std::io::Error| {
         Message::usage(format!(
@@ -165,22 +176,76 @@ fn state_dir(asked: Option<&Path>, name: &str, env: &Env) -> Result<(PathBuf, bo
     };
     let (dir, made) = match asked {
         Some(dir) => {
+            // Checked before anything is made: nothing is ever made in the app.
+            let resolved = resolved(dir).map_err(|e| err(dir, e))?;
+            if resolved.starts_with(app) || app.starts_with(&resolved) {
+                return Err(inside_app(&resolved, app));
+            }
+            let new = !dir.exists();
             std::fs::create_dir_all(dir).map_err(|e| err(dir, e))?;
-            (std::path::absolute(dir).map_err(|e| err(dir, e))?, false)
+            let dir = std::fs::canonicalize(dir).map_err(|e| err(dir, e))?;
+            if new {
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
+                    .map_err(|e| err(&dir, e))?;
+            }
+            // Named by the user: theirs to remove.
+            (dir, false)
         }
         None => {
             let tmp = PathBuf::from(env.non_empty("TMPDIR").unwrap_or("/tmp"));
+            // Short enough for any file system, whatever the app is called.
+            let short: String = name.chars().take(40).collect();
             let dir = tempfile::Builder::new()
-                .prefix(&format!("uvdeploy-{name}."))
+                .prefix(&format!("uvdeploy-{short}."))
                 .tempdir_in(&tmp)
                 .map_err(|e| err(&tmp, e))?
                 .keep();
             (dir, true)
         }
     };
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
-        .map_err(|e| err(&dir, e))?;
-    Ok((dir, made))
+    if dir.starts_with(app) || app.starts_with(&dir) {
+        return Err(inside_app(&dir, app));
+    }
+    if made {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| err(&dir, e))?;
+    }
+    let lock = lock::StateLock::take(&dir).map_err(|e| {
+        Message::usage(format!("the state directory `{}` {e}", dir.display()))
+            .with_hint("give each deployment a state directory of its own")
+    })?;
+    Ok((dir, made, lock))
+}
+
+fn inside_app(dir: &Path, app: &Path) -> Message {
+    Message::usage(format!(
+        "--state-dir `{}` is inside the app `{}` (or holds it): uvdeploy never writes in your app",
+        dir.display(),
+        app.display()
+    ))
+    .with_hint("name a directory outside the app, or leave --state-dir out for a new private one")
+}
+
+/// `path` with its links resolved as far as it exists, the rest joined as written (`..` in
+/// the rest refused: it could lead anywhere once made).
+fn resolved(path: &Path) -> std::io::Result<PathBuf> {
+    let absolute = std::path::absolute(path)?;
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        rest.push(existing.file_name().unwrap_or_default().to_owned());
+        existing = existing.parent().unwrap_or(Path::new("/"));
+    }
+    let mut out = std::fs::canonicalize(existing)?;
+    for part in rest.iter().rev() {
+        if part == ".." {
+            return Err(std::io::Error::other(
+                "`..` after a directory that does not exist",
+            ));
+        }
+        out.push(part);
+    }
+    Ok(out)
 }
 
 /// Runs the deployment; returns the exit status.
@@ -191,14 +256,26 @@ pub fn deploy(options: &Options, env: &Env) -> Result<std::process::ExitCode, pl
                 || env.non_empty("CLICOLOR_FORCE").is_some()),
         raw: options.raw_output,
     };
-    // First, before anything could be interrupted: the signals are ours from here on.
-    let mut children = Children::new(options.grace.unwrap_or(DEFAULT_GRACE), style)?;
     let tools = tools_dir(env)?;
     let app_dir = options.app_dir.clone().unwrap_or_else(|| ".".into());
     let app_path = std::fs::canonicalize(&app_dir)
         .map_err(|e| Message::usage(format!("cannot use APP_DIR `{}`: {e}", app_dir.display())))?;
     let mut lock = lock::claim(&lock::cache_root(env), &app_path)?;
-    let (state, made) = state_dir(options.state_dir.as_deref(), &app_name(&app_path), env)?;
+    // Then, before anything could be interrupted: the signals are ours from here on, and the
+    // watchdog holds the app's lock with us.
+    let mut children = Children::new(
+        options.grace.unwrap_or(DEFAULT_GRACE),
+        style,
+        Some(lock.raw_fd()),
+    )?;
+    let (state, made, state_lock) = state_dir(
+        options.state_dir.as_deref(),
+        &app_name(&app_path),
+        &app_path,
+        env,
+    )?;
+    // What an earlier deployment in this directory said is not this one's.
+    let _ = std::fs::remove_file(state.join("deploy.json"));
     lock.record(&state)
         .map_err(|e| Message::failed(format!("cannot write the lock file: {e}")))?;
     let mut deployment = Deployment {
@@ -211,16 +288,19 @@ pub fn deploy(options: &Options, env: &Env) -> Result<std::process::ExitCode, pl
         summary: Summary::new(&state),
         services: Vec::new(),
         addons: Default::default(),
+        failed: None,
     };
     let code = deployment.run();
     children.finish();
     addon::forget_secrets(&state);
-    drop(lock);
     if code == 0 && made && !options.keep_state {
         let _ = std::fs::remove_dir_all(&state);
     } else {
         say(&format!("the state directory is kept: {}", state.display()));
     }
+    // Last: who waits for the app to be free (`uvdeploy stop`) finds everything done.
+    drop(state_lock);
+    drop(lock);
     Ok(std::process::ExitCode::from(code))
 }
 
@@ -246,6 +326,9 @@ struct Deployment<'a> {
     services: Vec<usize>,
     /// The add-ons' servers and variables (`--addon`).
     addons: addon::Started,
+    /// The exit status once the deployment is known to have failed (unhealthy): a signal
+    /// during what follows (the failed hook) does not turn it into a clean stop.
+    failed: Option<u8>,
 }
 
 impl Deployment<'_> {
@@ -254,13 +337,26 @@ impl Deployment<'_> {
             Ok(code) => code,
             Err(Halt::Stop) => {
                 phase("stopping (signal received)");
-                0
+                match self.failed {
+                    // An unhealthy deployment stopped while its failed hook runs is still
+                    // unhealthy.
+                    Some(code) => code,
+                    // CI mode: stopped before the check passed is not a pass.
+                    None if self.options.check => {
+                        self.summary.status = "failed".into();
+                        self.summary.fail("stopped before the check passed", 130);
+                        self.write_summary();
+                        exit::FAILED
+                    }
+                    None => 0,
+                }
             }
             Err(Halt::Died(i, status)) => {
                 let name = self.children.procs[i].name.clone();
                 say(&format!(
                     "{name} exited with status {status}: stopping the deployment"
                 ));
+                self.summary.status = "failed".into();
                 self.summary.fail(&name, status);
                 self.write_summary();
                 1
@@ -324,6 +420,7 @@ impl Deployment<'_> {
                     return Err(Halt::Died(i, status))
                 }
                 Err(Event::Exited(i, status)) => self.addon_exited(i, status),
+                Err(Event::OrphanReaped) => {}
             }
         }
     }
@@ -371,8 +468,9 @@ impl Deployment<'_> {
         self.summary.health = std::fs::read_to_string(self.state.join("health.json"))
             .ok()
             .and_then(|text| serde_json::from_str(&text).ok());
-        eprintln!("deploy: {}", self.summary.timings_line());
+        say(&self.summary.timings_line());
         if !healthy {
+            self.failed = Some(exit::FAILED);
             self.summary.status = "unhealthy".into();
             self.summary.fail("healthcheck", 1);
             self.write_summary();
@@ -635,24 +733,32 @@ impl Deployment<'_> {
     }
 
     /// One of the platform's run hooks, when set, in the app; its failure is said and ignored.
+    /// A service that ends meanwhile ends the deployment once the hook has (for the succeeded
+    /// hook; after a failure everything stops anyway).
     fn run_hook(&mut self, name: &str) -> Result<(), Halt> {
         let mut command = self.launcher(&["--hook", name]);
         let Ok(index) = self.spawn("hook", &mut command, Output::Prefixed) else {
             return Ok(());
         };
+        let mut died = None;
         let status = loop {
             match self.children.wait(index, None) {
                 Ok(Some(status)) => break status,
                 Ok(None) => {}
                 Err(Event::Stop(_)) => return Err(Halt::Stop),
-                // A service's end is seen after the hook, by the phase that follows.
-                Err(Event::Exited(..)) => {}
+                Err(Event::Exited(i, status)) if self.services.contains(&i) => {
+                    died.get_or_insert((i, status));
+                }
+                Err(_) => {}
             }
         };
         if status != 0 {
             say(&format!("{name} failed (exit {status}): ignored"));
         }
-        Ok(())
+        match died {
+            Some((i, status)) if self.failed.is_none() => Err(Halt::Died(i, status)),
+            _ => Ok(()),
+        }
     }
 
     /// CI mode, once healthy: the smoke command, then the stop. 0 only when it passed.

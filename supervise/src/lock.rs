@@ -23,6 +23,8 @@ pub struct Holder {
 pub enum LockError {
     #[error("`{app}` is already deployed here, by PID {pid} (state directory `{state_dir}`)", app = .0.app_dir.display(), pid = .0.pid, state_dir = .0.state_dir.display())]
     Running(Holder),
+    #[error("`{}` is being deployed here by another deployment, which is starting", .0.display())]
+    Starting(PathBuf),
     #[error("cannot use the lock file `{path}`: {reason}")]
     File { path: PathBuf, reason: String },
 }
@@ -34,6 +36,7 @@ impl plan::report::Failure for LockError {
                 "stop it first (Ctrl-C in its terminal, or `kill {}`): redeploying a running app is not supported yet",
                 holder.pid
             )),
+            LockError::Starting(_) => Some("wait for it to start (`uvdeploy status`), then stop it first (`uvdeploy stop`)".into()),
             LockError::File { .. } => None,
         }
     }
@@ -112,23 +115,33 @@ pub fn claim(root: &Path, app_dir: &Path) -> Result<AppLock, LockError> {
         .open(&path)
         .map_err(|e| err(&e))?;
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-        Ok(file) => Ok(AppLock {
-            file,
-            app_dir: app_dir.to_path_buf(),
-        }),
+        Ok(file) => {
+            let mut lock = AppLock {
+                file,
+                app_dir: app_dir.to_path_buf(),
+            };
+            // Who holds it, at once: the state directory follows when it is made.
+            lock.record(Path::new("")).map_err(|e| err(&e))?;
+            Ok(lock)
+        }
         Err((mut file, nix::Error::EWOULDBLOCK)) => {
             let mut text = String::new();
             let _ = file.read_to_string(&mut text);
-            let holder = serde_json::from_str(&text).unwrap_or(Holder {
-                pid: 0,
-                app_dir: app_dir.to_path_buf(),
-                state_dir: "(unknown)".into(),
-                since: 0,
-            });
-            Err(LockError::Running(holder))
+            // Written a moment after the lock is taken: a holder not said yet, or one whose PID
+            // is not alive, is a deployment that is starting.
+            match serde_json::from_str::<Holder>(&text) {
+                Ok(holder) if holder.pid != 0 && alive(holder.pid) => {
+                    Err(LockError::Running(holder))
+                }
+                _ => Err(LockError::Starting(app_dir.to_path_buf())),
+            }
         }
         Err((_, e)) => Err(err(&e.desc())),
     }
+}
+
+fn alive(pid: u32) -> bool {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
 }
 
 /// Who holds the lock file at `path`, if anyone does now (a lock file outlives its
@@ -143,6 +156,43 @@ pub fn holder_if_held(path: &Path) -> Option<Holder> {
         Err((_, nix::Error::EWOULDBLOCK)) => serde_json::from_str(&text).ok(),
         Err(_) => None,
     }
+}
+
+/// A state directory's own lock (`deploy.lock` in it), held by the deployment that uses it:
+/// two deployments never share one, and `uvdeploy kept` never removes one in use, however its
+/// path is spelled.
+pub struct StateLock {
+    _file: Flock<std::fs::File>,
+}
+
+/// The name of the lock file in a state directory.
+pub const STATE_LOCK: &str = "deploy.lock";
+
+impl StateLock {
+    pub fn take(dir: &Path) -> Result<Self, String> {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.join(STATE_LOCK))
+            .map_err(|e| format!("cannot be locked: {e}"))?;
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(file) => Ok(StateLock { _file: file }),
+            Err((_, nix::Error::EWOULDBLOCK)) => Err("is used by another deployment".into()),
+            Err((_, e)) => Err(format!("cannot be locked: {}", e.desc())),
+        }
+    }
+}
+
+/// Whether a deployment (or an image build) uses the state directory `dir` now.
+pub fn state_in_use(dir: &Path) -> bool {
+    let Ok(file) = std::fs::File::open(dir.join(STATE_LOCK)) else {
+        return false;
+    };
+    matches!(
+        Flock::lock(file, FlockArg::LockSharedNonblock),
+        Err((_, nix::Error::EWOULDBLOCK))
+    )
 }
 
 /// Every deployment running now, by the locks held in `root` (sorted by app).
@@ -174,6 +224,12 @@ pub fn wait_released(path: &Path, timeout: std::time::Duration) -> bool {
 }
 
 impl AppLock {
+    /// The lock file's descriptor, for a process that must hold the lock with us.
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.file.as_raw_fd()
+    }
+
     /// Writes who holds the lock.
     pub fn record(&mut self, state_dir: &Path) -> std::io::Result<()> {
         let holder = Holder {

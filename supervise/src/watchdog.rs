@@ -20,11 +20,25 @@ pub struct Watchdog {
 }
 
 impl Watchdog {
-    /// Starts this program again as the watchdog (`--watchdog`).
-    pub fn start(grace: Duration) -> std::io::Result<Self> {
+    /// Starts this program again as the watchdog (`--watchdog`). It holds the file `hold` (the
+    /// app's lock) open too: the app is not free again until the watchdog has stopped what we
+    /// left, should we be killed.
+    pub fn start(grace: Duration, hold: Option<std::os::fd::RawFd>) -> std::io::Result<Self> {
         use std::os::unix::process::CommandExt;
         let mut command = Command::new(std::env::current_exe()?);
         plan::process::with_default_signals(&mut command);
+        if let Some(fd) = hold {
+            // SAFETY: fcntl is async-signal-safe; `fd` stays open in this process meanwhile.
+            unsafe {
+                command.pre_exec(move || {
+                    nix::fcntl::fcntl(
+                        fd,
+                        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+                    )?;
+                    Ok(())
+                });
+            }
+        }
         let child = command
             .arg("--watchdog")
             .arg(grace.as_millis().to_string())

@@ -396,7 +396,7 @@ fn run_step(
             Err(Event::Exited(i, status)) if started.is_server(i) => {
                 return Err(AddonError::Died { kind, status }.into())
             }
-            Err(Event::Exited(..)) => {}
+            Err(Event::Exited(..) | Event::OrphanReaped) => {}
         }
     };
     if status != 0 {
@@ -452,7 +452,7 @@ fn wait_until_answers(
                     .unwrap_or(addon.kind);
                 return Err(AddonError::Died { kind, status }.into());
             }
-            Some(Event::Exited(..)) => {}
+            Some(Event::Exited(..) | Event::OrphanReaped) => {}
         }
     }
 }
