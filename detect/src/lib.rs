@@ -6,6 +6,7 @@ mod error;
 mod flow;
 mod health;
 mod legacy;
+mod workers;
 mod workspace;
 
 pub use error::DetectError;
@@ -77,6 +78,7 @@ pub fn detect(repo_dir: &Path, env: &Env, ports: PortSettings) -> Result<Plan, D
     }
     ignored.extend(flow_ignored);
     let mut legacy_warnings = Vec::new();
+    let mut celery = None;
     let (run, legacy) = match mode {
         Mode::Uv => (run, None),
         Mode::Legacy => {
@@ -87,9 +89,11 @@ pub fn detect(repo_dir: &Path, env: &Env, ports: PortSettings) -> Result<Plan, D
             let settings = legacy::legacy(&app_dir, env, run, ports.app, member)?;
             reasons.extend(settings.reasons);
             legacy_warnings = settings.warnings;
+            celery = settings.celery;
             (settings.run, Some(settings.legacy))
         }
     };
+    let workers = workers::workers(env, celery, &mut ignored)?;
     let venv = venv(mode, env, &app_dir);
     let warnings = run
         .as_ref()
@@ -126,6 +130,7 @@ pub fn detect(repo_dir: &Path, env: &Env, ports: PortSettings) -> Result<Plan, D
         request_flow,
         source: None,
         legacy,
+        workers,
         state_dir: None,
         hops: None,
         extra: Default::default(),

@@ -14,6 +14,7 @@ pub mod lock;
 pub mod prefix;
 pub mod summary;
 pub mod watchdog;
+pub mod workers;
 
 use children::{Children, Event, Output};
 use plan::cli::{EnvArgs, PortArgs};
@@ -203,6 +204,7 @@ pub fn deploy(options: &Options, env: &Env) -> Result<std::process::ExitCode, pl
         children: &mut children,
         summary: Summary::new(&state),
         services: Vec::new(),
+        workers: Vec::new(),
     };
     let code = deployment.run();
     children.finish();
@@ -233,8 +235,11 @@ struct Deployment<'a> {
     state: PathBuf,
     children: &'a mut Children,
     summary: Summary,
-    /// The indexes of the app, the hops and the workers: what must keep running.
+    /// The indexes of the app and the hops: what must keep running.
     services: Vec<usize>,
+    /// The workers: started beside the app, restarted as the platform does; their end never
+    /// stops the deployment.
+    workers: Vec<workers::Unit>,
 }
 
 impl Deployment<'_> {
@@ -297,14 +302,115 @@ impl Deployment<'_> {
     /// Waits for process `index` to end. A signal stops the wait; so does a service's end.
     fn wait(&mut self, index: usize) -> Result<i32, Halt> {
         loop {
-            match self.children.wait(index, None) {
-                Ok(Some(status)) => return Ok(status),
-                Ok(None) => {}
+            match self.wait_any(index) {
+                Ok(status) => return Ok(status),
                 Err(Event::Stop(_)) => return Err(Halt::Stop),
                 Err(Event::Exited(i, status)) if self.services.contains(&i) => {
                     return Err(Halt::Died(i, status))
                 }
                 Err(Event::Exited(..)) => {}
+            }
+        }
+    }
+
+    /// Waits for process `index` to end, the workers looked after meanwhile: its status, or
+    /// the first other event.
+    fn wait_any(&mut self, index: usize) -> Result<i32, Event> {
+        loop {
+            if self.children.procs[index].status.is_some() {
+                // Its event may still be queued: `Children::wait` drops it.
+                if let Ok(Some(status)) = self.children.wait(index, Some(Instant::now())) {
+                    return Ok(status);
+                }
+            }
+            match self.next_event(None) {
+                Some(Event::Exited(i, status)) if i == index => return Ok(status),
+                Some(other) => return Err(other),
+                None => {}
+            }
+        }
+    }
+
+    /// The next event that is not a worker's end, up to `deadline`; a worker's end is handled
+    /// here (a restart planned, or not), and a restart that falls due is made, the loop
+    /// waking for it: nothing here sleeps.
+    fn next_event(&mut self, deadline: Option<Instant>) -> Option<Event> {
+        loop {
+            let due = workers::next_due(&self.workers);
+            let wake = match (deadline, due) {
+                (Some(d), Some(w)) => Some(d.min(w)),
+                (d, w) => d.or(w),
+            };
+            match self.children.next(wake) {
+                Some(Event::Exited(i, status)) => {
+                    if let Some(unit) = self.workers.iter().position(|u| u.running == Some(i)) {
+                        self.worker_ended(unit, status);
+                    } else {
+                        return Some(Event::Exited(i, status));
+                    }
+                }
+                Some(event) => return Some(event),
+                None => {
+                    self.start_due_workers();
+                    if wake.is_none() || deadline.is_some_and(|d| Instant::now() >= d) {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    fn worker_ended(&mut self, unit: usize, status: i32) {
+        let now = Instant::now();
+        let unit = &mut self.workers[unit];
+        let policy = unit.restart.name();
+        match unit.ended(status, now) {
+            workers::AfterEnd::RestartAt(_) => say(&format!(
+                "{} exited with status {status}: restarting in {} (CC_WORKER_RESTART={policy})",
+                unit.name,
+                seconds(unit.delay)
+            )),
+            workers::AfterEnd::Done => say(&format!(
+                "{} exited with status {status}: not restarted (CC_WORKER_RESTART={policy})",
+                unit.name
+            )),
+        }
+    }
+
+    /// Starts every worker whose restart is due.
+    fn start_due_workers(&mut self) {
+        let now = Instant::now();
+        for unit in 0..self.workers.len() {
+            if self.workers[unit].restart_at.is_some_and(|at| at <= now) {
+                self.start_worker(unit);
+            }
+        }
+    }
+
+    /// Starts worker `unit`, unless it is past systemd's start limit: then it is given up,
+    /// and said once. A worker that cannot be started at all is said, and left.
+    fn start_worker(&mut self, unit: usize) {
+        let now = Instant::now();
+        let name = self.workers[unit].name.clone();
+        if self.workers[unit].may_start(now) == workers::Start::GiveUp {
+            say(&format!(
+                "{name} failed {} times within {}: given up, as systemd would",
+                plan::worker::START_LIMIT_BURST,
+                seconds(plan::worker::START_LIMIT_INTERVAL)
+            ));
+            return;
+        }
+        let mut command = self.launcher(&["--worker", &name]);
+        match self.children.spawn(&name, &mut command, Output::Prefixed) {
+            Ok(i) => {
+                self.workers[unit].started(i, now);
+                let pid = self.children.procs[i].pid;
+                self.summary.processes.insert(name.clone(), pid);
+                say(&format!("started {name} (pid {pid})"));
+            }
+            Err(e) => {
+                say(&format!("cannot start {name}: {e}"));
+                self.workers[unit].restart_at = None;
             }
         }
     }
@@ -361,7 +467,7 @@ impl Deployment<'_> {
             self.services.len()
         ));
         loop {
-            match self.children.next(None) {
+            match self.next_event(None) {
                 Some(Event::Stop(_)) => return Err(Halt::Stop),
                 Some(Event::Exited(i, status)) if self.services.contains(&i) => {
                     return Err(Halt::Died(i, status))
@@ -498,12 +604,6 @@ impl Deployment<'_> {
         for hop in plan.hops.iter().flatten() {
             targets.push((hop.name.clone(), vec!["--hop".into(), hop.name.clone()]));
         }
-        for worker in plan.legacy.iter().flat_map(|l| &l.workers) {
-            targets.push((
-                worker.name.clone(),
-                vec!["--worker".into(), worker.name.clone()],
-            ));
-        }
         for (name, target) in targets {
             let target: Vec<&str> = target.iter().map(String::as_str).collect();
             let mut command = self.launcher(&target);
@@ -520,6 +620,10 @@ impl Deployment<'_> {
                 }
                 Err(code) => return Some(code),
             }
+        }
+        self.workers = plan.workers.iter().map(workers::Unit::new).collect();
+        for unit in 0..self.workers.len() {
+            self.start_worker(unit);
         }
         None
     }
@@ -541,7 +645,9 @@ impl Deployment<'_> {
         // Only an answer from a port this deployment's processes hold counts: never a previous
         // deployment's, still listening there.
         for &i in &self.services {
-            command.arg("--owner").arg(self.children.procs[i].pid.to_string());
+            command
+                .arg("--owner")
+                .arg(self.children.procs[i].pid.to_string());
         }
         let checker = match self.spawn("healthcheck", &mut command, Output::AsSet) {
             Ok(i) => i,
@@ -571,9 +677,8 @@ impl Deployment<'_> {
             return Ok(());
         };
         let status = loop {
-            match self.children.wait(index, None) {
-                Ok(Some(status)) => break status,
-                Ok(None) => {}
+            match self.wait_any(index) {
+                Ok(status) => break status,
                 Err(Event::Stop(_)) => return Err(Halt::Stop),
                 // A service's end is seen after the hook, by the phase that follows.
                 Err(Event::Exited(..)) => {}

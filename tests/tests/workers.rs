@@ -1,0 +1,334 @@
+//! Workers (`CC_WORKER_COMMAND`, `CC_WORKER_COMMAND_N`) as the platform runs them, end to end
+//! through `scripts/deploy`: beside the app, in its directory and environment, restarted as
+//! `CC_WORKER_RESTART` says with systemd's start limit, never stopping the deployment, and
+//! stopped with everything else.
+
+mod harness;
+
+use harness::*;
+use std::path::Path;
+use std::time::Duration;
+use testkit::{bin, copy_example, wait_until};
+
+/// A worker that "processes" the job files put in `JOBS` (writing `NAME.done` beside each,
+/// with what it saw of its environment), for ever.
+const WORKER: &str = r#"
+import os, pathlib, sys, time
+jobs = pathlib.Path(os.environ["JOBS"])
+print("worker up", flush=True)
+while True:
+    for job in jobs.glob("*.job"):
+        seen = f"cwd={os.getcwd()}\nport={os.environ.get('PORT', 'unset')}\nvenv={sys.prefix}\n"
+        job.with_suffix(".done").write_text(seen)
+        job.unlink()
+        print(f"processed {job.name}", flush=True)
+    time.sleep(0.05)
+"#;
+
+fn with_worker(app: &Path) {
+    std::fs::write(app.join("worker.py"), WORKER).unwrap();
+}
+
+fn eventually(deployment: &Deployment, needle: &str, within: Duration) {
+    assert!(
+        wait_until(within, || deployment.output().contains(needle)),
+        "no `{needle}`:\n{}",
+        deployment.output()
+    );
+}
+
+fn runs(file: &Path) -> usize {
+    std::fs::read_to_string(file)
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}
+
+/// `uv run` in a worker finds what the build put in the kept cache; the worker runs in the
+/// deployed copy, without PORT, its lines behind its name; TERM stops it with the rest.
+#[test]
+fn a_worker_processes_jobs_beside_the_app_and_stops_with_it() {
+    let jobs = tempfile::tempdir().unwrap();
+    let mut deployment = Setup::new("hello")
+        .var("CC_WORKER_COMMAND_0", "uv run --no-dev python worker.py")
+        .var("JOBS", jobs.path().display().to_string())
+        .start_with(with_worker);
+    deployment.deployed();
+    std::fs::write(jobs.path().join("first.job"), "").unwrap();
+    let done = jobs.path().join("first.done");
+    assert!(
+        wait_until(Duration::from_secs(60), || done.is_file()),
+        "the worker processed nothing:\n{}",
+        deployment.output()
+    );
+    let seen = std::fs::read_to_string(&done).unwrap();
+    let copy = std::fs::canonicalize(deployment.tmp.path().join("state/copy")).unwrap();
+    assert!(
+        seen.contains(&format!("cwd={}\n", copy.display())),
+        "{seen}"
+    );
+    assert!(seen.contains("port=unset\n"), "{seen}");
+    // The deployment's own venv, as `uv run` in the app has it.
+    assert!(
+        seen.contains(&format!("venv={}", copy.join(".venv").display())),
+        "{seen}"
+    );
+    eventually(
+        &deployment,
+        "worker-0 | processed first.job",
+        Duration::from_secs(10),
+    );
+    let output = deployment.output();
+    assert!(
+        output.contains("deploy: started worker-0 (pid "),
+        "{output}"
+    );
+    assert_eq!(
+        testkit::http_get(deployment.public, "/", &[])
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(deployment.stop().code(), Some(0), "{}", deployment.output());
+    deployment.nothing_left();
+}
+
+/// A worker that exits 1 at once is restarted (`on-failure`, the default) until systemd's
+/// start limit, 5 starts within 10 s, then given up, said once; the app serves all along and
+/// the deployment goes on until TERM.
+#[test]
+fn a_failing_worker_is_restarted_then_given_up_and_the_app_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let count = tmp.path().join("runs");
+    let mut deployment = Setup::new("hello")
+        .var("CC_WORKER_COMMAND", "sh -c 'echo run >> \"$RUNS\"; exit 1'")
+        .var("CC_WORKER_RESTART_DELAY", "0")
+        .var("RUNS", count.display().to_string())
+        .start();
+    deployment.deployed();
+    let given_up = "deploy: worker-0 failed 5 times within 10s: given up, as systemd would";
+    eventually(&deployment, given_up, Duration::from_secs(30));
+    assert_eq!(runs(&count), 5, "{}", deployment.output());
+    assert_eq!(
+        testkit::http_get(deployment.public, "/", &[])
+            .unwrap()
+            .status,
+        200
+    );
+    // Given up for good: no sixth run, and said once.
+    assert!(!wait_until(Duration::from_millis(500), || runs(&count) > 5));
+    let output = deployment.output();
+    assert_eq!(output.matches(given_up).count(), 1, "{output}");
+    assert!(
+        output.contains("deploy: worker-0 exited with status 1: restarting in 0s (CC_WORKER_RESTART=on-failure)"),
+        "{output}"
+    );
+    assert!(!output.contains("stopping the deployment"), "{output}");
+    assert_eq!(deployment.stop().code(), Some(0), "{output}");
+    deployment.nothing_left();
+}
+
+/// `no` never restarts; `on-failure` does not restart a clean exit; `always` restarts a clean
+/// exit too (up to the start limit). The app keeps serving in every case.
+#[test]
+fn each_restart_policy_as_systemd_has_it() {
+    for (policy, exit, expected_runs, said) in [
+        (
+            "no",
+            1,
+            1,
+            "worker-0 exited with status 1: not restarted (CC_WORKER_RESTART=no)",
+        ),
+        (
+            "on-failure",
+            0,
+            1,
+            "worker-0 exited with status 0: not restarted (CC_WORKER_RESTART=on-failure)",
+        ),
+        (
+            "always",
+            0,
+            5,
+            "worker-0 failed 5 times within 10s: given up, as systemd would",
+        ),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let count = tmp.path().join("runs");
+        let mut deployment = Setup::new("hello")
+            .var(
+                "CC_WORKER_COMMAND",
+                format!("sh -c 'echo run >> \"$RUNS\"; exit {exit}'"),
+            )
+            .var("CC_WORKER_RESTART", policy)
+            .var("CC_WORKER_RESTART_DELAY", "0")
+            .var("RUNS", count.display().to_string())
+            .start();
+        deployment.deployed();
+        eventually(&deployment, said, Duration::from_secs(30));
+        assert!(!wait_until(Duration::from_millis(300), || runs(&count) > expected_runs));
+        assert_eq!(
+            runs(&count),
+            expected_runs,
+            "{policy}:\n{}",
+            deployment.output()
+        );
+        assert_eq!(
+            testkit::http_get(deployment.public, "/", &[])
+                .unwrap()
+                .status,
+            200
+        );
+        assert_eq!(
+            deployment.stop().code(),
+            Some(0),
+            "{policy}:\n{}",
+            deployment.output()
+        );
+        deployment.nothing_left();
+    }
+}
+
+/// A stop while a worker waits out its restart delay ends at once (the delay is a deadline in
+/// the supervisor's loop, not a sleep), and no restart comes after it.
+#[test]
+fn a_stop_during_a_restart_delay_stops_at_once_and_leaves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let count = tmp.path().join("runs");
+    let mut deployment = Setup::new("hello")
+        .var("CC_WORKER_COMMAND", "sh -c 'echo run >> \"$RUNS\"; exit 3'")
+        .var("CC_WORKER_RESTART_DELAY", "30")
+        .var("RUNS", count.display().to_string())
+        .start();
+    deployment.deployed();
+    eventually(
+        &deployment,
+        "worker-0 exited with status 3: restarting in 30s",
+        Duration::from_secs(30),
+    );
+    let asked = std::time::Instant::now();
+    deployment.guard.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = deployment.exit(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0), "{}", deployment.output());
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert_eq!(runs(&count), 1);
+    deployment.nothing_left();
+}
+
+/// A worker's death is not the deployment's: killed by a signal, it is restarted; the app's
+/// death still stops everything.
+#[test]
+fn a_killed_worker_is_restarted_and_the_deployment_goes_on() {
+    let jobs = tempfile::tempdir().unwrap();
+    let mut deployment = Setup::new("hello")
+        .var("CC_WORKER_COMMAND", "uv run --no-dev python worker.py")
+        .var("CC_WORKER_RESTART_DELAY", "0")
+        .var("JOBS", jobs.path().display().to_string())
+        .start_with(with_worker);
+    deployment.deployed();
+    eventually(&deployment, "worker-0 | worker up", Duration::from_secs(30));
+    let text = std::fs::read_to_string(deployment.tmp.path().join("state/deploy.json")).unwrap();
+    let summary: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let pid = summary["processes"]["worker-0"].as_i64().unwrap() as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    eventually(
+        &deployment,
+        "worker-0 exited with status 137: restarting in 0s",
+        Duration::from_secs(10),
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || deployment
+            .output()
+            .matches("worker-0 | worker up")
+            .count()
+            == 2),
+        "{}",
+        deployment.output()
+    );
+    assert_eq!(
+        testkit::http_get(deployment.public, "/", &[])
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(deployment.stop().code(), Some(0), "{}", deployment.output());
+    deployment.nothing_left();
+}
+
+/// A bad restart setting is refused before anything starts: the variable, the value and what
+/// is valid, exit 2.
+#[test]
+fn bad_restart_settings_are_refused_naming_the_variable() {
+    for (variable, value, valid) in [
+        (
+            "CC_WORKER_RESTART",
+            "sometimes",
+            "`on-failure` (the default), `always` or `no`",
+        ),
+        (
+            "CC_WORKER_RESTART_DELAY",
+            "1s",
+            "a number of seconds from 0 to 3600",
+        ),
+    ] {
+        let mut deployment = Setup::new("hello")
+            .var("CC_WORKER_COMMAND", "python3 worker.py")
+            .var(variable, value)
+            .start();
+        let status = deployment.exit(Duration::from_secs(60));
+        let output = deployment.output();
+        assert_eq!(status.code(), Some(2), "{output}");
+        assert!(
+            output.contains(&format!(
+                "error: {variable}: `{value}` is not valid ({valid}"
+            )),
+            "{output}"
+        );
+        assert!(!output.contains("started worker-0"), "{output}");
+    }
+}
+
+/// The plan lists the workers (`workers`), legacy mode's Celery among them, and `flowctl
+/// --format workers` names them in order.
+#[test]
+fn the_plan_and_flowctl_show_the_workers() {
+    let (_tmp, app) = copy_example("hello");
+    let flowctl = |format: &str, extra: &[(&str, &str)]| {
+        let mut command = std::process::Command::new(bin("flowctl"));
+        testkit::cleared(&mut command)
+            .arg(&app)
+            .args(["--format", format])
+            .env("CC_PYTHON_UV_RUN_COMMAND", "uv run python app.py")
+            .env("CC_WORKER_COMMAND_1", "python b.py")
+            .env("CC_WORKER_COMMAND_0", "python a.py && echo done")
+            .envs(extra.iter().copied());
+        testkit::succeeded(command.output().unwrap())
+    };
+    let listed = flowctl("workers", &[]);
+    assert_eq!(
+        String::from_utf8_lossy(&listed.stdout),
+        "worker-0\nworker-1\n"
+    );
+    let json = flowctl("json", &[("CC_WORKER_RESTART", "always")]);
+    let plan: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(plan["workers"][0]["name"], "worker-0");
+    assert_eq!(plan["workers"][0]["source"], "CC_WORKER_COMMAND_0");
+    assert_eq!(plan["workers"][0]["argv"], serde_json::Value::Null);
+    assert_eq!(
+        plan["workers"][1]["argv"],
+        serde_json::json!(["python", "b.py"])
+    );
+    assert_eq!(plan["workers"][1]["restart"], "always");
+    assert_eq!(plan["workers"][1]["restart_delay_ms"], 1000);
+    let said = String::from_utf8_lossy(&json.stderr);
+    assert!(
+        said.contains("worker-1: python b.py (CC_WORKER_COMMAND_1)"),
+        "{said}"
+    );
+}
