@@ -1,12 +1,14 @@
 //! The variables the platform sets in every process of a deployment (its environment variables
 //! reference): `INSTANCE_TYPE`, `INSTANCE_ID`, `INSTANCE_NUMBER`, `APP_ID`, `APP_HOME`,
-//! `COMMIT_ID`, `CC_PRETTY_INSTANCE_NAME`. `PORT` is the launcher's (the app's and hops').
+//! `COMMIT_ID`, `CC_PRETTY_INSTANCE_NAME`, `CC_DEPLOYMENT_ID`, `CC_APP_NAME`. `PORT` is the
+//! launcher's (the app's and hops'). The reference's `CC_REVERSE_PROXY_IPS` is not set: no
+//! proxy of the platform sits in front of a rehearsal.
 
 use sha1::Digest;
 use std::path::Path;
 
 /// The names, in the order they are listed.
-pub const VARIABLES: [&str; 7] = [
+pub const VARIABLES: [&str; 9] = [
     "INSTANCE_TYPE",
     "INSTANCE_ID",
     "INSTANCE_NUMBER",
@@ -14,6 +16,8 @@ pub const VARIABLES: [&str; 7] = [
     "APP_HOME",
     "COMMIT_ID",
     "CC_PRETTY_INSTANCE_NAME",
+    "CC_DEPLOYMENT_ID",
+    "CC_APP_NAME",
 ];
 
 /// `INSTANCE_TYPE`: `build` on the build instance, `production` otherwise.
@@ -38,6 +42,10 @@ pub struct Instance {
     pub commit_id: Option<String>,
     /// A generated name, as the platform gives each instance one.
     pub pretty_name: String,
+    /// New for each deployment (one instance per deployment here: its own UUID).
+    pub deployment_id: String,
+    /// The application's name: its directory's.
+    pub app_name: String,
 }
 
 impl Instance {
@@ -51,6 +59,11 @@ impl Instance {
             app_home: app_home.display().to_string(),
             commit_id: None,
             pretty_name: pretty_name(random),
+            deployment_id: uuid_v4(random_bytes()),
+            app_name: app_dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "app".into()),
         }
     }
 
@@ -75,6 +88,8 @@ impl Instance {
             vars.push(("COMMIT_ID", commit.clone()));
         }
         vars.push(("CC_PRETTY_INSTANCE_NAME", self.pretty_name.clone()));
+        vars.push(("CC_DEPLOYMENT_ID", self.deployment_id.clone()));
+        vars.push(("CC_APP_NAME", self.app_name.clone()));
         vars
     }
 }
@@ -138,15 +153,30 @@ fn random_bytes() -> [u8; 16] {
     bytes
 }
 
-/// `Brave Otter`: two words drawn from `random`'s last bytes.
+/// `Tiny rhyhorn`: an adjective and a Pokémon's name, as the platform's names go, drawn from
+/// `random`'s last bytes.
 fn pretty_name(random: [u8; 16]) -> String {
     const ADJECTIVES: [&str; 16] = [
         "Brave", "Calm", "Eager", "Fuzzy", "Gentle", "Happy", "Jolly", "Kind", "Lively", "Merry",
-        "Nimble", "Proud", "Quick", "Shiny", "Swift", "Witty",
+        "Nimble", "Proud", "Quick", "Shiny", "Tiny", "Witty",
     ];
     const ANIMALS: [&str; 16] = [
-        "Badger", "Beaver", "Crane", "Dolphin", "Falcon", "Ferret", "Heron", "Lynx", "Marmot",
-        "Otter", "Owl", "Panda", "Puffin", "Raccoon", "Walrus", "Wombat",
+        "bulbasaur",
+        "charmander",
+        "squirtle",
+        "pikachu",
+        "jigglypuff",
+        "psyduck",
+        "snorlax",
+        "eevee",
+        "rhyhorn",
+        "onix",
+        "magikarp",
+        "lapras",
+        "vulpix",
+        "togepi",
+        "mudkip",
+        "totodile",
     ];
     format!(
         "{} {}",
@@ -188,6 +218,8 @@ mod tests {
         one.commit_id = Some("abc1234".into());
         let vars = one.variables(InstanceType::Production);
         assert_eq!(names(vars.clone()), VARIABLES);
+        assert_eq!(vars[8], ("CC_APP_NAME", "app".to_string()));
+        assert_ne!(one.deployment_id, two.deployment_id);
         assert_eq!(vars[0], ("INSTANCE_TYPE", "production".to_string()));
         assert_eq!(
             one.variables(InstanceType::Build)[0],

@@ -11,6 +11,7 @@
 
 pub mod children;
 pub mod lock;
+pub mod platform;
 pub mod prefix;
 pub mod summary;
 pub mod watchdog;
@@ -18,6 +19,7 @@ pub mod workers;
 
 use children::{Children, Event, Output};
 use plan::cli::{EnvArgs, PortArgs};
+use plan::instance::{Instance, InstanceType};
 use plan::report::{exit, Message};
 use plan::{Env, Plan, PlanSource};
 use std::path::{Path, PathBuf};
@@ -195,6 +197,12 @@ pub fn deploy(options: &Options, env: &Env) -> Result<std::process::ExitCode, pl
     let (state, made) = state_dir(options.state_dir.as_deref(), &app_name(&app_path), env)?;
     lock.record(&state)
         .map_err(|e| Message::failed(format!("cannot write the lock file: {e}")))?;
+    let instance = Instance::new(&app_path, &platform::app_home(&state.join("copy"), env));
+    for name in platform::set_by_the_user(env) {
+        say(&format!(
+            "{name} is set in your environment: replaced by this deployment's, as the platform does"
+        ));
+    }
     let mut deployment = Deployment {
         options,
         env,
@@ -205,6 +213,7 @@ pub fn deploy(options: &Options, env: &Env) -> Result<std::process::ExitCode, pl
         summary: Summary::new(&state),
         services: Vec::new(),
         workers: Vec::new(),
+        instance,
     };
     let code = deployment.run();
     children.finish();
@@ -240,6 +249,8 @@ struct Deployment<'a> {
     /// The workers: started beside the app, restarted as the platform does; their end never
     /// stops the deployment.
     workers: Vec<workers::Unit>,
+    /// This deployment's instance: the platform's variables its processes get.
+    instance: Instance,
 }
 
 impl Deployment<'_> {
@@ -269,7 +280,13 @@ impl Deployment<'_> {
         Command::new(self.tools.join(name))
     }
 
+    /// The arguments that give a tool the deployment's environment: the user's env files and
+    /// assignments, then the platform's variables of a production instance.
     fn env_args(&self) -> Vec<String> {
+        self.env_args_as(InstanceType::Production)
+    }
+
+    fn env_args_as(&self, kind: InstanceType) -> Vec<String> {
         let mut args = Vec::new();
         for file in &self.options.env.env_files {
             args.push("--env-file".into());
@@ -279,6 +296,7 @@ impl Deployment<'_> {
             args.push("--env".into());
             args.push(assignment.clone());
         }
+        args.extend(platform::env_args(&self.instance, kind));
         args
     }
 
@@ -428,6 +446,7 @@ impl Deployment<'_> {
                 return Ok(exit::FAILED);
             }
         };
+        self.instance.app_home = plan.app_dir.display().to_string();
         self.summary.plan = std::fs::read_to_string(self.plan_path())
             .ok()
             .and_then(|text| serde_json::from_str(&text).ok());
@@ -492,7 +511,9 @@ impl Deployment<'_> {
         if self.options.working_tree {
             checkout.arg("--working-tree");
         }
-        checkout.arg(&self.app_dir);
+        checkout
+            .arg(&self.app_dir)
+            .envs(self.instance.variables(InstanceType::Build));
         let checkout_started = Instant::now();
         let out = match std::fs::File::create(&source) {
             Ok(file) => file,
@@ -512,8 +533,10 @@ impl Deployment<'_> {
         if status != 0 {
             return Ok(Some(self.build_failed("checkout", status)));
         }
+        self.instance.commit_id = platform::commit_of(&source);
+        self.instance.app_home = platform::app_home(&copy, self.env).display().to_string();
 
-        let env_args = self.env_args();
+        let env_args = self.env_args_as(InstanceType::Build);
         let mut ports = Vec::new();
         if let Some(port) = self.options.ports.public_port {
             ports.extend(["--public-port".to_string(), port.to_string()]);

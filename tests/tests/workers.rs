@@ -332,3 +332,145 @@ fn the_plan_and_flowctl_show_the_workers() {
         "{said}"
     );
 }
+
+/// What a process prints of the platform's variables, each line behind `seen-WHO`.
+const PRINT_PLATFORM_VARIABLES: &str =
+    "env | grep -E '^(INSTANCE_TYPE|INSTANCE_ID|INSTANCE_NUMBER|APP_ID|APP_HOME|COMMIT_ID|CC_PRETTY_INSTANCE_NAME|CC_DEPLOYMENT_ID|CC_APP_NAME)=' | sed 's/^/seen-WHO /'";
+
+fn printing(who: &str) -> String {
+    PRINT_PLATFORM_VARIABLES.replace("WHO", who)
+}
+
+/// The variables `who` printed, from the deployment's output.
+fn seen(output: &str, who: &str) -> std::collections::BTreeMap<String, String> {
+    let marker = format!("seen-{who} ");
+    output
+        .lines()
+        .filter_map(|line| line.split_once(&marker).map(|(_, kv)| kv))
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Every process gets the platform's variables: a build hook as a build instance, the app, a
+/// worker and a run hook as the production instance, with one INSTANCE_ID, the app's stable
+/// APP_ID, APP_HOME the deployed copy, COMMIT_ID the commit deployed; a user's own value is
+/// replaced, and said. A second deployment of the app is a new instance of the same app.
+#[test]
+fn every_process_gets_the_platforms_variables() {
+    let setup = || {
+        Setup::new("hello")
+            .var(
+                "CC_PYTHON_UV_RUN_COMMAND",
+                format!("{}; exec uv run python app.py", printing("app")),
+            )
+            .var("CC_WORKER_COMMAND", printing("worker"))
+            .var("CC_POST_BUILD_HOOK", printing("build"))
+            .var("CC_RUN_SUCCEEDED_HOOK", printing("hook"))
+            .var("INSTANCE_ID", "mine")
+    };
+    let mut first = setup().start_in_repo(|_| {}, |_| {});
+    first.deployed();
+    let output = || first.output();
+    for who in ["worker", "hook"] {
+        assert!(
+            wait_until(Duration::from_secs(20), || seen(&output(), who).len() == 9),
+            "{who}:\n{}",
+            output()
+        );
+    }
+    let output = output();
+    let build = seen(&output, "build");
+    let app = seen(&output, "app");
+    assert_eq!(build["INSTANCE_TYPE"], "build", "{output}");
+    let copy = std::fs::canonicalize(first.tmp.path().join("state/copy")).unwrap();
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(&first.app_dir)
+        .output()
+        .unwrap();
+    let commit = String::from_utf8_lossy(&commit.stdout).trim().to_string();
+    for who in ["app", "worker", "hook"] {
+        let vars = seen(&output, who);
+        assert_eq!(vars["INSTANCE_TYPE"], "production", "{who}: {output}");
+        for same in [
+            "INSTANCE_ID",
+            "INSTANCE_NUMBER",
+            "APP_ID",
+            "APP_HOME",
+            "COMMIT_ID",
+            "CC_PRETTY_INSTANCE_NAME",
+            "CC_DEPLOYMENT_ID",
+            "CC_APP_NAME",
+        ] {
+            assert_eq!(vars[same], build[same], "{who} {same}: {output}");
+        }
+    }
+    assert_eq!(app["INSTANCE_NUMBER"], "0");
+    assert_eq!(app["APP_HOME"], copy.display().to_string());
+    assert_eq!(app["COMMIT_ID"], commit, "the full hash");
+    assert_eq!(commit.len(), 40);
+    assert_eq!(
+        app["CC_APP_NAME"],
+        first.app_dir.file_name().unwrap().to_string_lossy()
+    );
+    assert_ne!(app["INSTANCE_ID"], "mine", "the user's value is replaced");
+    assert_eq!(app["INSTANCE_ID"].len(), 36, "{output}");
+    assert!(
+        app["APP_ID"].starts_with("app_") && app["APP_ID"].len() == 40,
+        "{output}"
+    );
+    assert!(!app["CC_PRETTY_INSTANCE_NAME"].is_empty());
+    assert!(
+        output.contains(
+            "deploy: INSTANCE_ID is set in your environment: replaced by this deployment's, as the platform does"
+        ),
+        "{output}"
+    );
+    assert_eq!(first.stop().code(), Some(0), "{output}");
+    first.nothing_left();
+
+    // The same app again: the same APP_ID, a new INSTANCE_ID.
+    let app_dir = first.app_dir.clone();
+    let mut second = setup().launch(testkit::shared_tempdir(), app_dir);
+    second.deployed();
+    assert!(
+        wait_until(Duration::from_secs(20), || seen(&second.output(), "app")
+            .len()
+            == 9),
+        "{}",
+        second.output()
+    );
+    let again = seen(&second.output(), "app");
+    assert_eq!(again["APP_ID"], app["APP_ID"]);
+    assert_ne!(again["INSTANCE_ID"], app["INSTANCE_ID"]);
+    assert_eq!(second.stop().code(), Some(0), "{}", second.output());
+    second.nothing_left();
+}
+
+/// Legacy mode: a worker runs in the venv the build made, as the app server does.
+#[test]
+fn a_legacy_mode_worker_runs_in_the_venv() {
+    let jobs = tempfile::tempdir().unwrap();
+    let mut deployment = Setup::legacy("legacy-flask-uwsgi")
+        .var("CC_WORKER_COMMAND", "python worker.py")
+        .var("JOBS", jobs.path().display().to_string())
+        .start_with(with_worker);
+    deployment.deployed();
+    std::fs::write(jobs.path().join("legacy.job"), "").unwrap();
+    let done = jobs.path().join("legacy.done");
+    assert!(
+        wait_until(Duration::from_secs(60), || done.is_file()),
+        "{}",
+        deployment.output()
+    );
+    let seen = std::fs::read_to_string(&done).unwrap();
+    let copy = std::fs::canonicalize(deployment.tmp.path().join("state/copy")).unwrap();
+    assert!(
+        seen.contains(&format!("venv={}", copy.join(".venv").display())),
+        "{seen}"
+    );
+    assert!(seen.contains("port=unset\n"), "{seen}");
+    assert_eq!(deployment.stop().code(), Some(0), "{}", deployment.output());
+    deployment.nothing_left();
+}
