@@ -2,6 +2,7 @@
 //! would deploy it, as a [`Plan`]. `detect` prints it; `uvbuild APP_DIR` reuses it.
 
 mod advice;
+mod crons;
 mod error;
 mod flow;
 mod health;
@@ -94,6 +95,8 @@ pub fn detect(repo_dir: &Path, env: &Env, ports: PortSettings) -> Result<Plan, D
         }
     };
     let workers = workers::workers(env, celery, &mut ignored)?;
+    let mut cron_warnings = Vec::new();
+    let crons = crons::crons(&app_dir, &mut cron_warnings)?;
     let venv = venv(mode, env, &app_dir);
     let warnings = run
         .as_ref()
@@ -109,6 +112,7 @@ pub fn detect(repo_dir: &Path, env: &Env, ports: PortSettings) -> Result<Plan, D
         .chain(environment_warning)
         .chain(legacy_warnings)
         .chain(venv_outside_the_app(&venv, &app_dir))
+        .chain(cron_warnings)
         .collect();
     Ok(Plan {
         schema: SCHEMA,
@@ -131,6 +135,7 @@ pub fn detect(repo_dir: &Path, env: &Env, ports: PortSettings) -> Result<Plan, D
         source: None,
         legacy,
         workers,
+        crons,
         state_dir: None,
         hops: None,
         extra: Default::default(),

@@ -141,6 +141,13 @@ fn run(cli: &Cli, env: &Env) -> Result<ExitCode, Fault> {
                     env,
                 );
             }
+            for cron in &plan.crons {
+                say(
+                    "flowctl",
+                    format_args!("{}: {} (clevercloud/cron.json, UTC)", cron.name, cron.entry),
+                    env,
+                );
+            }
             drop(out);
             print_plan(&plan, cli.pretty)?;
         }

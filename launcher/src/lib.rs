@@ -687,6 +687,7 @@ mod tests {
             source: None,
             legacy: None,
             workers: vec![],
+            crons: vec![],
             state_dir: None,
             hops: Some(vec![Hop {
                 name: "otoroshi-challenge".into(),

@@ -6,6 +6,7 @@
 //! - [`legacy`]: legacy mode's settings (pip, the app server, Nginx).
 //! - [`basic_auth`]: the one rule for a basic-auth `login:password` pair.
 //! - [`hook`]: running the platform's hooks.
+//! - [`cron`]: the crons of `clevercloud/cron.json`: their schedule, parsed and matched.
 //! - [`worker`]: the workers beside the app, and how they are restarted.
 //! - [`instance`]: the variables the platform sets in every process (`INSTANCE_ID`, `APP_ID`, ...).
 //! - [`env`]: the environment a tool sees: the process's, plus `--env-file` and `--env`.
@@ -18,6 +19,7 @@
 pub mod basic_auth;
 pub mod cli;
 pub mod command;
+pub mod cron;
 pub mod env;
 pub mod hook;
 pub mod instance;

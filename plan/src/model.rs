@@ -46,6 +46,9 @@ pub struct Plan {
     /// Celery), in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub workers: Vec<crate::Worker>,
+    /// The crons of `clevercloud/cron.json`, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub crons: Vec<crate::cron::Cron>,
     /// Added by `flowctl`: where the hops' rendered files and working directories go (absent
     /// when none was named and no hop keeps files there).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -10,6 +10,7 @@
 //! shell cannot trap one that was ignored when it started), and each step is timed.
 
 pub mod children;
+pub mod crons;
 pub mod lock;
 pub mod platform;
 pub mod prefix;
@@ -214,6 +215,8 @@ pub fn deploy(options: &Options, env: &Env) -> Result<std::process::ExitCode, pl
         services: Vec::new(),
         workers: Vec::new(),
         instance,
+        crons: None,
+        cron_runs: Vec::new(),
     };
     let code = deployment.run();
     children.finish();
@@ -251,6 +254,10 @@ struct Deployment<'a> {
     workers: Vec<workers::Unit>,
     /// This deployment's instance: the platform's variables its processes get.
     instance: Instance,
+    /// The crons' scheduler and their home, once started.
+    crons: Option<(crons::Scheduler, PathBuf)>,
+    /// The processes of cron runs (indexes), and their names.
+    cron_runs: Vec<(usize, String)>,
 }
 
 impl Deployment<'_> {
@@ -354,15 +361,23 @@ impl Deployment<'_> {
     /// waking for it: nothing here sleeps.
     fn next_event(&mut self, deadline: Option<Instant>) -> Option<Event> {
         loop {
-            let due = workers::next_due(&self.workers);
-            let wake = match (deadline, due) {
-                (Some(d), Some(w)) => Some(d.min(w)),
-                (d, w) => d.or(w),
-            };
+            let wake = [
+                deadline,
+                workers::next_due(&self.workers),
+                self.crons.as_ref().map(|(s, _)| s.next_tick()),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             match self.children.next(wake) {
                 Some(Event::Exited(i, status)) => {
                     if let Some(unit) = self.workers.iter().position(|u| u.running == Some(i)) {
                         self.worker_ended(unit, status);
+                    } else if let Some(run) = self.cron_runs.iter().position(|(p, _)| *p == i) {
+                        let (_, name) = self.cron_runs.swap_remove(run);
+                        if status != 0 {
+                            say(&format!("{name} exited with status {status}"));
+                        }
                     } else {
                         return Some(Event::Exited(i, status));
                     }
@@ -370,6 +385,7 @@ impl Deployment<'_> {
                 Some(event) => return Some(event),
                 None => {
                     self.start_due_workers();
+                    self.run_due_crons();
                     if wake.is_none() || deadline.is_some_and(|d| Instant::now() >= d) {
                         return None;
                     }
@@ -392,6 +408,69 @@ impl Deployment<'_> {
                 "{} exited with status {status}: not restarted (CC_WORKER_RESTART={policy})",
                 unit.name
             )),
+        }
+    }
+
+    /// Starts the crons' scheduler: their home and its profile (the app's environment, for
+    /// login shells), then a run of each at its minute.
+    fn schedule_crons(&mut self, plan: &Plan) {
+        if plan.crons.is_empty() {
+            return;
+        }
+        let mut env = self.env.clone();
+        for (key, value) in self.instance.variables(InstanceType::Production) {
+            env.set(key, value);
+        }
+        // The app's environment as the launcher makes it (the venv, the kept uv cache).
+        let app_env = launcher::prepare(Some(plan), &launcher::Target::App, &env, None)
+            .map(|launch| launch.env)
+            .unwrap_or(env);
+        let vars = app_env.iter().filter(|(k, _)| *k != "PORT");
+        let home = match crons::write_home(&self.state, vars) {
+            Ok(home) => home,
+            Err(e) => {
+                say(&format!("cannot write the crons' home: {e}: no cron runs"));
+                return;
+            }
+        };
+        let (scheduler, errors) =
+            crons::Scheduler::new(&plan.crons, crons::Clock::from_env(self.env));
+        for error in errors {
+            say(&error);
+        }
+        let clock = match &scheduler.clock {
+            crons::Clock::System => "the system clock, UTC".to_string(),
+            crons::Clock::File(path) => {
+                format!("the test clock UVDEPLOY_CLOCK `{}`", path.display())
+            }
+        };
+        say(&format!(
+            "{} cron(s) scheduled, on {clock}; their home is {}",
+            plan.crons.len(),
+            home.display()
+        ));
+        self.crons = Some((scheduler, home));
+    }
+
+    /// Runs the crons whose minute has come.
+    fn run_due_crons(&mut self) {
+        let Some((scheduler, home)) = &mut self.crons else {
+            return;
+        };
+        let (due, said) = scheduler.due();
+        if let Some(said) = said {
+            say(&said);
+        }
+        let home = home.clone();
+        for cron in due {
+            let mut command = crons::command(&cron, &home, self.env);
+            match self
+                .children
+                .spawn(&cron.name, &mut command, Output::Prefixed)
+            {
+                Ok(i) => self.cron_runs.push((i, cron.name.clone())),
+                Err(e) => say(&format!("cannot run {}: {e}", cron.name)),
+            }
         }
     }
 
@@ -648,6 +727,7 @@ impl Deployment<'_> {
         for unit in 0..self.workers.len() {
             self.start_worker(unit);
         }
+        self.schedule_crons(plan);
         None
     }
 

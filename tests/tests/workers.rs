@@ -474,3 +474,128 @@ fn a_legacy_mode_worker_runs_in_the_venv() {
     assert_eq!(deployment.stop().code(), Some(0), "{}", deployment.output());
     deployment.nothing_left();
 }
+
+/// Sets the test clock to `time` (written whole, then renamed: never read half-written).
+fn set_clock(file: &Path, time: &str) {
+    let tmp = file.with_extension("tmp");
+    std::fs::write(&tmp, time).unwrap();
+    std::fs::rename(&tmp, file).unwrap();
+}
+
+fn executable(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Crons run at their UTC minute on the clock the test sets (never the wall clock's), their
+/// lines behind their names, with cron's bare environment: a `#!/bin/bash -l` script sees the
+/// app's variables and the platform's, a plain one does not. TERM stops it all.
+#[test]
+fn crons_run_at_their_minute_with_the_apps_variables_only_in_a_login_shell() {
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = tmp.path().join("clock");
+    set_clock(&clock, "2026-01-01T00:00:30Z");
+    let mut deployment = Setup::new("hello")
+        .var("UVDEPLOY_CLOCK", clock.display().to_string())
+        .var("GREETING", "hello from the app")
+        .start_with(|app| {
+            std::fs::create_dir_all(app.join("clevercloud")).unwrap();
+            std::fs::write(
+                app.join("clevercloud/cron.json"),
+                r#"["* * * * * $ROOT/login.sh", "* * * * * $ROOT/plain.sh", "5 * * * * /usr/bin/env echo five past"]"#,
+            )
+            .unwrap();
+            executable(
+                &app.join("login.sh"),
+                "#!/bin/bash -l\necho \"login: $INSTANCE_TYPE $GREETING in $PWD\"\n",
+            );
+            executable(
+                &app.join("plain.sh"),
+                "#!/bin/sh\necho \"plain: ${INSTANCE_TYPE:-unset} ${GREETING:-unset} PATH=$PATH\"\n",
+            );
+        });
+    deployment.deployed();
+    let output = deployment.output();
+    assert!(
+        output.contains("deploy: 3 cron(s) scheduled, on the test clock UVDEPLOY_CLOCK"),
+        "{output}"
+    );
+    // The minute the deployment started in is not run.
+    assert!(!wait_until(Duration::from_millis(400), || deployment
+        .output()
+        .contains("cron-0 |")));
+    set_clock(&clock, "2026-01-01T00:01:00Z");
+    eventually(
+        &deployment,
+        "cron-0   | login: production hello from the app in ",
+        Duration::from_secs(10),
+    );
+    eventually(
+        &deployment,
+        "cron-1   | plain: unset unset PATH=/usr/bin:/bin",
+        Duration::from_secs(10),
+    );
+    assert!(!deployment.output().contains("cron-2   | five past"));
+    set_clock(&clock, "2026-01-01T00:05:00Z");
+    eventually(&deployment, "cron-2   | five past", Duration::from_secs(10));
+    // cron-0 runs at 00:05 too, beside cron-2: its line may come a little later.
+    assert!(
+        wait_until(Duration::from_secs(10), || deployment
+            .output()
+            .matches("cron-0   | login:")
+            .count()
+            == 2),
+        "{}",
+        deployment.output()
+    );
+    let output = deployment.output();
+    assert_eq!(
+        output.matches("cron-2   | five past").count(),
+        1,
+        "{output}"
+    );
+    assert_eq!(deployment.stop().code(), Some(0), "{output}");
+    deployment.nothing_left();
+}
+
+/// A bad `clevercloud/cron.json` entry is refused before anything starts, naming the entry
+/// and what is wrong; `/bin/bash $ROOT/script.sh` is warned about.
+#[test]
+fn bad_cron_entries_are_refused_and_a_double_bash_is_warned_about() {
+    let (_tmp, app) = copy_example("hello");
+    std::fs::create_dir_all(app.join("clevercloud")).unwrap();
+    let detect = |entries: &str| {
+        std::fs::write(app.join("clevercloud/cron.json"), entries).unwrap();
+        let mut command = std::process::Command::new(bin("detect"));
+        testkit::cleared(&mut command)
+            .arg(&app)
+            .env("CC_PYTHON_UV_RUN_COMMAND", "uv run python app.py");
+        command.output().unwrap()
+    };
+    let refused = detect(r#"["@reboot $ROOT/start.sh"]"#);
+    assert_eq!(refused.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("error: clevercloud/cron.json: entry `@reboot $ROOT/start.sh`: `@reboot` is not available on the platform"),
+        "{said}"
+    );
+    let relative = detect(r#"["0 * * * * clevercloud/task.sh"]"#);
+    assert_eq!(relative.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&relative.stderr).contains("not an absolute path"));
+    let warned = detect(r#"["0 * * * * /bin/bash $ROOT/task.sh"]"#);
+    assert_eq!(warned.status.code(), Some(0));
+    let said = String::from_utf8_lossy(&warned.stderr);
+    assert!(
+        said.contains("cancels the script's `#!/bin/bash -l`"),
+        "{said}"
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&warned.stdout).unwrap();
+    assert_eq!(plan["crons"][0]["name"], "cron-0");
+    assert_eq!(plan["crons"][0]["schedule"], "0 * * * *");
+    let app = std::fs::canonicalize(&app).unwrap();
+    assert_eq!(
+        plan["crons"][0]["command"],
+        format!("/bin/bash {}/task.sh", app.display())
+    );
+}
