@@ -29,6 +29,57 @@ pub struct LegacyPlan {
     pub warnings: Vec<String>,
 }
 
+/// The variables legacy mode reads (uWSGI/Gunicorn + Nginx), which a uv deployment ignores:
+/// "CC_PYTHON_MODULE and CC_PYTHON_BACKEND are ignored", "Server configuration settings do
+/// not apply" (the platform's Python documentation lists these). With [`reads`], the one
+/// table both the reader here and the uv mode's `ignored` list derive from (a test checks that
+/// each is read below).
+pub const READS: &[&str] = &[
+    "CC_PYTHON_MODULE",
+    "CC_PYTHON_BACKEND",
+    "CC_PYTHON_USE_GEVENT",
+    "CC_PIP_REQUIREMENTS_FILE",
+    "CC_PYTHON_MANAGE_TASKS",
+    "CC_GUNICORN_TIMEOUT",
+    "CC_GUNICORN_WORKER_CLASS",
+    "CC_GUNICORN_LOGLEVEL",
+    "GUNICORN_WORKER_CLASS",
+    "CC_UWSGI_EXTRA_CONFIG",
+    "CC_UWSGI_DISABLE_FILE_WRAPPER",
+    "CC_PYTHON_CELERY_MODULE",
+    "CC_PYTHON_CELERY_USE_BEAT",
+    "CC_PYTHON_CELERY_LOGFILE",
+    "HARAKIRI",
+    "PYTHON_SETUP_PY_GOAL",
+    "STATIC_FILES_PATH",
+    "STATIC_URL_PREFIX",
+    "ENABLE_GZIP_COMPRESSION",
+    "GZIP_TYPES",
+    "NGINX_READ_TIMEOUT",
+    "CC_NGINX_PROXY_BUFFERS",
+    "CC_NGINX_PROXY_BUFFER_SIZE",
+    "CC_HTTP_BASIC_AUTH",
+    "UWSGI_ASYNC",
+    "UWSGI_ASYNC_ENGINE",
+    "UWSGI_INTERCEPT_ERRORS",
+    "WSGI_WORKERS",
+    "WSGI_THREADS",
+    "WSGI_BUFFER_SIZE",
+    "WSGI_POST_BUFFERING",
+];
+
+/// Whether legacy mode reads `name`: one of [`READS`], or a numbered basic-auth pair
+/// (`CC_HTTP_BASIC_AUTH_2`).
+pub fn reads(name: &str) -> bool {
+    READS.contains(&name) || is_numbered_basic_auth(name)
+}
+
+/// `CC_HTTP_BASIC_AUTH_n`, n a number.
+fn is_numbered_basic_auth(name: &str) -> bool {
+    name.strip_prefix("CC_HTTP_BASIC_AUTH_")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// `run` is `CC_RUN_COMMAND` when set (it replaces the app server, and must listen on the
 /// app port); `app_port` is where the app server listens, behind Nginx.
 pub fn legacy(
@@ -442,10 +493,7 @@ fn nginx(env: &Env, app_dir: &Path, warnings: &mut Vec<String>) -> Result<Nginx,
     let mut basic_auth_env: Vec<String> = env
         .iter()
         .filter(|(name, value)| {
-            (*name == "CC_HTTP_BASIC_AUTH"
-                || name
-                    .strip_prefix("CC_HTTP_BASIC_AUTH_")
-                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())))
+            (*name == "CC_HTTP_BASIC_AUTH" || is_numbered_basic_auth(name))
                 && !value.trim().is_empty()
         })
         .map(|(name, _)| name.to_string())
@@ -782,5 +830,27 @@ mod tests {
             Some("config/prod.txt")
         );
         assert!(named.reasons.is_empty());
+    }
+
+    /// Every variable of the table is read by this module (STATIC_WEBROOT, read by nothing,
+    /// was in it), and the numbered basic-auth pairs count as read.
+    #[test]
+    fn the_table_of_legacy_variables_is_what_this_module_reads() {
+        let source = include_str!("legacy.rs");
+        let code = &source[..source.find("#[cfg(test)]").unwrap()];
+        let table_end = code.find("pub fn reads").unwrap();
+        for name in READS {
+            let quoted = format!("\"{name}\"");
+            assert!(
+                code[table_end..].contains(&quoted),
+                "{name} is in READS but never read"
+            );
+        }
+        assert!(reads("CC_HTTP_BASIC_AUTH_2") && reads("CC_PYTHON_MODULE"));
+        assert!(
+            !reads("CC_HTTP_BASIC_AUTH_")
+                && !reads("CC_HTTP_BASIC_AUTH_x")
+                && !reads("STATIC_WEBROOT")
+        );
     }
 }

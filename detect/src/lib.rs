@@ -19,44 +19,6 @@ pub use plan::PortSettings;
 use plan::{Build, Env, Environment, Mode, Plan, Run, RunSource, Source, SourceKind, SCHEMA};
 use std::path::{Path, PathBuf};
 
-/// Variables of the legacy backend (uWSGI/Gunicorn + Nginx) that a uv deployment ignores:
-/// "CC_PYTHON_MODULE and CC_PYTHON_BACKEND are ignored", "Server configuration settings do
-/// not apply" (the platform's Python documentation lists these).
-const LEGACY_ONLY: &[&str] = &[
-    "CC_PYTHON_MODULE",
-    "CC_PYTHON_BACKEND",
-    "CC_PYTHON_USE_GEVENT",
-    "CC_PIP_REQUIREMENTS_FILE",
-    "CC_PYTHON_MANAGE_TASKS",
-    "CC_GUNICORN_TIMEOUT",
-    "CC_GUNICORN_WORKER_CLASS",
-    "CC_GUNICORN_LOGLEVEL",
-    "GUNICORN_WORKER_CLASS",
-    "CC_UWSGI_EXTRA_CONFIG",
-    "CC_UWSGI_DISABLE_FILE_WRAPPER",
-    "CC_PYTHON_CELERY_MODULE",
-    "CC_PYTHON_CELERY_USE_BEAT",
-    "CC_PYTHON_CELERY_LOGFILE",
-    "HARAKIRI",
-    "PYTHON_SETUP_PY_GOAL",
-    "STATIC_FILES_PATH",
-    "STATIC_URL_PREFIX",
-    "STATIC_WEBROOT",
-    "ENABLE_GZIP_COMPRESSION",
-    "GZIP_TYPES",
-    "NGINX_READ_TIMEOUT",
-    "CC_NGINX_PROXY_BUFFERS",
-    "CC_NGINX_PROXY_BUFFER_SIZE",
-    "CC_HTTP_BASIC_AUTH",
-    "UWSGI_ASYNC",
-    "UWSGI_ASYNC_ENGINE",
-    "UWSGI_INTERCEPT_ERRORS",
-    "WSGI_WORKERS",
-    "WSGI_THREADS",
-    "WSGI_BUFFER_SIZE",
-    "WSGI_POST_BUFFERING",
-];
-
 /// Makes the plan for the repository at `repo_dir` (the application is its `APP_FOLDER`).
 pub fn detect(repo_dir: &Path, env: &Env, ports: PortSettings) -> Result<Plan, DetectError> {
     let app_dir = app_dir(repo_dir, env)?;
@@ -71,10 +33,9 @@ pub fn detect(repo_dir: &Path, env: &Env, ports: PortSettings) -> Result<Plan, D
     let mut ignored = Vec::new();
     if mode == Mode::Uv {
         ignored.extend(
-            LEGACY_ONLY
-                .iter()
-                .filter(|v| env.non_empty(v).is_some())
-                .map(|v| v.to_string()),
+            env.iter()
+                .filter(|(name, value)| legacy::reads(name) && !value.trim().is_empty())
+                .map(|(name, _)| name.to_string()),
         );
     }
     ignored.extend(flow_ignored);
@@ -714,10 +675,15 @@ mod tests {
             UV_RUN,
             ("CC_PYTHON_MODULE", "app:app"),
             ("CC_PYTHON_BACKEND", "gunicorn"),
+            ("CC_HTTP_BASIC_AUTH_2", "ops:pw"),
         ];
         assert_eq!(
             plan_for(&app(true), &vars).ignored,
-            ["CC_PYTHON_MODULE", "CC_PYTHON_BACKEND"]
+            [
+                "CC_HTTP_BASIC_AUTH_2",
+                "CC_PYTHON_BACKEND",
+                "CC_PYTHON_MODULE"
+            ]
         );
         // In legacy mode they count; the uv run command does not.
         assert_eq!(

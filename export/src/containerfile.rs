@@ -3,10 +3,14 @@
 //! lockfile bind-mounted, the uv cache in a cache mount), so that an unchanged `uv.lock`
 //! reuses that layer; then the app, and `uv sync --locked` again. The build hooks run at
 //! their places; the image holds Varnish when a hop needs it, and this workspace's
-//! `launcher`, `healthcheck` and `otoroshi-challenge` (copied into the build context by
-//! `scripts/image`, under `.uvdeploy/bin`).
+//! `launcher`, `healthcheck` and `otoroshi-challenge` (from a build context of their own,
+//! `uvdeploy-tools`, which `scripts/image` gives: `--build-context uvdeploy-tools=DIR`, so
+//! that they never enter the app's directory).
+//!
+//! The app's files are root's, as the build left them; the image runs as a user of its own
+//! (not root, no write access to them), with a `HEALTHCHECK` that runs `healthcheck`.
 
-use crate::kubernetes::APP_DIR;
+use crate::kubernetes::{health_check_command, APP_DIR, APP_UID, TMP_DIR};
 use plan::secret::{holds_a_secret, is_secret_variable};
 use plan::{Env, Legacy, Mode, Plan};
 
@@ -32,35 +36,77 @@ pub fn render(plan: &Plan, base: &str, env: &Env) -> String {
          ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never\n"
     );
     out.push_str(&varnish(plan));
+    out.push_str(&app_user());
     out.push_str(&format!(
-        "{TOOLS}\
+        "{tools}\
          WORKDIR {APP_DIR}\n\
          # The dependencies alone: an unchanged uv.lock reuses this layer.\n\
          RUN --mount=type=cache,target=/root/.cache/uv \\\n    \
          --mount=type=bind,source=uv.lock,target={APP_DIR}/uv.lock \\\n    \
          --mount=type=bind,source=pyproject.toml,target={APP_DIR}/pyproject.toml \\\n    \
          uv sync --locked --no-install-project{no_dev}\n\
-         COPY . {APP_DIR}\n\
-         RUN rm -rf {APP_DIR}/.uvdeploy\n"
+         COPY . {APP_DIR}\n",
+        tools = tools(),
     ));
     out.extend(hook("CC_PRE_BUILD_HOOK"));
     out.push_str(&format!(
         "RUN --mount=type=cache,target=/root/.cache/uv \\\n    uv sync --locked{no_dev}\n"
     ));
     out.extend(hook("CC_POST_BUILD_HOOK"));
+    // `uv run` at run time finds the environment the build made: no sync (the app's files
+    // are not the user's to change), uv's cache in the writable /tmp.
     out.push_str(&format!(
-        "ENV PATH=\"{APP_DIR}/.venv/bin:$PATH\" PORT={port}\n\
-         EXPOSE {port}\n\
-         CMD {}\n",
-        command(plan),
+        "ENV PATH=\"{APP_DIR}/.venv/bin:$PATH\" PORT={port} UV_NO_SYNC=1 UV_CACHE_DIR={TMP_DIR}/uv-cache\n",
         port = plan.ports.app,
     ));
+    out.push_str(&run_as_the_app(plan));
     out
 }
 
-/// uvdeploy's own tools in the image.
-const TOOLS: &str = "# uvdeploy's launcher, healthcheck (the probes) and otoroshi-challenge.\n\
-                     COPY .uvdeploy/bin/ /usr/local/bin/\n";
+/// The user every process of the image runs as: not root, with no write access to the app's
+/// files (root's). Created at the start, so that the app's layers do not change with it.
+fn app_user() -> String {
+    format!(
+        "# The app's user: not root; the app's files stay root's, read-only to it.\n\
+         RUN groupadd --system --gid {APP_UID} app \\\n    \
+         && useradd --system --uid {APP_UID} --gid {APP_UID} --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin app\n"
+    )
+}
+
+/// The end of every image: its user, its health check, its port and its command.
+fn run_as_the_app(plan: &Plan) -> String {
+    let port = plan.ports.app;
+    let check = match plan.legacy.as_ref().and_then(|l| l.backend) {
+        // uWSGI speaks its own protocol, not HTTP (Nginx, a sidecar in the pod, translates):
+        // the image alone can only ask whether its port accepts.
+        Some(plan::Backend::Uwsgi) if plan.mode == Mode::Legacy => serde_json::to_string(&[
+            format!("{APP_DIR}/.venv/bin/python"),
+            "-c".into(),
+            format!("import socket; socket.create_connection(('127.0.0.1', {port}), 5).close()"),
+        ]),
+        _ => serde_json::to_string(&health_check_command(plan, port)),
+    }
+    .expect("strings serialize");
+    format!(
+        "USER {APP_UID}:{APP_UID}\n\
+         HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 CMD {check}\n\
+         EXPOSE {port}\n\
+         CMD {}\n",
+        command(plan),
+    )
+}
+
+/// The build context that holds uvdeploy's own tools (`scripts/image` gives it).
+pub const TOOLS_CONTEXT: &str = "uvdeploy-tools";
+
+/// uvdeploy's own tools in the image, from their own build context.
+fn tools() -> String {
+    format!(
+        "# uvdeploy's launcher, healthcheck (the probes) and otoroshi-challenge, from the build\n\
+         # context {TOOLS_CONTEXT} (`--build-context {TOOLS_CONTEXT}=DIR`).\n\
+         COPY --from={TOOLS_CONTEXT} . /usr/local/bin/\n"
+    )
+}
 
 /// Varnish in the image when a hop needs varnishd.
 fn varnish(plan: &Plan) -> String {
@@ -217,10 +263,12 @@ fn render_legacy(plan: &Plan, legacy: &Legacy, base: &str, env: &Env) -> String 
             "uwsgi-core uwsgi-plugin-python3",
         ));
     }
+    out.push_str(&app_user());
     out.push_str(&format!(
-        "{TOOLS}\
+        "{tools}\
          WORKDIR {APP_DIR}\n\
-         RUN {python} -m venv {APP_DIR}/.venv\n"
+         RUN {python} -m venv {APP_DIR}/.venv\n",
+        tools = tools(),
     ));
     // pip in exec form (JSON): the file's name is one argument, whatever its characters.
     let pip = |file: &str| {
@@ -249,10 +297,7 @@ fn render_legacy(plan: &Plan, legacy: &Legacy, base: &str, env: &Env) -> String 
             pip(file)
         ));
     }
-    out.push_str(&format!(
-        "COPY . {APP_DIR}\n\
-         RUN rm -rf {APP_DIR}/.uvdeploy\n"
-    ));
+    out.push_str(&format!("COPY . {APP_DIR}\n"));
     if let Some(file) = late {
         out.push_str(&format!(
             "# The requirements (a name a bind mount cannot take as it is: installed with the app).\n\
@@ -270,12 +315,10 @@ fn render_legacy(plan: &Plan, legacy: &Legacy, base: &str, env: &Env) -> String 
     }
     out.extend(hook("CC_POST_BUILD_HOOK", env));
     out.push_str(&format!(
-        "ENV PATH=\"{APP_DIR}/.venv/bin:$PATH\" VIRTUAL_ENV={APP_DIR}/.venv PORT={port}\n\
-         EXPOSE {port}\n\
-         CMD {}\n",
-        command(plan),
+        "ENV PATH=\"{APP_DIR}/.venv/bin:$PATH\" VIRTUAL_ENV={APP_DIR}/.venv PORT={port}\n",
         port = plan.ports.app,
     ));
+    out.push_str(&run_as_the_app(plan));
     out
 }
 

@@ -9,6 +9,7 @@
 //! image; the app server runs in `containers`, the Celery workers beside it, and
 //! `CC_PYTHON_MANAGE_TASKS` in an init container that must succeed before the chain starts.
 
+use crate::scaling::{self, Flavor, Instances};
 use crate::ExportError;
 use plan::command::shell_argv;
 use plan::secret::{holds_a_secret, is_secret_variable};
@@ -23,6 +24,12 @@ pub const APP_DIR: &str = "/app";
 pub const CONFIG_DIR: &str = "/etc/uvdeploy";
 /// A writable directory for what the hops keep at run time (varnishd's working directory).
 pub const STATE_DIR: &str = "/var/lib/uvdeploy";
+/// A writable directory for each process's temporary files (the root filesystem is
+/// read-only).
+pub const TMP_DIR: &str = "/tmp";
+/// The image's user (and group), which every container runs as: not root, and a UID above
+/// those a host's users have.
+pub const APP_UID: u32 = 10001;
 /// The workspace's own tools, on PATH in the image.
 const OUR_TOOLS: [&str; 3] = ["otoroshi-challenge", "launcher", "healthcheck"];
 
@@ -30,7 +37,10 @@ pub struct Options {
     pub image: String,
     /// A valid DNS label.
     pub name: String,
-    pub replicas: u32,
+    /// The app's size (its containers' requests and limits).
+    pub flavor: Flavor,
+    /// How many pods, fixed or between bounds (then autoscaled on CPU).
+    pub instances: Instances,
     /// The pod's ports: the platform's (8080, 9000) unless asked otherwise, whatever ports
     /// the plan was made on (a rehearsal shifted with `--public-port` on a busy machine).
     pub ports: PortSettings,
@@ -189,19 +199,13 @@ pub fn manifests(plan: &Plan, options: &Options) -> Result<Manifests, ExportErro
             .find(|h| h.name == "nginx")
             .map_or(plan.ports.public, |h| h.listen),
     };
-    let mut probe_command = vec![
-        "healthcheck".to_string(),
-        "--port".into(),
-        probed.to_string(),
-    ];
     if !plan.health_check.is_default() {
         for path in &plan.health_check.paths {
             // Kept as `${{NAME}}`: healthcheck puts the value back from the container's env.
             secret_references(path, &mut app_secrets);
-            probe_command.extend(["--path".to_string(), path.clone()]);
         }
     }
-    probe_command.extend(["--timeout".to_string(), "5s".into()]);
+    let probe_command = health_check_command(plan, probed);
     let probe = |period: u32, failures: u32| {
         json!({
             "exec": {"command": probe_command},
@@ -252,8 +256,10 @@ pub fn manifests(plan: &Plan, options: &Options) -> Result<Manifests, ExportErro
             "env": hop_env,
             "ports": [{"containerPort": hop.listen}],
             "startupProbe": {"tcpSocket": {"port": hop.listen}, "periodSeconds": 1, "failureThreshold": 60},
+            "livenessProbe": {"tcpSocket": {"port": hop.listen}, "periodSeconds": 10, "failureThreshold": 3},
             "volumeMounts": [{"name": "state", "mountPath": STATE_DIR}],
         });
+        harden(&mut sidecar, hop_resources(&argv));
         if !files.is_empty() {
             sidecar["volumeMounts"]
                 .as_array_mut()
@@ -280,18 +286,32 @@ pub fn manifests(plan: &Plan, options: &Options) -> Result<Manifests, ExportErro
         "ports": [{"containerPort": plan.ports.app}],
         "startupProbe": probe(2, 60),
         "readinessProbe": probe(10, 3),
+        // The platform restarts a dead instance, not a slow one: only whether the port
+        // still accepts.
+        "livenessProbe": {"tcpSocket": {"port": plan.ports.app}, "periodSeconds": 10, "failureThreshold": 3},
     });
+    let mut app = app;
+    harden(&mut app, options.flavor.resources());
     let legacy = plan.legacy.as_ref();
     let mut containers = vec![app];
     // Celery beside the app server, in the app's image and environment.
     for worker in legacy.map(|l| l.workers.as_slice()).unwrap_or_default() {
-        containers.push(json!({
+        let argv: Vec<String> = worker.argv.iter().map(|w| in_image(w)).collect();
+        let ping = worker_ping(&argv);
+        let mut worker = json!({
             "name": worker.name,
             "image": options.image,
             "workingDir": APP_DIR,
-            "command": worker.argv.iter().map(|w| in_image(w)).collect::<Vec<_>>(),
+            "command": beat_schedule_in_tmp(argv),
             "env": env,
-        }));
+        });
+        if let Some(ping) = ping {
+            let probe = json!({"exec": {"command": ping}, "periodSeconds": 30, "timeoutSeconds": 20, "failureThreshold": 3});
+            worker["livenessProbe"] = probe.clone();
+            worker["readinessProbe"] = probe;
+        }
+        harden(&mut worker, options.flavor.resources());
+        containers.push(worker);
     }
     // The manage.py tasks run to completion before anything else starts, as on the
     // platform before the server; a failure keeps the pod from starting. One init container
@@ -300,23 +320,37 @@ pub fn manifests(plan: &Plan, options: &Options) -> Result<Manifests, ExportErro
         .map(|l| l.manage_tasks.as_slice())
         .unwrap_or_default();
     for (i, task) in manage_tasks.iter().enumerate().rev() {
-        sidecars.insert(
-            0,
-            json!({
-                "name": format!("manage-task-{}", i + 1),
-                "image": options.image,
-                "workingDir": APP_DIR,
-                "command": plan::legacy::manage_task_argv(task),
-                "env": env,
-            }),
-        );
+        let mut init = json!({
+            "name": format!("manage-task-{}", i + 1),
+            "image": options.image,
+            "workingDir": APP_DIR,
+            "command": plan::legacy::manage_task_argv(task),
+            "env": env,
+        });
+        harden(&mut init, options.flavor.resources());
+        sidecars.insert(0, init);
     }
 
-    let mut volumes = vec![json!({"name": "state", "emptyDir": {}})];
+    let mut volumes = vec![
+        json!({"name": "state", "emptyDir": {}}),
+        json!({"name": "tmp", "emptyDir": {}}),
+    ];
     if !config.is_empty() {
         volumes.push(json!({"name": "config", "configMap": {"name": format!("{name}-config")}}));
     }
     let mut pod = Map::new();
+    // Nothing here talks to the Kubernetes API.
+    pod.insert("automountServiceAccountToken".into(), json!(false));
+    pod.insert(
+        "securityContext".into(),
+        json!({
+            "runAsNonRoot": true,
+            "runAsUser": APP_UID,
+            "runAsGroup": APP_UID,
+            "fsGroup": APP_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        }),
+    );
     if !sidecars.is_empty() {
         pod.insert("initContainers".into(), Value::Array(sidecars));
     }
@@ -337,7 +371,10 @@ pub fn manifests(plan: &Plan, options: &Options) -> Result<Manifests, ExportErro
         "kind": "Deployment",
         "metadata": {"name": name, "labels": labels},
         "spec": {
-            "replicas": options.replicas,
+            "replicas": options.instances.min,
+            // A new image replaces the pods as a redeploy does: no ready pod is removed
+            // before its replacement is ready (the health check).
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
             "selector": {"matchLabels": labels},
             "template": {"metadata": {"labels": labels}, "spec": pod},
         },
@@ -351,10 +388,129 @@ pub fn manifests(plan: &Plan, options: &Options) -> Result<Manifests, ExportErro
             "ports": [{"name": "http", "port": plan.ports.public, "targetPort": plan.ports.public, "protocol": "TCP"}],
         },
     }));
+    // Only the public port is reached from outside the pod: the hops' and the app's ports
+    // are the chain's own (the app behind Otoroshi's challenge is not to be reached around it).
+    documents.push(json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "podSelector": {"matchLabels": labels},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"ports": [{"port": plan.ports.public, "protocol": "TCP"}]}],
+        },
+    }));
+    if options.instances.scales() {
+        documents.push(scaling::autoscaler(name, &labels, options.instances));
+        documents.push(scaling::disruption_budget(name, &labels));
+    }
     Ok(Manifests {
         documents,
         secrets: secrets.into_iter().collect(),
     })
+}
+
+/// The project's health check on `port`: its paths (a secret in one kept as `${{NAME}}`,
+/// which `healthcheck` fills from the environment), a short deadline.
+pub fn health_check_command(plan: &Plan, port: u16) -> Vec<String> {
+    let mut command = vec!["healthcheck".to_string(), "--port".into(), port.to_string()];
+    if !plan.health_check.is_default() {
+        for path in &plan.health_check.paths {
+            command.extend(["--path".to_string(), path.clone()]);
+        }
+    }
+    command.extend(["--timeout".to_string(), "5s".into()]);
+    command
+}
+
+/// A container as an operator accepts it: as the image's user, never more privileged (no
+/// privilege escalation, no capability), on a read-only root filesystem with an emptyDir for
+/// its temporary files, with `resources`; the image pulled at each start (a tag moves).
+fn harden(container: &mut Value, resources: Value) {
+    let fields = container.as_object_mut().expect("a container is an object");
+    fields.insert("imagePullPolicy".into(), json!("Always"));
+    fields.insert("resources".into(), resources);
+    fields.insert(
+        "securityContext".into(),
+        json!({
+            "runAsNonRoot": true,
+            "allowPrivilegeEscalation": false,
+            "readOnlyRootFilesystem": true,
+            "capabilities": {"drop": ["ALL"]},
+        }),
+    );
+    let tmp = json!({"name": "tmp", "mountPath": TMP_DIR});
+    match fields.get_mut("volumeMounts").and_then(Value::as_array_mut) {
+        Some(mounts) => mounts.push(tmp),
+        None => {
+            fields.insert("volumeMounts".into(), json!([tmp]));
+        }
+    }
+}
+
+/// A hop's small fixed size; Varnish's memory is its cache's (`-s malloc,SIZE`) and as much
+/// again for itself, up to 256 MiB more.
+fn hop_resources(argv: &[String]) -> Value {
+    let cache = argv
+        .iter()
+        .find_map(|w| w.strip_prefix("malloc,"))
+        .map(|size| mebibytes(size).unwrap_or(1024));
+    let memory = match cache {
+        Some(cache) => format!("{}Mi", cache + 256),
+        None => "128Mi".into(),
+    };
+    json!({
+        "requests": {"cpu": "50m", "memory": "64Mi"},
+        "limits": {"cpu": "500m", "memory": memory},
+    })
+}
+
+/// A Varnish size (`1G`, `512M`, `256m`, `1048576k`) in MiB; a bare number is bytes.
+fn mebibytes(size: &str) -> Option<u64> {
+    let size = size.trim();
+    let digits = size
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(size.len());
+    let (number, unit) = size.split_at(digits);
+    let n: u64 = number.parse().ok()?;
+    let mib = match unit.to_ascii_lowercase().as_str() {
+        "" => n / (1024 * 1024),
+        "k" => n / 1024,
+        "m" => n,
+        "g" => n * 1024,
+        "t" => n * 1024 * 1024,
+        _ => return None,
+    };
+    Some(mib.max(1))
+}
+
+/// A Celery worker's health check: the worker answers a ping through its broker (`celery
+/// --app MODULE inspect ping` to this worker's node, `celery@HOSTNAME`).
+fn worker_ping(argv: &[String]) -> Option<Vec<String>> {
+    let at = argv.iter().position(|w| w == "worker")?;
+    if !argv.first()?.ends_with("celery") {
+        return None;
+    }
+    let script = format!(
+        "exec {} inspect ping --destination \"celery@$HOSTNAME\"",
+        shell_words::join(&argv[..at])
+    );
+    Some(vec!["/bin/sh".into(), "-c".into(), script])
+}
+
+/// Celery's beat keeps its schedule in a file, by default in the working directory, which is
+/// the image's and read-only: in the pod, in the temporary directory.
+fn beat_schedule_in_tmp(mut argv: Vec<String>) -> Vec<String> {
+    let beat = argv
+        .iter()
+        .any(|w| w == "--beat" || w == "-B" || w == "beat");
+    let given = argv
+        .iter()
+        .any(|w| w == "-s" || w.starts_with("--schedule") || w.starts_with("--scheduler"));
+    if beat && !given {
+        argv.push(format!("--schedule={TMP_DIR}/celerybeat-schedule"));
+    }
+    argv
 }
 
 /// Nginx's command in the pod: its directory in the emptyDir made first, and the htpasswd
@@ -504,6 +660,32 @@ mod tests {
         ] {
             assert_eq!(renumber_text(untouched, &map), untouched);
         }
+    }
+
+    #[test]
+    fn varnish_sizes_in_mebibytes() {
+        assert_eq!(mebibytes("1G"), Some(1024));
+        assert_eq!(mebibytes("512m"), Some(512));
+        assert_eq!(mebibytes("1048576k"), Some(1024));
+        assert_eq!(mebibytes("2097152"), Some(2));
+        assert_eq!(mebibytes("1Q"), None);
+        assert_eq!(
+            hop_resources(&["-s".into(), "malloc,1G".into()])["limits"]["memory"],
+            "1280Mi"
+        );
+    }
+
+    #[test]
+    fn beat_keeps_its_schedule_in_tmp() {
+        let argv = |words: &[&str]| words.iter().map(|w| w.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            beat_schedule_in_tmp(argv(&["celery", "--app", "t", "worker", "--beat"]))
+                .last()
+                .unwrap(),
+            "--schedule=/tmp/celerybeat-schedule"
+        );
+        let worker = argv(&["celery", "--app", "t", "worker"]);
+        assert_eq!(beat_schedule_in_tmp(worker.clone()), worker);
     }
 
     #[test]

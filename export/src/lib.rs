@@ -5,6 +5,7 @@
 
 pub mod containerfile;
 pub mod kubernetes;
+pub mod scaling;
 pub mod yaml;
 
 use plan::report::{exit, Failure};
@@ -17,6 +18,10 @@ pub enum ExportError {
     NoRunCommand,
     #[error("--name `{0}` cannot be made a DNS label (letters, digits and `-`, at most 63)")]
     BadName(String),
+    #[error("--flavor `{0}` is not one of the platform's flavors ({names})", names = crate::scaling::Flavor::names())]
+    BadFlavor(String),
+    #[error("{0}")]
+    BadInstances(String),
     #[error("--public-port/--app-port: {0}")]
     Layout(#[from] plan::LayoutError),
 }

@@ -1,5 +1,5 @@
 use clap::{CommandFactory, Parser, Subcommand};
-use export::{containerfile, kubernetes, yaml, ExportError};
+use export::{containerfile, kubernetes, scaling, yaml, ExportError};
 use plan::cli::{EnvArgs, PlanArgs, PortArgs};
 use plan::report::{report, say, Fault, Message, WriteError};
 use plan::{read_plan, Env};
@@ -39,8 +39,20 @@ enum Target {
         /// The name of every object [default: the app directory's name, as a DNS label].
         #[arg(long, value_name = "NAME")]
         name: Option<String>,
-        #[arg(long, default_value_t = 1, value_name = "N")]
-        replicas: u32,
+        /// The app's size, one of the platform's flavors (pico, nano, XS, S, M, L, XL, 2XL,
+        /// 3XL): its vCPUs and memory become the app's requests and limits [default: XS].
+        #[arg(long, value_name = "NAME")]
+        flavor: Option<String>,
+        /// How many pods, fixed (the platform's instances) [default: 1].
+        #[arg(long, alias = "replicas", value_name = "N", conflicts_with_all = ["min_instances", "max_instances"])]
+        instances: Option<u32>,
+        /// The fewest pods when they scale on CPU (a HorizontalPodAutoscaler and a
+        /// PodDisruptionBudget when fewer than --max-instances).
+        #[arg(long, value_name = "N")]
+        min_instances: Option<u32>,
+        /// The most pods when they scale on CPU [default: --min-instances, or from 1].
+        #[arg(long, value_name = "N")]
+        max_instances: Option<u32>,
         /// The pod's ports (the platform's by default, whatever the plan's).
         #[command(flatten)]
         ports: PortArgs,
@@ -92,7 +104,10 @@ fn run(cli: &Cli) -> Result<ExitCode, Fault> {
         Target::Kubernetes {
             image,
             name,
-            replicas,
+            flavor,
+            instances,
+            min_instances,
+            max_instances,
             ports,
             plan,
             env,
@@ -103,7 +118,11 @@ fn run(cli: &Cli) -> Result<ExitCode, Fault> {
             let options = kubernetes::Options {
                 image: image.clone(),
                 name: name.clone(),
-                replicas: *replicas,
+                flavor: match flavor {
+                    Some(given) => scaling::Flavor::named(given)?,
+                    None => scaling::Flavor::default(),
+                },
+                instances: scaling::Instances::new(*instances, *min_instances, *max_instances)?,
                 ports: (*ports).into(),
                 env: env.without_process()?,
             };

@@ -135,17 +135,36 @@ fn options() -> Options {
     Options {
         image: "registry.example/hello:1".into(),
         name: "hello".into(),
-        replicas: 2,
+        flavor: export::scaling::Flavor::default(),
+        instances: export::scaling::Instances { min: 2, max: 2 },
         ports: plan::PortSettings::default(),
         env,
     }
 }
 
+/// The golden files besides the CASES': `scaled`, the otoroshi_and_varnish chain on the M
+/// flavor, from 2 to 6 pods.
+const SCALED: &str = "scaled";
+
+fn scaled_options() -> Options {
+    Options {
+        flavor: export::scaling::Flavor::named("M").unwrap(),
+        instances: export::scaling::Instances { min: 2, max: 6 },
+        ..options()
+    }
+}
+
 #[test]
 fn golden_manifests_for_every_shape_of_chain() {
-    for (name, example, vcl, vars) in CASES {
+    let scaled = (SCALED, "hello", true, CASES[1].3);
+    for (name, example, vcl, vars) in CASES.into_iter().chain([scaled]) {
         let plan = plan_of(example, vcl, vars);
-        let yaml = export::yaml::documents(&manifests(&plan, &options()).unwrap().documents);
+        let options = if name == SCALED {
+            scaled_options()
+        } else {
+            options()
+        };
+        let yaml = export::yaml::documents(&manifests(&plan, &options).unwrap().documents);
         let golden =
             Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/golden/{name}.yaml"));
         if std::env::var_os("UVDEPLOY_UPDATE_GOLDEN").is_some() {
@@ -253,7 +272,7 @@ fn invariants_the_schema_misses() {
 #[test]
 fn the_real_kubernetes_schemas_accept_them_from_1_29_and_refuse_sidecars_before() {
     let dir = tempfile::tempdir().unwrap();
-    for (name, ..) in CASES {
+    for name in CASES.map(|c| c.0).into_iter().chain([SCALED]) {
         let file = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/golden/{name}.yaml"));
         let validate = |version: &str| {
             Command::new("kubernetes-validate")
@@ -358,7 +377,11 @@ fn the_containerfile_follows_uvs_layers_and_holds_what_the_chain_needs() {
         text.contains("command -v varnishd"),
         "a Varnish hop: varnishd in the image"
     );
-    assert!(text.contains("COPY .uvdeploy/bin/ /usr/local/bin/"));
+    assert!(text.contains("COPY --from=uvdeploy-tools . /usr/local/bin/\n"));
+    assert!(
+        !text.contains(".uvdeploy"),
+        "nothing of the tools' copy in the app's layers"
+    );
     assert!(at("WORKDIR /app\n") < at("uv sync --locked --no-install-project"));
     assert!(text.contains("CMD [\"uv\",\"run\",\"python\",\"app.py\"]"));
     assert!(!text.contains("s3cr3t-value"));
@@ -760,4 +783,244 @@ fn objects_are_named_after_the_app_and_the_pod_is_on_the_platforms_ports() {
     assert!(vcl.as_str().unwrap().contains("\"9000\""), "{vcl}");
     let service = docs.iter().find(|d| d["kind"] == "Service").unwrap();
     assert_eq!(service["spec"]["ports"][0]["port"], 8080);
+}
+
+/// What an operator checks before `kubectl apply` (issue 25): every container as the image's
+/// non-root user, no privilege escalation, no capability, a read-only root filesystem with an
+/// emptyDir on /tmp, requests and limits; no service account token; the app restarted only
+/// when its port no longer accepts; a rolling update that never lowers the ready pods.
+#[test]
+fn every_container_runs_as_an_operator_accepts() {
+    for (name, example, vcl, vars) in CASES {
+        let plan = plan_of(example, vcl, vars);
+        let docs = manifests(&plan, &options()).unwrap().documents;
+        let deployment = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
+        let spec = &deployment["spec"];
+        assert_eq!(spec["replicas"], 2, "{name}");
+        assert_eq!(
+            spec["strategy"]["rollingUpdate"]["maxUnavailable"], 0,
+            "{name}"
+        );
+        let pod = &spec["template"]["spec"];
+        assert_eq!(pod["automountServiceAccountToken"], false, "{name}");
+        let pod_security = &pod["securityContext"];
+        assert_eq!(pod_security["runAsNonRoot"], true, "{name}");
+        assert_eq!(
+            pod_security["runAsUser"],
+            export::kubernetes::APP_UID,
+            "{name}"
+        );
+        assert_eq!(pod_security["seccompProfile"]["type"], "RuntimeDefault");
+        let containers = pod["initContainers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .chain(pod["containers"].as_array().unwrap());
+        for container in containers {
+            let what = format!("{name}: {}", container["name"]);
+            let security = &container["securityContext"];
+            assert_eq!(security["allowPrivilegeEscalation"], false, "{what}");
+            assert_eq!(security["readOnlyRootFilesystem"], true, "{what}");
+            assert_eq!(
+                security["capabilities"]["drop"],
+                serde_json::json!(["ALL"]),
+                "{what}"
+            );
+            for kind in ["requests", "limits"] {
+                for resource in ["cpu", "memory"] {
+                    assert!(
+                        container["resources"][kind][resource].is_string(),
+                        "{what}: {kind}.{resource}"
+                    );
+                }
+            }
+            let mounts = container["volumeMounts"].as_array().unwrap();
+            assert!(
+                mounts.iter().any(|m| m["mountPath"] == "/tmp"),
+                "{what}: a writable /tmp"
+            );
+        }
+        let app = &pod["containers"][0];
+        assert_eq!(
+            app["livenessProbe"]["tcpSocket"]["port"], plan.ports.app,
+            "{name}: liveness asks only whether the app's port accepts"
+        );
+        assert_eq!(app["readinessProbe"]["exec"]["command"][0], "healthcheck");
+        // The default flavor, XS: one vCPU and 1 GiB.
+        assert_eq!(
+            app["resources"]["limits"],
+            serde_json::json!({"cpu": "1", "memory": "1Gi"})
+        );
+        assert!(
+            !docs.iter().any(|d| d["kind"] == "HorizontalPodAutoscaler"),
+            "{name}: a fixed number of pods is not autoscaled"
+        );
+        let policy = docs.iter().find(|d| d["kind"] == "NetworkPolicy").unwrap();
+        assert_eq!(
+            policy["spec"]["ingress"],
+            serde_json::json!([{"ports": [{"port": plan.ports.public, "protocol": "TCP"}]}]),
+            "{name}: only the public port is reached from outside the pod"
+        );
+    }
+}
+
+/// `--flavor`, `--instances`, `--min-instances`/`--max-instances` as `plan-export` takes them,
+/// and refuses them.
+#[test]
+fn flavors_and_instances_size_and_scale_the_pods() {
+    let run = |args: &[&str]| {
+        let out = assert_cmd::Command::new(bin("plan-export"))
+            .args(["kubernetes", "--image", "i"])
+            .args(args)
+            .write_stdin(testkit::EXAMPLE_PLAN)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let docs_of = |stdout: &str| parsed_by_pyyaml(stdout);
+    let (code, out, err) = run(&[
+        "--flavor",
+        "m",
+        "--min-instances",
+        "2",
+        "--max-instances",
+        "4",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let docs = docs_of(&out);
+    let kind = |k: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == k)
+            .unwrap_or_else(|| panic!("no {k}"))
+    };
+    let app = &kind("Deployment")["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        app["resources"]["limits"],
+        serde_json::json!({"cpu": "4", "memory": "4Gi"})
+    );
+    assert_eq!(
+        app["resources"]["requests"],
+        serde_json::json!({"cpu": "4", "memory": "4Gi"})
+    );
+    assert_eq!(kind("Deployment")["spec"]["replicas"], 2);
+    let hpa = kind("HorizontalPodAutoscaler");
+    assert_eq!(hpa["apiVersion"], "autoscaling/v2");
+    assert_eq!(
+        (
+            hpa["spec"]["minReplicas"].as_u64(),
+            hpa["spec"]["maxReplicas"].as_u64()
+        ),
+        (Some(2), Some(4))
+    );
+    assert_eq!(hpa["spec"]["metrics"][0]["resource"]["name"], "cpu");
+    assert_eq!(kind("PodDisruptionBudget")["spec"]["minAvailable"], 1);
+
+    let (code, out, err) = run(&["--instances", "3"]);
+    assert_eq!(code, Some(0), "{err}");
+    let docs = docs_of(&out);
+    assert_eq!(
+        docs.iter().find(|d| d["kind"] == "Deployment").unwrap()["spec"]["replicas"],
+        3
+    );
+    assert!(!docs
+        .iter()
+        .any(|d| d["kind"] == "HorizontalPodAutoscaler" || d["kind"] == "PodDisruptionBudget"));
+
+    let refused = [
+        (&["--flavor", "huge"][..], "error: --flavor `huge` is not one of the platform's flavors (pico, nano, XS, S, M, L, XL, 2XL, 3XL)\n"),
+        (&["--min-instances", "5", "--max-instances", "2"], "error: --min-instances 5 is more than --max-instances 2\n"),
+        (&["--instances", "0"], "error: --instances 0: an application runs from 1 to 40 instances\n"),
+        (&["--max-instances", "41"], "error: --max-instances 41: an application runs from 1 to 40 instances\n"),
+    ];
+    for (args, expected) in refused {
+        let (code, out, err) = run(args);
+        assert_eq!(
+            (code, out.as_str(), err.as_str()),
+            (Some(2), "", expected),
+            "{args:?}"
+        );
+    }
+    let (code, _, err) = run(&["--instances", "2", "--max-instances", "3"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("cannot be used with"), "{err}");
+}
+
+/// The Containerfiles as `plan-export containerfile` renders them (checkov checks these
+/// files, `tests/tests/checkov.rs`): uv mode with Varnish and a build hook, legacy mode on
+/// uWSGI and on gunicorn.
+#[test]
+fn golden_containerfiles() {
+    let cases: [Case; 3] = [
+        ("uv", "hello", true, &[("CC_HEALTH_CHECK_PATH", "/health")]),
+        (
+            "legacy_uwsgi",
+            "legacy-flask-uwsgi",
+            false,
+            &[("CC_PYTHON_MODULE", "wsgi:app")],
+        ),
+        (
+            "legacy_gunicorn",
+            "legacy-django-gunicorn",
+            true,
+            &[
+                ("CC_PYTHON_BACKEND", "gunicorn"),
+                ("CC_PYTHON_MODULE", "mysite.wsgi:application"),
+            ],
+        ),
+    ];
+    for (name, example, vcl, vars) in cases {
+        let plan = plan_of(example, vcl, vars);
+        let mut env = Env::default();
+        env.set("CC_PRE_BUILD_HOOK", "echo before");
+        let text = export::containerfile::render(&plan, export::containerfile::DEFAULT_BASE, &env);
+        let golden = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("tests/golden/{name}.Containerfile"));
+        if std::env::var_os("UVDEPLOY_UPDATE_GOLDEN").is_some() {
+            std::fs::write(&golden, &text).unwrap();
+        }
+        assert_eq!(
+            text,
+            std::fs::read_to_string(&golden).unwrap_or_default(),
+            "{name}: run `UVDEPLOY_UPDATE_GOLDEN=1 cargo test -p export` and review the diff"
+        );
+        // The image runs as its own user, checked by the project's health check (uWSGI,
+        // which speaks no HTTP, by its port), and the app's files are not that user's.
+        let user = format!("USER {0}:{0}\n", export::kubernetes::APP_UID);
+        let at = |needle: &str| {
+            text.find(needle)
+                .unwrap_or_else(|| panic!("{name}: no `{needle}`:\n{text}"))
+        };
+        assert!(
+            at("COPY . /app\n") < at(&user),
+            "{name}: the app copied as root"
+        );
+        assert!(at(&user) < at("CMD ["), "{name}");
+        assert!(
+            !text.contains("chown"),
+            "{name}: the app's files stay root's"
+        );
+        let healthcheck = &text[at("HEALTHCHECK ")..];
+        let healthcheck = healthcheck.lines().next().unwrap();
+        if name == "legacy_uwsgi" {
+            assert!(
+                healthcheck.contains("socket.create_connection(('127.0.0.1', 9000)"),
+                "{healthcheck}"
+            );
+        } else {
+            assert!(
+                healthcheck.contains(r#"CMD ["healthcheck","--port","9000""#),
+                "{healthcheck}"
+            );
+        }
+        if name == "uv" {
+            assert!(
+                healthcheck.contains(r#""--path","/health""#),
+                "{healthcheck}"
+            );
+        }
+    }
 }

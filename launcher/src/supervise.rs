@@ -19,8 +19,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-/// How long what the shell left behind has to stop after TERM, before KILL.
-pub const GRACE: Duration = Duration::from_secs(5);
+/// How long what the shell left behind has to stop after TERM, before KILL: half the
+/// deployment's grace, so that the launcher is done before its supervisor gives up on it.
+pub const GRACE: Duration = Duration::from_millis(plan::process::STOP_GRACE.as_millis() as u64 / 2);
 
 const FORWARDED: [Signal; 4] = [
     Signal::SIGTERM,

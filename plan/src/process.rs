@@ -91,6 +91,11 @@ pub fn processes_in_group(pgid: i32) -> Vec<i32> {
         .collect()
 }
 
+/// How long the processes of a deployment have to stop after TERM, before KILL: the one owner
+/// of the number (`uvsupervise --grace` overrides it; launcher gives what a shell left behind
+/// half of it, so that it is done before its own supervisor gives up on it).
+pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_millis(10_000);
+
 /// Makes `command` start its program with the default disposition of the stop signals and
 /// nothing blocked, whatever this process set for itself: a supervisor that blocks signals to
 /// read them in a loop, or that was started with INT ignored (a background job of a script),

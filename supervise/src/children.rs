@@ -35,6 +35,9 @@ pub struct Proc {
     pub started: Instant,
     /// The exit status, as a shell gives it (128 + N for signal N), once reaped.
     pub status: Option<i32>,
+    /// Stopped after every other process (an add-on's server: the app may use it until it
+    /// ends).
+    pub last: bool,
 }
 
 /// What the loop saw.
@@ -171,8 +174,14 @@ impl Children {
             pid,
             started: Instant::now(),
             status: None,
+            last: false,
         });
         Ok(self.procs.len() - 1)
+    }
+
+    /// Process `index` is to be stopped after all the others.
+    pub fn stop_last(&mut self, index: usize) {
+        self.procs[index].last = true;
     }
 
     /// The stdout of the last process started, when it was set up as a pipe.
@@ -278,12 +287,27 @@ impl Children {
 
     /// Stops everything: TERM to each group whose leader is still ours and to each orphan we
     /// adopted, KILL after the grace period to what is left (said once per process), and every
-    /// process reaped. Signals arriving meanwhile change nothing.
+    /// process reaped; then the same for the processes to stop last ([`Children::stop_last`]),
+    /// with a grace period of their own. Signals arriving meanwhile change nothing.
     pub fn stop_all(&mut self, say: &dyn Fn(&str)) {
+        for last in [false, true] {
+            self.stop_wave(last, say);
+        }
+        self.events.clear();
+    }
+
+    fn live_of(&self, last: bool) -> Vec<usize> {
+        self.live()
+            .into_iter()
+            .filter(|&i| self.procs[i].last == last)
+            .collect()
+    }
+
+    fn stop_wave(&mut self, last: bool, say: &dyn Fn(&str)) {
         let deadline = Instant::now() + self.grace;
         let mut signalled: Vec<i32> = Vec::new();
         loop {
-            for i in self.live() {
+            for i in self.live_of(last) {
                 let pid = self.procs[i].pid;
                 if !signalled.contains(&pid) {
                     let _ = killpg(Pid::from_raw(pid), Signal::SIGTERM);
@@ -297,7 +321,7 @@ impl Children {
                     signalled.push(pid);
                 }
             }
-            if self.live().is_empty() && adopted.is_empty() {
+            if self.live_of(last).is_empty() && adopted.is_empty() {
                 break;
             }
             if self.next(Some(deadline)).is_none() {
@@ -305,7 +329,7 @@ impl Children {
             }
         }
         let grace = crate::seconds(self.grace);
-        for i in self.live() {
+        for i in self.live_of(last) {
             say(&format!(
                 "{} did not stop within {grace}: killing it",
                 self.procs[i].name
@@ -321,12 +345,11 @@ impl Children {
         }
         // KILL cannot be ignored: this ends, unless a process is stuck in the kernel.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !(self.live().is_empty() && self.adopted().is_empty()) {
+        while !(self.live_of(last).is_empty() && self.adopted().is_empty()) {
             if self.next(Some(deadline)).is_none() {
                 break;
             }
         }
-        self.events.clear();
     }
 
     /// Ends supervision: the watchdog is told all is stopped, and the relays finish the

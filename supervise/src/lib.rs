@@ -9,6 +9,7 @@
 //! process owns the deployment from its first step: a signal is handled in every phase (a
 //! shell cannot trap one that was ignored when it started), and each step is timed.
 
+pub mod addon;
 pub mod children;
 pub mod crons;
 pub mod lock;
@@ -28,8 +29,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use summary::Summary;
 
-/// How long the processes have to stop after TERM, before KILL: the one owner of the number.
-pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+/// How long the processes have to stop after TERM, before KILL, unless `--grace` says.
+pub const DEFAULT_GRACE: Duration = plan::process::STOP_GRACE;
 
 /// The tools a deployment runs.
 const TOOLS: [&str; 6] = [
@@ -84,6 +85,12 @@ pub struct Options {
     /// How long processes have to stop after TERM before KILL, in seconds (fractions allowed).
     #[arg(long, value_name = "SECONDS", env = "UVDEPLOY_GRACE_SECONDS", value_parser = grace_seconds)]
     pub grace: Option<Duration>,
+    /// Run a local add-on server for the app, before the build, and give every process its
+    /// variables as the platform's add-on does (`POSTGRESQL_ADDON_URI`, `MYSQL_ADDON_URI`,
+    /// `REDIS_URL`...), replacing any given; its data is kept per app (`uvdeploy addons`).
+    /// Repeatable.
+    #[arg(long = "addon", value_name = "KIND")]
+    pub addons: Vec<addon::Kind>,
     /// The application's directory (the current directory by default).
     #[arg(value_name = "APP_DIR")]
     pub app_dir: Option<PathBuf>,
@@ -217,9 +224,11 @@ pub fn deploy(options: &Options, env: &Env) -> Result<std::process::ExitCode, pl
         instance,
         crons: None,
         cron_runs: Vec::new(),
+        addons: Default::default(),
     };
     let code = deployment.run();
     children.finish();
+    addon::forget_secrets(&state);
     drop(lock);
     if code == 0 && made && !options.keep_state {
         let _ = std::fs::remove_dir_all(&state);
@@ -258,6 +267,8 @@ struct Deployment<'a> {
     crons: Option<(crons::Scheduler, PathBuf)>,
     /// The processes of cron runs (indexes), and their names.
     cron_runs: Vec<(usize, String)>,
+    /// The add-ons' servers and variables (`--addon`).
+    addons: addon::Started,
 }
 
 impl Deployment<'_> {
@@ -300,8 +311,16 @@ impl Deployment<'_> {
             args.push(file.display().to_string());
         }
         for assignment in &self.options.env.assignments {
+            // An add-on's variable is the local add-on's: its env file, last, must win.
+            if self.addons.replaces(assignment) {
+                continue;
+            }
             args.push("--env".into());
             args.push(assignment.clone());
+        }
+        if let Some(file) = &self.addons.env_file {
+            args.push("--env-file".into());
+            args.push(file.display().to_string());
         }
         args.extend(platform::env_args(&self.instance, kind));
         args
@@ -333,7 +352,7 @@ impl Deployment<'_> {
                 Err(Event::Exited(i, status)) if self.services.contains(&i) => {
                     return Err(Halt::Died(i, status))
                 }
-                Err(Event::Exited(..)) => {}
+                Err(Event::Exited(i, status)) => self.addon_exited(i, status),
             }
         }
     }
@@ -512,9 +531,20 @@ impl Deployment<'_> {
         }
     }
 
+    /// As on the platform, an add-on's failure does not stop the app: it is said.
+    fn addon_exited(&self, index: usize, status: i32) {
+        if self.addons.is_server(index) {
+            say(&format!(
+                "{} exited with status {status}: the app runs on without it",
+                self.children.procs[index].name
+            ));
+        }
+    }
+
     fn phases(&mut self) -> Result<u8, Halt> {
-        phase(&format!("build: {}", self.app_dir.display()));
         let started = Instant::now();
+        self.start_addons()?;
+        phase(&format!("build: {}", self.app_dir.display()));
         if let Some(code) = self.build()? {
             return Ok(code);
         }
@@ -570,7 +600,45 @@ impl Deployment<'_> {
                 Some(Event::Exited(i, status)) if self.services.contains(&i) => {
                     return Err(Halt::Died(i, status))
                 }
+                Some(Event::Exited(i, status)) => self.addon_exited(i, status),
                 _ => {}
+            }
+        }
+    }
+
+    /// The add-ons asked for (`--addon`), started before the build: build hooks migrate.
+    fn start_addons(&mut self) -> Result<(), Halt> {
+        if self.options.addons.is_empty() {
+            return Ok(());
+        }
+        phase("add-ons");
+        let started = Instant::now();
+        let app = std::fs::canonicalize(&self.app_dir).unwrap_or_else(|_| self.app_dir.clone());
+        let result = addon::start(
+            &self.options.addons,
+            &app,
+            &self.state,
+            self.env,
+            self.children,
+            &|line| say(line),
+        );
+        self.summary.time("addons", started.elapsed());
+        match result {
+            Ok(addons) => {
+                for (name, i) in &addons.servers {
+                    let pid = self.children.procs[*i].pid;
+                    self.summary.processes.insert(name.clone(), pid);
+                }
+                self.addons = addons;
+                Ok(())
+            }
+            Err(addon::Halted::Stop) => Err(Halt::Stop),
+            Err(addon::Halted::Failed(e)) => {
+                plan::report::report(&e, self.env);
+                self.summary
+                    .fail("addons", i32::from(plan::report::Failure::exit_code(&e)));
+                self.write_summary();
+                Err(Halt::Said(plan::report::Failure::exit_code(&e)))
             }
         }
     }

@@ -14,6 +14,9 @@ pub struct Holder {
     pub pid: u32,
     pub app_dir: PathBuf,
     pub state_dir: PathBuf,
+    /// When the deployment started, in seconds since the Unix epoch.
+    #[serde(default)]
+    pub since: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,8 +59,10 @@ pub fn cache_root(env: &plan::Env) -> PathBuf {
     }
 }
 
-/// The lock file of the app in `app_dir` (already made absolute and canonical).
-pub fn lock_path(root: &Path, app_dir: &Path) -> PathBuf {
+/// The name uvdeploy gives the app in `app_dir` (already made absolute and canonical): its
+/// directory's name, then a hash of its path (`shop-0123456789abcdef`). Its lock file and its
+/// add-ons' data are named after it.
+pub fn app_key(app_dir: &Path) -> String {
     let name: String = app_dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -80,8 +85,13 @@ pub fn lock_path(root: &Path, app_dir: &Path) -> PathBuf {
         .fold(0xcbf29ce484222325u64, |h, &b| {
             (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
         });
+    format!("{name}-{hash:016x}")
+}
+
+/// The lock file of the app in `app_dir` (already made absolute and canonical).
+pub fn lock_path(root: &Path, app_dir: &Path) -> PathBuf {
     root.join("deployments")
-        .join(format!("{name}-{hash:016x}.lock"))
+        .join(format!("{}.lock", app_key(app_dir)))
 }
 
 /// Takes the app's lock, or says who holds it.
@@ -113,11 +123,54 @@ pub fn claim(root: &Path, app_dir: &Path) -> Result<AppLock, LockError> {
                 pid: 0,
                 app_dir: app_dir.to_path_buf(),
                 state_dir: "(unknown)".into(),
+                since: 0,
             });
             Err(LockError::Running(holder))
         }
         Err((_, e)) => Err(err(&e.desc())),
     }
+}
+
+/// Who holds the lock file at `path`, if anyone does now (a lock file outlives its
+/// deployment; only a held one names a running deployment).
+pub fn holder_if_held(path: &Path) -> Option<Holder> {
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut text = String::new();
+    file.read_to_string(&mut text).ok()?;
+    match Flock::lock(file, FlockArg::LockSharedNonblock) {
+        // We could take it: nobody holds it.
+        Ok(_) => None,
+        Err((_, nix::Error::EWOULDBLOCK)) => serde_json::from_str(&text).ok(),
+        Err(_) => None,
+    }
+}
+
+/// Every deployment running now, by the locks held in `root` (sorted by app).
+pub fn running(root: &Path) -> Vec<Holder> {
+    let mut held: Vec<Holder> = std::fs::read_dir(root.join("deployments"))
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| holder_if_held(&e.path()))
+                .collect()
+        })
+        .unwrap_or_default();
+    held.sort_by(|a, b| a.app_dir.cmp(&b.app_dir));
+    held
+}
+
+/// Waits, up to `timeout`, until nobody holds the lock at `path` (its deployment has ended):
+/// whether it was released. Blocks on the lock itself, in a thread: no polling.
+pub fn wait_released(path: &Path, timeout: std::time::Duration) -> bool {
+    let Ok(file) = std::fs::File::open(path) else {
+        return true;
+    };
+    let (released, wait) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = Flock::lock(file, FlockArg::LockShared);
+        let _ = released.send(());
+    });
+    wait.recv_timeout(timeout).is_ok()
 }
 
 impl AppLock {
@@ -127,6 +180,10 @@ impl AppLock {
             pid: std::process::id(),
             app_dir: self.app_dir.clone(),
             state_dir: state_dir.to_path_buf(),
+            since: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
         };
         self.file.set_len(0)?;
         self.file.rewind()?;

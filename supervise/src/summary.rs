@@ -23,7 +23,8 @@ pub struct Smoke {
 }
 
 /// The order the timings are said in.
-const PHASES: [&str; 8] = [
+const PHASES: [&str; 9] = [
+    "addons",
     "checkout",
     "detect",
     "build",
@@ -43,7 +44,7 @@ pub struct Summary {
     pub health: Option<serde_json::Value>,
     pub failed: Option<Step>,
     pub smoke: Option<Smoke>,
-    /// Milliseconds per phase: checkout, detect, build, plan, start, health_wait, smoke, total.
+    /// Milliseconds per phase: addons, checkout, detect, build, plan, start, health_wait, smoke, total.
     pub timings_ms: BTreeMap<String, u64>,
     pub plan: Option<serde_json::Value>,
 }

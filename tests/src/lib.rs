@@ -130,20 +130,7 @@ impl ProcessGuard {
         // A test runner started as a background job inherits SIGINT and SIGQUIT ignored, and
         // a shell cannot trap a signal ignored at its start: give the child the defaults, so
         // that what a test proves does not depend on how the runner was started.
-        unsafe {
-            command.pre_exec(|| {
-                use nix::sys::signal::{signal, SigHandler, Signal};
-                for sig in [
-                    Signal::SIGINT,
-                    Signal::SIGQUIT,
-                    Signal::SIGHUP,
-                    Signal::SIGTERM,
-                ] {
-                    signal(sig, SigHandler::SigDfl).map_err(std::io::Error::from)?;
-                }
-                Ok(())
-            });
-        }
+        plan::process::with_default_signals(command);
         let child = command
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));

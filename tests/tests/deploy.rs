@@ -768,6 +768,9 @@ fn the_installed_uvdeploy_deploys_from_another_directory() {
         "otoroshi-challenge",
         "plan-export",
         "uvsupervise",
+        "uvkept",
+        "uvaddons",
+        "uvcontrol",
     ] {
         let man = std::fs::read_to_string(
             prefix

@@ -3,7 +3,8 @@
 //! `scripts/image` on a base made offline by `scripts/base-image` (Debian packages only),
 //! `export kubernetes` manifests played by `podman kube play`, then the chain checked from
 //! outside: 401 without a token, 200 through Varnish with one, the project's `healthcheck`
-//! passing, and `podman kube down` leaving no container or pod.
+//! passing, every container as the image's non-root user on a read-only root filesystem, and
+//! `podman kube down` leaving no container or pod.
 //!
 //! podman 4.3 (Debian 12) is not Kubernetes: it waits for init containers to exit (so native
 //! sidecars would never let the app start), mishandles `secretKeyRef`, ignores probes, and
@@ -93,7 +94,7 @@ fn build_image(app: &Path, tag: &str, vars: &[(&str, &str)]) -> String {
 }
 
 /// The rewrite podman 4.3 needs (see the top of this file), on the manifests as `export`
-/// writes them.
+/// writes them (and `imagePullPolicy: Always` dropped: the image is only local).
 fn for_podman(manifests: &str) -> String {
     let mut out = Vec::new();
     let mut lines = manifests.lines().peekable();
@@ -107,6 +108,8 @@ fn for_podman(manifests: &str) -> String {
             }
             "      containers:" if containers_seen => {}
             "        restartPolicy: Always" => {}
+            // The image is local: pulling it again would fail.
+            "        imagePullPolicy: Always" => {}
             "        ports:" => {
                 while lines
                     .peek()
@@ -223,6 +226,39 @@ fn nothing_left(name: &str) {
     }
 }
 
+/// Every container of the pod `name` runs as the image's user, not root, on a read-only
+/// root filesystem: the app cannot write its own files, only /tmp (an emptyDir).
+fn runs_as_the_app_user(name: &str) {
+    let filter = format!("name={name}");
+    let listed = podman(&["ps", "--filter", &filter, "--format", "{{.Names}}"]);
+    let containers: Vec<String> = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert!(
+        containers.iter().any(|c| c.ends_with("-app")),
+        "the app's container among {containers:?}"
+    );
+    for container in &containers {
+        let id = podman(&["exec", container, "id", "-u"]);
+        assert_eq!(
+            String::from_utf8_lossy(&id.stdout).trim(),
+            "10001",
+            "{container} runs as the image's user: {}",
+            String::from_utf8_lossy(&id.stderr)
+        );
+    }
+    let app = containers.iter().find(|c| c.ends_with("-app")).unwrap();
+    let wrote = podman(&["exec", app, "touch", "/app/written-by-the-app"]);
+    assert!(!wrote.status.success(), "the app wrote into its own files");
+    let tmp = podman(&["exec", app, "touch", "/tmp/written-by-the-app"]);
+    assert!(
+        tmp.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tmp.stderr)
+    );
+}
+
 fn token() -> String {
     testkit::otoroshi_token(SECRET, "kube")
 }
@@ -236,6 +272,18 @@ fn flask_shop_runs_in_podman_from_the_exported_manifests() {
     let _image = Image(tag.clone());
 
     build_image(&app, &tag, &SHOP);
+    let inspected = podman(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{.Config.User}} {{json .HealthCheck.Test}}",
+        &tag,
+    ]);
+    let inspected = String::from_utf8_lossy(&inspected.stdout).into_owned();
+    assert!(
+        inspected.starts_with("10001:10001 ") && inspected.contains(r#""healthcheck","--port""#),
+        "the image's user and HEALTHCHECK: {inspected}"
+    );
     // The same uv.lock: the dependency layer comes from the cache.
     let again = build_image(&app, &tag, &SHOP);
     let step = again
@@ -276,6 +324,7 @@ fn flask_shop_runs_in_podman_from_the_exported_manifests() {
     let mut check = Command::new(bin("healthcheck"));
     testkit::cleared(&mut check).args(["--port", &public.to_string(), "--timeout", "30s"]);
     testkit::succeeded(check.output().unwrap());
+    runs_as_the_app_user(&name);
 
     drop(played);
     nothing_left(&name);
@@ -292,7 +341,7 @@ fn legacy_flask_on_uwsgi_runs_in_podman_behind_nginx() {
     let _image = Image(tag.clone());
     let log = build_image(&app, &tag, &LEGACY);
     assert!(
-        log.contains("pip install -r /app/requirements.txt"),
+        log.contains(r#""pip","install","-r","/app/requirements.txt"]"#),
         "{log}"
     );
 
@@ -325,6 +374,7 @@ fn legacy_flask_on_uwsgi_runs_in_podman_behind_nginx() {
     );
     // The health check and `/` reached the app; the stylesheet did not.
     assert_eq!(http_get(public, "/hits", &[]).unwrap().body, "2");
+    runs_as_the_app_user(&name);
 
     drop(played);
     nothing_left(&name);

@@ -332,3 +332,80 @@ fn deploy_stop_deploy_again_works_with_the_venvs_console_scripts() {
         }
     }
 }
+
+/// A daemon a hook leaves behind (`setsid ... &`, out of the hook's process group) is stopped
+/// with the deployment, in the build as in the pre-run hook: nothing is left.
+#[test]
+fn a_daemon_left_by_a_hook_is_stopped_with_the_deployment() {
+    let mut deployment = Setup::new("hello")
+        // Holding the hook's output, which is deploy's stderr: the stop must end it too.
+        .var("CC_PRE_BUILD_HOOK", "setsid sleep 556 &")
+        .var("CC_PRE_RUN_HOOK", "setsid sleep 557 &")
+        .start();
+    deployment.deployed();
+    let daemons = || {
+        marked_processes(&deployment.mark)
+            .into_iter()
+            .map(plan::process::command_line)
+            .filter(|c| c.starts_with("sleep 55"))
+            .collect::<Vec<_>>()
+    };
+    let mut running = daemons();
+    running.sort();
+    assert_eq!(
+        running,
+        ["sleep 556", "sleep 557"],
+        "{}",
+        deployment.output()
+    );
+    assert_eq!(deployment.stop().code(), Some(0), "{}", deployment.output());
+    deployment.nothing_left();
+}
+
+/// `uvdeploy status APP` says what serves it, from another terminal; `uvdeploy stop APP`
+/// stops it as Ctrl-C would, and returns once it has stopped.
+#[test]
+fn status_and_stop_from_another_terminal() {
+    let mut deployment = Setup::new("hello").start();
+    deployment.deployed();
+    let control = |args: &[&str]| {
+        let mut command = std::process::Command::new(testkit::bin("uvcontrol"));
+        testkit::cleared(&mut command)
+            .env(
+                "UVDEPLOY_CACHE_DIR",
+                deployment.tmp.path().join("uvdeploy-cache"),
+            )
+            .args(args)
+            .arg(&deployment.app_dir)
+            .output()
+            .unwrap()
+    };
+    let status = control(&["status"]);
+    let shown = String::from_utf8_lossy(&status.stdout).to_string();
+    assert_eq!(status.status.code(), Some(0), "{shown}");
+    assert!(
+        shown.contains(&format!("healthy, PID {} since", deployment.guard.pid()))
+            && shown.contains("processes app ")
+            && shown.contains("serves   the directory, as it was"),
+        "{shown}"
+    );
+    let stop = control(&["stop"]);
+    assert_eq!(
+        stop.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&stop.stderr)
+    );
+    // Returned once stopped: deploy has exited by now, cleanly.
+    let exited = deployment.guard.child.try_wait().unwrap();
+    assert_eq!(
+        exited.and_then(|s| s.code()),
+        Some(0),
+        "{}",
+        deployment.output()
+    );
+    deployment.nothing_left();
+    let after = control(&["status"]);
+    assert_eq!(after.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&after.stdout).contains("is not deployed here"));
+}

@@ -1,0 +1,5 @@
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    plan::cli::main::<kept::Cli>(|_| None, kept::run)
+}
