@@ -19,7 +19,9 @@ print("worker up", flush=True)
 while True:
     for job in jobs.glob("*.job"):
         seen = f"cwd={os.getcwd()}\nport={os.environ.get('PORT', 'unset')}\nvenv={sys.prefix}\n"
-        job.with_suffix(".done").write_text(seen)
+        # Written whole, then renamed: the test never reads half of it.
+        job.with_suffix(".tmp").write_text(seen)
+        job.with_suffix(".tmp").rename(job.with_suffix(".done"))
         job.unlink()
         print(f"processed {job.name}", flush=True)
     time.sleep(0.05)
@@ -372,7 +374,7 @@ fn every_process_gets_the_platforms_variables() {
     let mut first = setup().start_in_repo(|_| {}, |_| {});
     first.deployed();
     let output = || first.output();
-    for who in ["worker", "hook"] {
+    for who in ["app", "worker", "hook"] {
         assert!(
             wait_until(Duration::from_secs(20), || seen(&output(), who).len() == 9),
             "{who}:\n{}",
