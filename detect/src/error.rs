@@ -62,6 +62,11 @@ pub enum DetectError {
         value: String,
         valid: String,
     },
+    #[error("clevercloud/cron.json: {}{reason}", entry.as_ref().map(|e| format!("entry `{e}`: ")).unwrap_or_default())]
+    Cron {
+        entry: Option<String>,
+        reason: String,
+    },
     #[error(transparent)]
     Layout(#[from] plan::LayoutError),
 }

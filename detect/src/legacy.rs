@@ -3,9 +3,7 @@
 //! port, the Celery workers and what Nginx is told.
 
 use crate::DetectError;
-use plan::{
-    Backend, Env, Legacy, Need, Nginx, Run, RunSource, StaticFiles, Worker, WorkspaceMember,
-};
+use plan::{Backend, Env, Legacy, Need, Nginx, Run, RunSource, StaticFiles, WorkspaceMember};
 use std::path::Path;
 
 /// The platform's defaults.
@@ -25,6 +23,8 @@ pub struct LegacyPlan {
     pub legacy: Legacy,
     /// The app server's command, or `CC_RUN_COMMAND`; `None` when neither is set.
     pub run: Option<Run>,
+    /// `CC_PYTHON_CELERY_MODULE`'s worker, its words: one of the plan's workers.
+    pub celery: Option<Vec<String>>,
     pub reasons: Vec<String>,
     pub warnings: Vec<String>,
 }
@@ -125,7 +125,7 @@ pub fn legacy(
         }
         (None, None) => (Some(backend_choice), None),
     };
-    let workers = celery(env, app_dir, backend, &mut needs, &mut warnings);
+    let celery = celery(env, app_dir, backend, &mut needs, &mut warnings);
     let manage_tasks = env
         .non_empty("CC_PYTHON_MANAGE_TASKS")
         .map(|tasks| {
@@ -147,12 +147,13 @@ pub fn legacy(
             backend,
             module,
             manage_tasks,
-            workers,
+            workers: Vec::new(),
             needs,
             nginx: nginx(env, app_dir, &mut warnings)?,
             workspace_member,
         },
         run,
+        celery,
         reasons,
         warnings,
     })
@@ -425,7 +426,7 @@ fn need_for(backend: Backend, env: &Env) -> Need {
     }
 }
 
-/// `CC_PYTHON_CELERY_MODULE`: a Celery worker beside the app server (with beat when
+/// `CC_PYTHON_CELERY_MODULE`: the words of a Celery worker beside the app server (with beat when
 /// `CC_PYTHON_CELERY_USE_BEAT`, logging into `CC_PYTHON_CELERY_LOGFILE`, a directory of the
 /// app); celery must be in the requirements.
 fn celery(
@@ -434,10 +435,8 @@ fn celery(
     backend: Option<Backend>,
     needs: &mut Vec<Need>,
     warnings: &mut Vec<String>,
-) -> Vec<Worker> {
-    let Some(module) = env.non_empty("CC_PYTHON_CELERY_MODULE").map(str::trim) else {
-        return Vec::new();
-    };
+) -> Option<Vec<String>> {
+    let module = env.non_empty("CC_PYTHON_CELERY_MODULE").map(str::trim)?;
     let mut argv: Vec<String> = ["celery", "--app", module, "worker"]
         .map(String::from)
         .to_vec();
@@ -457,10 +456,7 @@ fn celery(
         because: "CC_PYTHON_CELERY_MODULE".into(),
         or_provided: None,
     });
-    vec![Worker {
-        name: "celery".into(),
-        argv,
-    }]
+    Some(argv)
 }
 
 /// What Nginx is told. The static directory is checked by `flowctl`, which renders the
@@ -634,7 +630,7 @@ mod tests {
 
     #[test]
     fn the_build_the_workers_and_the_tasks() {
-        let plan = settings(&[
+        let settings = settings(&[
             ("CC_PYTHON_MODULE", "app:app"),
             ("CC_PYTHON_VERSION", "3.11"),
             ("PYTHON_SETUP_PY_GOAL", "build_ext"),
@@ -646,21 +642,18 @@ mod tests {
             ("CC_PYTHON_CELERY_USE_BEAT", "true"),
             ("CC_PYTHON_CELERY_LOGFILE", "/logs"),
         ])
-        .unwrap()
-        .legacy;
+        .unwrap();
+        let celery = settings.celery.unwrap();
+        let plan = settings.legacy;
         assert_eq!(plan.python_version, "3.11");
         assert_eq!(plan.requirements.as_deref(), Some("requirements.txt"));
         assert_eq!(plan.setup_py_goal.as_deref(), Some("build_ext"));
         assert_eq!(plan.manage_tasks, ["migrate", "collectstatic --no-input"]);
-        let celery = &plan.workers[0];
         assert_eq!(
-            celery.argv[..5],
+            celery[..5],
             ["celery", "--app", "tasks", "worker", "--beat"]
         );
-        assert!(
-            celery.argv[5].starts_with("--logfile=/")
-                && celery.argv[5].ends_with("/logs/celery.log")
-        );
+        assert!(celery[5].starts_with("--logfile=/") && celery[5].ends_with("/logs/celery.log"));
         let needs: Vec<&str> = plan.needs.iter().map(|n| n.program.as_str()).collect();
         assert_eq!(needs, ["uwsgi", "celery"]);
         assert_eq!(plan.needs[0].or_provided.as_deref(), Some("uwsgi"));

@@ -2,10 +2,12 @@
 //! would deploy it, as a [`Plan`]. `detect` prints it; `uvbuild APP_DIR` reuses it.
 
 mod advice;
+mod crons;
 mod error;
 mod flow;
 mod health;
 mod legacy;
+mod workers;
 mod workspace;
 
 pub use error::DetectError;
@@ -38,6 +40,7 @@ pub fn detect(repo_dir: &Path, env: &Env, ports: PortSettings) -> Result<Plan, D
     }
     ignored.extend(flow_ignored);
     let mut legacy_warnings = Vec::new();
+    let mut celery = None;
     let (run, legacy) = match mode {
         Mode::Uv => (run, None),
         Mode::Legacy => {
@@ -48,9 +51,13 @@ pub fn detect(repo_dir: &Path, env: &Env, ports: PortSettings) -> Result<Plan, D
             let settings = legacy::legacy(&app_dir, env, run, ports.app, member)?;
             reasons.extend(settings.reasons);
             legacy_warnings = settings.warnings;
+            celery = settings.celery;
             (settings.run, Some(settings.legacy))
         }
     };
+    let workers = workers::workers(env, celery, &mut ignored)?;
+    let mut cron_warnings = Vec::new();
+    let crons = crons::crons(&app_dir, &mut cron_warnings)?;
     let venv = venv(mode, env, &app_dir);
     let warnings = run
         .as_ref()
@@ -66,6 +73,7 @@ pub fn detect(repo_dir: &Path, env: &Env, ports: PortSettings) -> Result<Plan, D
         .chain(environment_warning)
         .chain(legacy_warnings)
         .chain(venv_outside_the_app(&venv, &app_dir))
+        .chain(cron_warnings)
         .collect();
     Ok(Plan {
         schema: SCHEMA,
@@ -87,6 +95,8 @@ pub fn detect(repo_dir: &Path, env: &Env, ports: PortSettings) -> Result<Plan, D
         request_flow,
         source: None,
         legacy,
+        workers,
+        crons,
         state_dir: None,
         hops: None,
         extra: Default::default(),

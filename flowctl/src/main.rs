@@ -38,7 +38,8 @@ struct Cli {
     ports: PortArgs,
     /// `json`: the plan with hops; `text`: the chain for a person; `hops`: hop names, one a
     /// line, in chain order (for scripts; a plan that has hops is listed as it is);
-    /// `workers`: the names of the processes beside the app (legacy mode's Celery).
+    /// `workers`: the names of the processes beside the app (`CC_WORKER_COMMAND...`, legacy
+    /// mode's Celery), one a line.
     #[arg(long, value_enum, default_value_t = Format::Json)]
     format: Format,
     /// Where rendered files and varnishd's working directory go [default: when a hop keeps
@@ -122,7 +123,7 @@ fn run(cli: &Cli, env: &Env) -> Result<ExitCode, Fault> {
             }
         }
         Format::Workers => {
-            for worker in plan.legacy.iter().flat_map(|l| &l.workers) {
+            for worker in &plan.workers {
                 writeln!(out, "{}", worker.name).map_err(WriteError)?;
             }
         }
@@ -133,6 +134,20 @@ fn run(cli: &Cli, env: &Env) -> Result<ExitCode, Fault> {
                 format_args!("chain: {}", text::chain(&plan)),
                 env,
             );
+            for worker in &plan.workers {
+                say(
+                    "flowctl",
+                    format_args!("{}: {} ({})", worker.name, worker.command, worker.source),
+                    env,
+                );
+            }
+            for cron in &plan.crons {
+                say(
+                    "flowctl",
+                    format_args!("{}: {} (clevercloud/cron.json, UTC)", cron.name, cron.entry),
+                    env,
+                );
+            }
             drop(out);
             print_plan(&plan, cli.pretty)?;
         }

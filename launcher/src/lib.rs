@@ -26,7 +26,7 @@ pub enum Target {
     /// One of the platform's run hooks (`CC_RUN_SUCCEEDED_HOOK`, `CC_RUN_FAILED_HOOK`), run
     /// in the app when it is set.
     Hook(String),
-    /// A process beside the app (legacy mode's Celery worker), in the app's environment.
+    /// A process beside the app (`CC_WORKER_COMMAND...`, legacy mode's Celery), in the app's environment.
     Worker(String),
 }
 
@@ -223,23 +223,30 @@ fn app_launch(plan: &Plan, env: &Env, launch: &mut Launch) -> Result<u16, Launch
         Some(argv) => argv.clone(),
         None => shell_argv(&run.command),
     };
+    app_environment(plan, env, launch);
     if plan.mode == Mode::Legacy {
-        use_venv(plan, env, launch);
         launch.manage_tasks = plan
             .legacy
             .as_ref()
             .map(|l| l.manage_tasks.clone())
             .unwrap_or_default();
+    }
+    launch.pre_run_hook = env.non_empty("CC_PRE_RUN_HOOK").map(str::to_string);
+    Ok(plan.ports.app)
+}
+
+/// What the app's processes (the app, its workers) have on top of the environment: the venv
+/// in legacy mode; in uv mode the kept cache, where `uv run` finds what the build put.
+fn app_environment(plan: &Plan, env: &Env, launch: &mut Launch) {
+    if plan.mode == Mode::Legacy {
+        use_venv(plan, env, launch);
     } else if env.get("UV_CACHE_DIR").is_none() {
-        // `uv run` must find the packages the build put in the kept cache.
         set(
             launch,
             "UV_CACHE_DIR",
             plan.build.cache_dir.display().to_string(),
         );
     }
-    launch.pre_run_hook = env.non_empty("CC_PRE_RUN_HOOK").map(str::to_string);
-    Ok(plan.ports.app)
 }
 
 /// One hop: its argv, its variables (secrets taken from the environment by name) and its
@@ -317,36 +324,40 @@ fn use_venv(plan: &Plan, env: &Env, launch: &mut Launch) {
     set(launch, "VIRTUAL_ENV", venv.display().to_string());
 }
 
-/// A worker of legacy mode (Celery), in the app's directory and venv.
+/// A worker (`CC_WORKER_COMMAND...`, legacy mode's Celery): in the app's directory, with the
+/// app's environment (the venv in legacy mode, the kept uv cache in uv mode), `PORT` aside:
+/// it listens nowhere.
 fn worker_launch(
     plan: &Plan,
     name: &str,
     env: &Env,
     launch: &mut Launch,
 ) -> Result<(), LaunchError> {
-    let workers = plan
-        .legacy
-        .as_ref()
-        .map(|l| l.workers.as_slice())
-        .unwrap_or_default();
-    let worker =
-        workers
-            .iter()
-            .find(|w| w.name == name)
-            .ok_or_else(|| LaunchError::UnknownWorker {
-                name: name.to_string(),
-                known: if workers.is_empty() {
-                    "none".into()
-                } else {
-                    workers
-                        .iter()
-                        .map(|w| w.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                },
-            })?;
-    launch.argv = worker.argv.clone();
-    use_venv(plan, env, launch);
+    let worker = plan
+        .workers
+        .iter()
+        .find(|w| w.name == name)
+        .ok_or_else(|| LaunchError::UnknownWorker {
+            name: name.to_string(),
+            known: if plan.workers.is_empty() {
+                "none".into()
+            } else {
+                plan.workers
+                    .iter()
+                    .map(|w| w.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+        })?;
+    if worker.command.trim().is_empty() {
+        return Err(LaunchError::EmptyCommand);
+    }
+    launch.argv = match &worker.argv {
+        Some(argv) => argv.clone(),
+        None => shell_argv(&worker.command),
+    };
+    app_environment(plan, env, launch);
+    launch.env.remove("PORT");
     Ok(())
 }
 
@@ -675,6 +686,8 @@ mod tests {
             },
             source: None,
             legacy: None,
+            workers: vec![],
+            crons: vec![],
             state_dir: None,
             hops: Some(vec![Hop {
                 name: "otoroshi-challenge".into(),
@@ -816,7 +829,8 @@ mod tests {
             backend: Some(plan::Backend::Uwsgi),
             module: Some("app:app".into()),
             manage_tasks: vec!["migrate".into()],
-            workers: vec![plan::Worker {
+            // A plan made before `workers`: Celery was legacy mode's.
+            workers: vec![plan::legacy::LegacyWorker {
                 name: "celery".into(),
                 argv: vec![
                     "celery".into(),
@@ -837,6 +851,7 @@ mod tests {
             },
             workspace_member: None,
         });
+        legacy.migrate();
         let env: Env = [("PATH", "/usr/bin")].into_iter().collect();
         let app = prepare(Some(&legacy), &Target::App, &env, None).unwrap();
         assert_eq!(
@@ -853,5 +868,58 @@ mod tests {
         let app = prepare(Some(&legacy), &Target::App, &env, None).unwrap();
         assert_eq!(app.env.get("PATH"), Some("/srv/app/env/bin:/usr/bin"));
         assert_eq!(app.env.get("VIRTUAL_ENV"), Some("/srv/app/env"));
+    }
+
+    /// uv mode: a worker runs in the app with the kept uv cache, as the app does, through the
+    /// shell when it needs one, and without PORT (it listens nowhere).
+    #[test]
+    fn a_worker_runs_in_the_app_with_the_apps_environment_but_port() {
+        let mut p = plan(
+            "uv run python app.py",
+            Some(&["uv", "run", "python", "app.py"]),
+        );
+        p.workers = vec![
+            plan::Worker {
+                name: "worker-0".into(),
+                source: "CC_WORKER_COMMAND".into(),
+                command: "uv run python worker.py".into(),
+                argv: Some(vec![
+                    "uv".into(),
+                    "run".into(),
+                    "python".into(),
+                    "worker.py".into(),
+                ]),
+                restart: plan::Restart::OnFailure,
+                restart_delay_ms: 1000,
+            },
+            plan::Worker {
+                name: "worker-1".into(),
+                source: "CC_WORKER_COMMAND_1".into(),
+                command: "python a.py | tee out".into(),
+                argv: None,
+                restart: plan::Restart::OnFailure,
+                restart_delay_ms: 1000,
+            },
+        ];
+        let env: Env = [("PATH", "/usr/bin"), ("PORT", "8080")]
+            .into_iter()
+            .collect();
+        let worker = prepare(Some(&p), &Target::Worker("worker-0".into()), &env, None).unwrap();
+        assert_eq!(
+            describe(&worker),
+            format!(
+                "argv: uv run python worker.py\ncwd: /srv/app\nenv: UV_CACHE_DIR={}\n",
+                p.build.cache_dir.display()
+            )
+        );
+        assert_eq!(worker.env.get("PORT"), None);
+        let shell = prepare(Some(&p), &Target::Worker("worker-1".into()), &env, None).unwrap();
+        assert_eq!(shell.argv[..2], ["/bin/sh", "-c"]);
+        let unknown =
+            prepare(Some(&p), &Target::Worker("worker-9".into()), &env, None).unwrap_err();
+        assert_eq!(
+            unknown.to_string(),
+            "the plan has no worker \"worker-9\" (its workers: worker-0, worker-1)"
+        );
     }
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Become one process of the plan: the application (`--app`), one middleware hop
-/// (`--hop NAME`), a worker of legacy mode (`--worker NAME`), a run hook (`--hook NAME`), or
+/// (`--hop NAME`), a worker (`--worker NAME`: `CC_WORKER_COMMAND...`, legacy mode's Celery), a run hook (`--hook NAME`), or
 /// a command given after `--`.
 ///
 /// The working directory is the plan's `app_dir` and PORT is where the process must listen
@@ -33,7 +33,8 @@ struct Cli {
     /// is set; exits 0 when it is not, the hook's status otherwise.
     #[arg(long, value_name = "NAME")]
     hook: Option<String>,
-    /// Run the worker NAME of legacy mode (Celery, from `legacy.workers`), in the app's venv.
+    /// Run the worker NAME (from the plan's `workers`: `worker-0`, ..., `celery`) in the app,
+    /// with the app's environment (its venv in legacy mode) but PORT.
     #[arg(long, value_name = "NAME")]
     worker: Option<String>,
     /// Print what would be executed (argv, cwd, variables set, files) and exit.

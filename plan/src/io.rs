@@ -140,10 +140,12 @@ pub fn parse_plan(text: &str, what: &str) -> Result<Plan, PlanError> {
             })
         }
     }
-    serde_json::from_value(value).map_err(|e| PlanError::Invalid {
+    let mut plan: Plan = serde_json::from_value(value).map_err(|e| PlanError::Invalid {
         what,
         detail: e.to_string(),
-    })
+    })?;
+    plan.migrate();
+    Ok(plan)
 }
 
 /// The plan's JSON Schema (draft 2020-12), generated from these types: `docs/plan.schema.json`

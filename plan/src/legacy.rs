@@ -25,9 +25,10 @@ pub struct Legacy {
     /// `CC_PYTHON_MANAGE_TASKS`: `python manage.py TASK` each, before the server starts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub manage_tasks: Vec<String>,
-    /// Processes that run beside the app server (Celery), supervised with it.
+    /// Deprecated: plans made before the top-level `workers` held Celery here. Read, never
+    /// written: [`crate::Plan::migrate`] moves it to `workers`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub workers: Vec<Worker>,
+    pub workers: Vec<LegacyWorker>,
     /// Python packages the build must have installed: the app server (unless the machine
     /// provides it) and Celery. A missing one fails the build with a clear error.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -123,9 +124,9 @@ impl Backend {
     }
 }
 
-/// A process beside the app server, with the app's environment, in the app.
+/// Deprecated: a worker as plans before the top-level `workers` held it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct Worker {
+pub struct LegacyWorker {
     pub name: String,
     pub argv: Vec<String>,
 }

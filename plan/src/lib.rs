@@ -6,6 +6,9 @@
 //! - [`legacy`]: legacy mode's settings (pip, the app server, Nginx).
 //! - [`basic_auth`]: the one rule for a basic-auth `login:password` pair.
 //! - [`hook`]: running the platform's hooks.
+//! - [`cron`]: the crons of `clevercloud/cron.json`: their schedule, parsed and matched.
+//! - [`worker`]: the workers beside the app, and how they are restarted.
+//! - [`instance`]: the variables the platform sets in every process (`INSTANCE_ID`, `APP_ID`, ...).
 //! - [`env`]: the environment a tool sees: the process's, plus `--env-file` and `--env`.
 //! - [`secret`]: which variables are secrets, and redaction.
 //! - [`cli`]: flags every tool shares.
@@ -16,16 +19,20 @@
 pub mod basic_auth;
 pub mod cli;
 pub mod command;
+pub mod cron;
 pub mod env;
 pub mod hook;
+pub mod instance;
 pub mod io;
 pub mod legacy;
 pub mod model;
 pub mod process;
 pub mod report;
 pub mod secret;
+pub mod worker;
 
 pub use env::Env;
 pub use io::{print_plan, read_plan, write_plan, PlanSource};
-pub use legacy::{Backend, Legacy, Need, Nginx, StaticFiles, Worker, WorkspaceMember};
+pub use legacy::{Backend, Legacy, Need, Nginx, StaticFiles, WorkspaceMember};
 pub use model::*;
+pub use worker::{Restart, Worker};

@@ -42,6 +42,13 @@ pub struct Plan {
     /// Legacy mode's settings (pip, the app server, Nginx); present in legacy mode only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub legacy: Option<crate::Legacy>,
+    /// The processes beside the app (`CC_WORKER_COMMAND`, `CC_WORKER_COMMAND_N`, legacy mode's
+    /// Celery), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workers: Vec<crate::Worker>,
+    /// The crons of `clevercloud/cron.json`, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub crons: Vec<crate::cron::Cron>,
     /// Added by `flowctl`: where the hops' rendered files and working directories go (absent
     /// when none was named and no hop keeps files there).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -55,6 +62,24 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Brings a plan of an older version of the tools up to date: legacy mode's Celery
+    /// workers, once in `legacy.workers`, join `workers`.
+    pub fn migrate(&mut self) {
+        let Some(legacy) = &mut self.legacy else {
+            return;
+        };
+        for old in std::mem::take(&mut legacy.workers) {
+            self.workers.push(crate::Worker {
+                command: shell_words::join(&old.argv),
+                argv: Some(old.argv),
+                name: old.name,
+                source: "CC_PYTHON_CELERY_MODULE".into(),
+                restart: crate::Restart::default(),
+                restart_delay_ms: 1000,
+            });
+        }
+    }
+
     /// Where the deployment's virtual environment is: `build.venv`, else `APP_DIR/.venv`.
     pub fn venv(&self) -> PathBuf {
         self.build

@@ -11,13 +11,17 @@
 
 pub mod addon;
 pub mod children;
+pub mod crons;
 pub mod lock;
+pub mod platform;
 pub mod prefix;
 pub mod summary;
 pub mod watchdog;
+pub mod workers;
 
 use children::{Children, Event, Output};
 use plan::cli::{EnvArgs, PortArgs};
+use plan::instance::{Instance, InstanceType};
 use plan::report::{exit, Message};
 use plan::{Env, Plan, PlanSource};
 use std::path::{Path, PathBuf};
@@ -278,6 +282,12 @@ pub fn deploy(options: &Options, env: &Env) -> Result<std::process::ExitCode, pl
     let _ = std::fs::remove_file(state.join("deploy.json"));
     lock.record(&state)
         .map_err(|e| Message::failed(format!("cannot write the lock file: {e}")))?;
+    let instance = Instance::new(&app_path, &platform::app_home(&state.join("copy"), env));
+    for name in platform::set_by_the_user(env) {
+        say(&format!(
+            "{name} is set in your environment: replaced by this deployment's, as the platform does"
+        ));
+    }
     let mut deployment = Deployment {
         options,
         env,
@@ -287,6 +297,10 @@ pub fn deploy(options: &Options, env: &Env) -> Result<std::process::ExitCode, pl
         children: &mut children,
         summary: Summary::new(&state),
         services: Vec::new(),
+        workers: Vec::new(),
+        instance,
+        crons: None,
+        cron_runs: Vec::new(),
         addons: Default::default(),
         failed: None,
     };
@@ -322,8 +336,17 @@ struct Deployment<'a> {
     state: PathBuf,
     children: &'a mut Children,
     summary: Summary,
-    /// The indexes of the app, the hops and the workers: what must keep running.
+    /// The indexes of the app and the hops: what must keep running.
     services: Vec<usize>,
+    /// The workers: started beside the app, restarted as the platform does; their end never
+    /// stops the deployment.
+    workers: Vec<workers::Unit>,
+    /// This deployment's instance: the platform's variables its processes get.
+    instance: Instance,
+    /// The crons' scheduler and their home, once started.
+    crons: Option<(crons::Scheduler, PathBuf)>,
+    /// The processes of cron runs (indexes), and their names.
+    cron_runs: Vec<(usize, String)>,
     /// The add-ons' servers and variables (`--addon`).
     addons: addon::Started,
     /// The exit status once the deployment is known to have failed (unhealthy): a signal
@@ -371,7 +394,13 @@ impl Deployment<'_> {
         Command::new(self.tools.join(name))
     }
 
+    /// The arguments that give a tool the deployment's environment: the user's env files and
+    /// assignments, then the platform's variables of a production instance.
     fn env_args(&self) -> Vec<String> {
+        self.env_args_as(InstanceType::Production)
+    }
+
+    fn env_args_as(&self, kind: InstanceType) -> Vec<String> {
         let mut args = Vec::new();
         for file in &self.options.env.env_files {
             args.push("--env-file".into());
@@ -389,6 +418,7 @@ impl Deployment<'_> {
             args.push("--env-file".into());
             args.push(file.display().to_string());
         }
+        args.extend(platform::env_args(&self.instance, kind));
         args
     }
 
@@ -412,15 +442,188 @@ impl Deployment<'_> {
     /// Waits for process `index` to end. A signal stops the wait; so does a service's end.
     fn wait(&mut self, index: usize) -> Result<i32, Halt> {
         loop {
-            match self.children.wait(index, None) {
-                Ok(Some(status)) => return Ok(status),
-                Ok(None) => {}
+            match self.wait_any(index) {
+                Ok(status) => return Ok(status),
                 Err(Event::Stop(_)) => return Err(Halt::Stop),
                 Err(Event::Exited(i, status)) if self.services.contains(&i) => {
                     return Err(Halt::Died(i, status))
                 }
                 Err(Event::Exited(i, status)) => self.addon_exited(i, status),
                 Err(Event::OrphanReaped) => {}
+            }
+        }
+    }
+
+    /// Waits for process `index` to end, the workers looked after meanwhile: its status, or
+    /// the first other event.
+    fn wait_any(&mut self, index: usize) -> Result<i32, Event> {
+        loop {
+            if self.children.procs[index].status.is_some() {
+                // Its event may still be queued: `Children::wait` drops it.
+                if let Ok(Some(status)) = self.children.wait(index, Some(Instant::now())) {
+                    return Ok(status);
+                }
+            }
+            match self.next_event(None) {
+                Some(Event::Exited(i, status)) if i == index => return Ok(status),
+                Some(other) => return Err(other),
+                None => {}
+            }
+        }
+    }
+
+    /// The next event that is not a worker's end, up to `deadline`; a worker's end is handled
+    /// here (a restart planned, or not), and a restart that falls due is made, the loop
+    /// waking for it: nothing here sleeps.
+    fn next_event(&mut self, deadline: Option<Instant>) -> Option<Event> {
+        loop {
+            let wake = [
+                deadline,
+                workers::next_due(&self.workers),
+                self.crons.as_ref().map(|(s, _)| s.next_tick()),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            match self.children.next(wake) {
+                Some(Event::Exited(i, status)) => {
+                    if let Some(unit) = self.workers.iter().position(|u| u.running == Some(i)) {
+                        self.worker_ended(unit, status);
+                    } else if let Some(run) = self.cron_runs.iter().position(|(p, _)| *p == i) {
+                        let (_, name) = self.cron_runs.swap_remove(run);
+                        if status != 0 {
+                            say(&format!("{name} exited with status {status}"));
+                        }
+                    } else {
+                        return Some(Event::Exited(i, status));
+                    }
+                }
+                Some(event) => return Some(event),
+                None => {
+                    self.start_due_workers();
+                    self.run_due_crons();
+                    if wake.is_none() || deadline.is_some_and(|d| Instant::now() >= d) {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    fn worker_ended(&mut self, unit: usize, status: i32) {
+        let now = Instant::now();
+        let unit = &mut self.workers[unit];
+        let policy = unit.restart.name();
+        match unit.ended(status, now) {
+            workers::AfterEnd::RestartAt(_) => say(&format!(
+                "{} exited with status {status}: restarting in {} (CC_WORKER_RESTART={policy})",
+                unit.name,
+                seconds(unit.delay)
+            )),
+            workers::AfterEnd::Done => say(&format!(
+                "{} exited with status {status}: not restarted (CC_WORKER_RESTART={policy})",
+                unit.name
+            )),
+        }
+    }
+
+    /// Starts the crons' scheduler: their home and its profile (the app's environment, for
+    /// login shells), then a run of each at its minute.
+    fn schedule_crons(&mut self, plan: &Plan) {
+        if plan.crons.is_empty() {
+            return;
+        }
+        let mut env = self.env.clone();
+        for (key, value) in self.instance.variables(InstanceType::Production) {
+            env.set(key, value);
+        }
+        // The app's environment as the launcher makes it (the venv, the kept uv cache).
+        let app_env = launcher::prepare(Some(plan), &launcher::Target::App, &env, None)
+            .map(|launch| launch.env)
+            .unwrap_or(env);
+        let vars = app_env.iter().filter(|(k, _)| *k != "PORT");
+        let home = match crons::write_home(&self.state, vars) {
+            Ok(home) => home,
+            Err(e) => {
+                say(&format!("cannot write the crons' home: {e}: no cron runs"));
+                return;
+            }
+        };
+        let (scheduler, errors) =
+            crons::Scheduler::new(&plan.crons, crons::Clock::from_env(self.env));
+        for error in errors {
+            say(&error);
+        }
+        let clock = match &scheduler.clock {
+            crons::Clock::System => "the system clock, UTC".to_string(),
+            crons::Clock::File(path) => {
+                format!("the test clock UVDEPLOY_CLOCK `{}`", path.display())
+            }
+        };
+        say(&format!(
+            "{} cron(s) scheduled, on {clock}; their home is {}",
+            plan.crons.len(),
+            home.display()
+        ));
+        self.crons = Some((scheduler, home));
+    }
+
+    /// Runs the crons whose minute has come.
+    fn run_due_crons(&mut self) {
+        let Some((scheduler, home)) = &mut self.crons else {
+            return;
+        };
+        let (due, said) = scheduler.due();
+        if let Some(said) = said {
+            say(&said);
+        }
+        let home = home.clone();
+        for cron in due {
+            let mut command = crons::command(&cron, &home, self.env);
+            match self
+                .children
+                .spawn(&cron.name, &mut command, Output::Prefixed)
+            {
+                Ok(i) => self.cron_runs.push((i, cron.name.clone())),
+                Err(e) => say(&format!("cannot run {}: {e}", cron.name)),
+            }
+        }
+    }
+
+    /// Starts every worker whose restart is due.
+    fn start_due_workers(&mut self) {
+        let now = Instant::now();
+        for unit in 0..self.workers.len() {
+            if self.workers[unit].restart_at.is_some_and(|at| at <= now) {
+                self.start_worker(unit);
+            }
+        }
+    }
+
+    /// Starts worker `unit`, unless it is past systemd's start limit: then it is given up,
+    /// and said once. A worker that cannot be started at all is said, and left.
+    fn start_worker(&mut self, unit: usize) {
+        let now = Instant::now();
+        let name = self.workers[unit].name.clone();
+        if self.workers[unit].may_start(now) == workers::Start::GiveUp {
+            say(&format!(
+                "{name} failed {} times within {}: given up, as systemd would",
+                plan::worker::START_LIMIT_BURST,
+                seconds(plan::worker::START_LIMIT_INTERVAL)
+            ));
+            return;
+        }
+        let mut command = self.launcher(&["--worker", &name]);
+        match self.children.spawn(&name, &mut command, Output::Prefixed) {
+            Ok(i) => {
+                self.workers[unit].started(i, now);
+                let pid = self.children.procs[i].pid;
+                self.summary.processes.insert(name.clone(), pid);
+                say(&format!("started {name} (pid {pid})"));
+            }
+            Err(e) => {
+                say(&format!("cannot start {name}: {e}"));
+                self.workers[unit].restart_at = None;
             }
         }
     }
@@ -449,6 +652,7 @@ impl Deployment<'_> {
                 return Ok(exit::FAILED);
             }
         };
+        self.instance.app_home = plan.app_dir.display().to_string();
         self.summary.plan = std::fs::read_to_string(self.plan_path())
             .ok()
             .and_then(|text| serde_json::from_str(&text).ok());
@@ -489,7 +693,7 @@ impl Deployment<'_> {
             self.services.len()
         ));
         loop {
-            match self.children.next(None) {
+            match self.next_event(None) {
                 Some(Event::Stop(_)) => return Err(Halt::Stop),
                 Some(Event::Exited(i, status)) if self.services.contains(&i) => {
                     return Err(Halt::Died(i, status))
@@ -552,7 +756,9 @@ impl Deployment<'_> {
         if self.options.working_tree {
             checkout.arg("--working-tree");
         }
-        checkout.arg(&self.app_dir);
+        checkout
+            .arg(&self.app_dir)
+            .envs(self.instance.variables(InstanceType::Build));
         let checkout_started = Instant::now();
         let out = match std::fs::File::create(&source) {
             Ok(file) => file,
@@ -572,8 +778,10 @@ impl Deployment<'_> {
         if status != 0 {
             return Ok(Some(self.build_failed("checkout", status)));
         }
+        self.instance.commit_id = platform::commit_of(&source);
+        self.instance.app_home = platform::app_home(&copy, self.env).display().to_string();
 
-        let env_args = self.env_args();
+        let env_args = self.env_args_as(InstanceType::Build);
         let mut ports = Vec::new();
         if let Some(port) = self.options.ports.public_port {
             ports.extend(["--public-port".to_string(), port.to_string()]);
@@ -664,12 +872,6 @@ impl Deployment<'_> {
         for hop in plan.hops.iter().flatten() {
             targets.push((hop.name.clone(), vec!["--hop".into(), hop.name.clone()]));
         }
-        for worker in plan.legacy.iter().flat_map(|l| &l.workers) {
-            targets.push((
-                worker.name.clone(),
-                vec!["--worker".into(), worker.name.clone()],
-            ));
-        }
         for (name, target) in targets {
             let target: Vec<&str> = target.iter().map(String::as_str).collect();
             let mut command = self.launcher(&target);
@@ -687,6 +889,11 @@ impl Deployment<'_> {
                 Err(code) => return Some(code),
             }
         }
+        self.workers = plan.workers.iter().map(workers::Unit::new).collect();
+        for unit in 0..self.workers.len() {
+            self.start_worker(unit);
+        }
+        self.schedule_crons(plan);
         None
     }
 
@@ -742,9 +949,8 @@ impl Deployment<'_> {
         };
         let mut died = None;
         let status = loop {
-            match self.children.wait(index, None) {
-                Ok(Some(status)) => break status,
-                Ok(None) => {}
+            match self.wait_any(index) {
+                Ok(status) => break status,
                 Err(Event::Stop(_)) => return Err(Halt::Stop),
                 Err(Event::Exited(i, status)) if self.services.contains(&i) => {
                     died.get_or_insert((i, status));
