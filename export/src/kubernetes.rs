@@ -294,9 +294,13 @@ pub fn manifests(plan: &Plan, options: &Options) -> Result<Manifests, ExportErro
     harden(&mut app, options.flavor.resources());
     let legacy = plan.legacy.as_ref();
     let mut containers = vec![app];
-    // Celery beside the app server, in the app's image and environment.
-    for worker in legacy.map(|l| l.workers.as_slice()).unwrap_or_default() {
-        let argv: Vec<String> = worker.argv.iter().map(|w| in_image(w)).collect();
+    // The workers (`CC_WORKER_COMMAND...`, Celery) beside the app, in its image and environment.
+    for worker in &plan.workers {
+        let words = worker
+            .argv
+            .clone()
+            .unwrap_or_else(|| plan::command::shell_argv(&worker.command));
+        let argv: Vec<String> = words.iter().map(|w| in_image(w)).collect();
         let ping = worker_ping(&argv);
         let mut worker = json!({
             "name": worker.name,
