@@ -135,6 +135,9 @@ pub struct Launch {
     pub manage_tasks: Vec<String>,
     /// The port the process will bind, checked free just before it starts, and what it is.
     pub binds: Option<(u16, String)>,
+    /// Whether a shell that must stay is supervised in place (its leftovers a failed start).
+    /// Not for a run hook: a daemon it starts is the deployment's to stop, like any other.
+    pub supervise_shell: bool,
 }
 
 /// Works out the launch of `target`. `plan` is required for the app and hops; a command by
@@ -156,6 +159,7 @@ pub fn prepare(
         pre_run_hook: None,
         manage_tasks: Vec::new(),
         binds: None,
+        supervise_shell: true,
     };
     let planned_port = match (target, plan) {
         (Target::Command(argv), _) => {
@@ -171,6 +175,7 @@ pub fn prepare(
                 Some(command) => vec!["/bin/sh".into(), "-c".into(), command.to_string()],
                 None => Vec::new(),
             };
+            launch.supervise_shell = false;
             return Ok(launch);
         }
         (Target::App, Some(plan)) => {
@@ -458,7 +463,7 @@ pub fn exec(launch: &Launch) -> Result<u8, LaunchError> {
     for task in &launch.manage_tasks {
         manage_task(task, launch)?;
     }
-    if plan::command::shell_stays(&launch.argv) {
+    if launch.supervise_shell && plan::command::shell_stays(&launch.argv) {
         // A list, a pipeline, a background job: the shell stays, so this process stays too,
         // in its place, to pass signals on and report how it all ended.
         return Ok(supervise::run(&program, launch));

@@ -53,6 +53,14 @@ fn secrets_of(env: &Env) -> Vec<(&str, &str)> {
 /// Replaces the value of every secret variable of `env` found in `text` with `***`, and the
 /// password of every URL with credentials.
 pub fn redact(text: &str, env: &Env) -> String {
+    redacted_values(env)
+        .into_iter()
+        .fold(text.to_string(), |acc, v| acc.replace(v, REDACTED))
+}
+
+/// The values [`redact`] replaces, longest first (so that a secret holding another is
+/// replaced whole): for a reader of bytes, such as a process's output.
+pub fn redacted_values(env: &Env) -> Vec<&str> {
     let mut values: Vec<&str> = secrets_of(env).into_iter().map(|(_, v)| v).collect();
     values.extend(
         env.iter()
@@ -60,9 +68,8 @@ pub fn redact(text: &str, env: &Env) -> String {
             .filter(|p| p.len() >= MIN_REDACTED_LEN),
     );
     values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    values.dedup();
     values
-        .into_iter()
-        .fold(text.to_string(), |acc, v| acc.replace(v, REDACTED))
 }
 
 /// Whether `value` (a variable's value) holds the value of one of `env`'s secrets, however

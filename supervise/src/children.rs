@@ -73,6 +73,8 @@ pub struct Children {
     pending_stdout: Option<std::process::ChildStdout>,
     /// How many processes got a prefix: the next one's colour.
     painted: usize,
+    /// The secret values no process's output may show.
+    secrets: std::sync::Arc<Vec<Vec<u8>>>,
     me: i32,
 }
 
@@ -123,6 +125,7 @@ impl Children {
             relays_done: channel(),
             pending_stdout: None,
             painted: 0,
+            secrets: Default::default(),
             me: std::process::id() as i32,
         })
     }
@@ -176,8 +179,15 @@ impl Children {
             let style = self.style;
             let done = self.relays_done.0.clone();
             self.relays += 1;
+            let secrets = self.secrets.clone();
             std::thread::spawn(move || {
-                prefix::relay(std::fs::File::from(read), &label, style, prefix::to_stderr);
+                prefix::relay(
+                    std::fs::File::from(read),
+                    &label,
+                    style,
+                    &secrets,
+                    prefix::to_stderr,
+                );
                 let _ = done.send(());
             });
         }
@@ -194,6 +204,12 @@ impl Children {
     /// Process `index` is to be stopped after all the others.
     pub fn stop_last(&mut self, index: usize) {
         self.procs[index].last = true;
+    }
+
+    /// The secret values that the output of the processes started from now on never shows.
+    pub fn set_secrets(&mut self, env: &plan::Env) {
+        let values = plan::secret::redacted_values(env);
+        self.secrets = std::sync::Arc::new(values.iter().map(|v| v.as_bytes().to_vec()).collect());
     }
 
     /// The stdout of the last process started, when it was set up as a pipe.

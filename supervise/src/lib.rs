@@ -640,7 +640,15 @@ impl Deployment<'_> {
 
     fn phases(&mut self) -> Result<u8, Halt> {
         let started = Instant::now();
+        self.children.set_secrets(self.env);
         self.start_addons()?;
+        // The add-ons' passwords are secrets too, in every process's output from now on.
+        if let Some(file) = &self.addons.env_file {
+            let mut env = self.env.clone();
+            if env.load_file(file).is_ok() {
+                self.children.set_secrets(&env);
+            }
+        }
         phase(&format!("build: {}", self.app_dir.display()));
         if let Some(code) = self.build()? {
             return Ok(code);
@@ -973,7 +981,8 @@ impl Deployment<'_> {
             phase("check passed: the deployment is healthy; stopping");
             return Ok(0);
         };
-        phase(&format!("smoke: {smoke}"));
+        let shown = plan::secret::hide_in_shell(&smoke, self.env);
+        phase(&format!("smoke: {shown}"));
         let url = format!("http://127.0.0.1:{}", plan.ports.public);
         let path = match self.env.non_empty("PATH") {
             Some(path) => format!("{}:{path}", self.tools.display()),
@@ -996,7 +1005,7 @@ impl Deployment<'_> {
         let status = self.wait(index)?;
         self.summary.time("smoke", started.elapsed());
         self.summary.smoke = Some(summary::Smoke {
-            command: smoke,
+            command: shown,
             status,
         });
         if status == 0 {

@@ -45,7 +45,13 @@ pub fn label(name: &str, index: usize, colour: bool) -> Vec<u8> {
 /// Copies `input` to `out` line by line, each behind `prefix`, until `input` ends. A last line
 /// without a newline gets one. Errors writing (stderr closed) end nothing: the process must
 /// still be read, or it would block on a full pipe.
-pub fn relay(mut input: impl Read, prefix: &[u8], style: Style, mut out: impl FnMut(&[u8])) {
+pub fn relay(
+    mut input: impl Read,
+    prefix: &[u8],
+    style: Style,
+    secrets: &[Vec<u8>],
+    mut out: impl FnMut(&[u8]),
+) {
     let mut block = vec![0u8; BLOCK];
     // The start of a line whose end has not come yet.
     let mut pending: Vec<u8> = Vec::new();
@@ -62,10 +68,10 @@ pub fn relay(mut input: impl Read, prefix: &[u8], style: Style, mut out: impl Fn
         while let Some(end) = rest.iter().position(|&b| b == b'\n') {
             let (line, after) = rest.split_at(end);
             if pending.is_empty() {
-                push_line(&mut shown, prefix, line, style);
+                push_line(&mut shown, prefix, line, style, secrets);
             } else {
                 pending.extend_from_slice(line);
-                push_line(&mut shown, prefix, &pending, style);
+                push_line(&mut shown, prefix, &pending, style, secrets);
                 pending.clear();
             }
             rest = &after[1..];
@@ -73,7 +79,7 @@ pub fn relay(mut input: impl Read, prefix: &[u8], style: Style, mut out: impl Fn
         pending.extend_from_slice(rest);
         while pending.len() >= MAX_LINE {
             let piece: Vec<u8> = pending.drain(..MAX_LINE).collect();
-            push_line(&mut shown, prefix, &piece, style);
+            push_line(&mut shown, prefix, &piece, style, secrets);
         }
         if !shown.is_empty() {
             out(&shown);
@@ -81,7 +87,7 @@ pub fn relay(mut input: impl Read, prefix: &[u8], style: Style, mut out: impl Fn
     }
     if !pending.is_empty() {
         shown.clear();
-        push_line(&mut shown, prefix, &pending, style);
+        push_line(&mut shown, prefix, &pending, style, secrets);
         out(&shown);
     }
 }
@@ -91,15 +97,46 @@ pub fn to_stderr(block: &[u8]) {
     let _ = std::io::stderr().lock().write_all(block);
 }
 
-fn push_line(out: &mut Vec<u8>, prefix: &[u8], line: &[u8], style: Style) {
+fn push_line(out: &mut Vec<u8>, prefix: &[u8], line: &[u8], style: Style, secrets: &[Vec<u8>]) {
     out.extend_from_slice(prefix);
     let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let redacted;
+    let line = if secrets.iter().any(|s| contains(line, s)) {
+        redacted = redact(line, secrets);
+        &redacted[..]
+    } else {
+        line
+    };
     if style.raw {
         out.extend_from_slice(line);
     } else {
         push_shown(out, line);
     }
     out.push(b'\n');
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// `line` with each secret value replaced by `***` (the values longest first).
+fn redact(line: &[u8], secrets: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = line.to_vec();
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        let mut next = Vec::with_capacity(out.len());
+        let mut i = 0;
+        while i < out.len() {
+            if out[i..].starts_with(secret) {
+                next.extend_from_slice(b"***");
+                i += secret.len();
+            } else {
+                next.push(out[i]);
+                i += 1;
+            }
+        }
+        out = next;
+    }
+    out
 }
 
 /// `line` with its control characters in caret notation (`^[` for ESC), and the C1 controls
@@ -132,7 +169,7 @@ mod tests {
 
     fn shown(input: &[u8], style: Style) -> String {
         let mut out = Vec::new();
-        relay(input, b"app | ", style, |block| {
+        relay(input, b"app | ", style, &[], |block| {
             out.extend_from_slice(block)
         });
         String::from_utf8(out).unwrap()
@@ -195,10 +232,27 @@ mod tests {
     #[test]
     fn lines_split_across_reads_come_out_whole() {
         let mut out = Vec::new();
-        relay(Trickle(b"ab\ncd\n"), b"w | ", PLAIN, |b| {
+        relay(Trickle(b"ab\ncd\n"), b"w | ", PLAIN, &[], |b| {
             out.extend_from_slice(b)
         });
         assert_eq!(String::from_utf8(out).unwrap(), "w | ab\nw | cd\n");
+    }
+
+    #[test]
+    fn secret_values_are_never_shown() {
+        let mut out = Vec::new();
+        let secrets = [b"tok-Super Secret".to_vec(), b"pa:ss".to_vec()];
+        relay(
+            &b"token=tok-Super Secret url=redis://:pa:ss@h\nplain\n"[..],
+            b"app | ",
+            PLAIN,
+            &secrets,
+            |b| out.extend_from_slice(b),
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "app | token=*** url=redis://:***@h\napp | plain\n"
+        );
     }
 
     #[test]

@@ -341,6 +341,7 @@ fn a_daemon_left_by_a_hook_is_stopped_with_the_deployment() {
         // Holding the hook's output, which is deploy's stderr: the stop must end it too.
         .var("CC_PRE_BUILD_HOOK", "setsid sleep 556 &")
         .var("CC_PRE_RUN_HOOK", "setsid sleep 557 &")
+        .var("CC_RUN_SUCCEEDED_HOOK", "setsid sleep 558 &")
         .start();
     deployment.deployed();
     let daemons = || {
@@ -350,11 +351,17 @@ fn a_daemon_left_by_a_hook_is_stopped_with_the_deployment() {
             .filter(|c| c.starts_with("sleep 55"))
             .collect::<Vec<_>>()
     };
+    assert!(
+        testkit::wait_until(Duration::from_secs(10), || daemons().len() == 3),
+        "{:?}\n{}",
+        daemons(),
+        deployment.output()
+    );
     let mut running = daemons();
     running.sort();
-    assert_eq!(
-        running,
-        ["sleep 556", "sleep 557"],
+    assert_eq!(running, ["sleep 556", "sleep 557", "sleep 558"]);
+    assert!(
+        !deployment.output().contains("failed"),
         "{}",
         deployment.output()
     );
@@ -408,4 +415,54 @@ fn status_and_stop_from_another_terminal() {
     let after = control(&["status"]);
     assert_eq!(after.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&after.stdout).contains("is not deployed here"));
+}
+
+/// A secret's value never shows in any process's output (the app's, a hook's, the smoke
+/// command's), nor in the smoke command as said.
+#[test]
+fn secret_values_never_show_in_the_processes_output() {
+    const TOKEN: &str = "tok-Super Secret-123";
+    let mut deployment = Setup::new("hello")
+        .var("API_TOKEN", TOKEN)
+        .var("CC_PRE_RUN_HOOK", "echo \"pre-run token=$API_TOKEN\"")
+        .args(&[
+            "--check",
+            "--smoke",
+            "echo \"smoke token=$API_TOKEN\"; echo 'tok-Super Secret-123'",
+        ])
+        .start();
+    let status = deployment.exit(Duration::from_secs(120));
+    assert_eq!(status.code(), Some(0), "{}", deployment.output());
+    let output = deployment.output();
+    assert!(output.contains("pre-run token=***"), "{output}");
+    assert!(output.contains("smoke token=***"), "{output}");
+    assert!(!output.contains(TOKEN), "{output}");
+    assert!(
+        !std::fs::read_to_string(deployment.tmp.path().join("state/deploy.json"))
+            .unwrap()
+            .contains(TOKEN)
+    );
+    deployment.nothing_left();
+}
+
+/// The app dying while CC_RUN_SUCCEEDED_HOOK runs ends the deployment (it was not noticed).
+#[test]
+fn an_app_dying_during_the_succeeded_hook_ends_the_deployment() {
+    let mut deployment = Setup::new("hello")
+        .var("HELLO_CRASH_AFTER", "1")
+        .var("CC_RUN_SUCCEEDED_HOOK", "sleep 5")
+        .start();
+    let status = deployment.exit(Duration::from_secs(120));
+    assert_eq!(status.code(), Some(1), "{}", deployment.output());
+    assert!(
+        deployment.output().contains("app exited with status 3"),
+        "{}",
+        deployment.output()
+    );
+    let summary: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(deployment.tmp.path().join("state/deploy.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(summary["status"], "failed", "{summary}");
+    deployment.nothing_left();
 }
