@@ -26,13 +26,30 @@ pub struct Cli {
     pub clean: bool,
 }
 
+/// The files one of uvdeploy's state directories holds (one at least).
+const MARKS: [&str; 4] = [
+    supervise::lock::STATE_LOCK,
+    "plan.json",
+    "source.json",
+    "deploy.json",
+];
+
+/// Who uses a state directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InUse {
+    /// The deployment of this PID.
+    Deployment(u32),
+    /// A deployment or image build whose PID its lock does not say.
+    Unknown,
+}
+
 /// One state directory in TMPDIR.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateDir {
     pub path: PathBuf,
     pub bytes: u64,
-    /// The PID of the running deployment that uses it.
-    pub in_use_by: Option<u32>,
+    /// Who uses it now, if anyone.
+    pub in_use_by: Option<InUse>,
 }
 
 /// The state directories uvdeploy made in `tmp` (`uvdeploy-NAME.XXXXXX`, this user's, not a
@@ -47,11 +64,24 @@ pub fn state_dirs(tmp: &Path, running: &[supervise::lock::Holder]) -> Vec<StateD
         .filter_map(Result::ok)
         .filter(|e| is_state_dir_name(&e.file_name().to_string_lossy()))
         .filter(|e| std::fs::symlink_metadata(e.path()).is_ok_and(|m| m.is_dir() && m.uid() == me))
+        // uvdeploy's own: it holds what a deployment, plan or image leaves there.
+        .filter(|e| MARKS.iter().any(|mark| e.path().join(mark).exists()))
         .map(|e| {
             let path = e.path();
+            let real = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+            let holder = running
+                .iter()
+                .find(|h| std::fs::canonicalize(&h.state_dir).is_ok_and(|d| d == real))
+                .map(|h| h.pid);
             StateDir {
                 bytes: size(&path),
-                in_use_by: running.iter().find(|h| h.state_dir == path).map(|h| h.pid),
+                // A deployment holds its state directory's lock, whatever its cache directory
+                // or however TMPDIR is spelled; an image build too.
+                in_use_by: match holder {
+                    Some(pid) => Some(InUse::Deployment(pid)),
+                    None if supervise::lock::state_in_use(&path) => Some(InUse::Unknown),
+                    None => None,
+                },
                 path,
             }
         })
@@ -151,7 +181,8 @@ pub fn run(cli: &Cli, env: &Env) -> Result<ExitCode, plan::report::Fault> {
     }
     for dir in &dirs {
         let status = match dir.in_use_by {
-            Some(pid) => format!("in use by PID {pid}"),
+            Some(InUse::Deployment(pid)) => format!("in use by PID {pid}"),
+            Some(InUse::Unknown) => "in use".to_string(),
             None if cli.clean => match std::fs::remove_dir_all(&dir.path) {
                 Ok(()) => "removed".to_string(),
                 Err(e) => format!("not removed: {e}"),

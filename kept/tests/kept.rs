@@ -40,6 +40,13 @@ fn clean_removes_only_what_no_running_deployment_uses() {
     let running = tmp.join("uvdeploy-running.def456");
     let mut lock = supervise::lock::claim(&cache, Path::new("/srv/running-app")).unwrap();
     lock.record(&running).unwrap();
+    let state_lock = supervise::lock::StateLock::take(&running).unwrap();
+    // Another deployment's, with a cache directory of its own: only its state lock says so.
+    let elsewhere = tmp.join("uvdeploy-other.ghi789");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let elsewhere_lock = supervise::lock::StateLock::take(&elsewhere).unwrap();
+    // A user's directory that only looks like ours by its name.
+    std::fs::create_dir_all(tmp.join("uvdeploy-notes.backup")).unwrap();
 
     let shown = uvkept(&tmp, &cache, &[]);
     assert!(
@@ -72,7 +79,8 @@ fn clean_removes_only_what_no_running_deployment_uses() {
         "{cleaned}"
     );
     assert!(!tmp.join("uvdeploy-failed.abc123").exists());
-    assert!(running.is_dir() && tmp.join("not-ours").is_dir());
+    assert!(running.is_dir() && elsewhere.is_dir() && tmp.join("not-ours").is_dir());
+    assert!(tmp.join("uvdeploy-notes.backup").is_dir());
     assert!(!cache.join("venvs").exists());
     assert_eq!(
         std::fs::read_to_string(outside.join("precious")).unwrap(),
@@ -80,7 +88,7 @@ fn clean_removes_only_what_no_running_deployment_uses() {
     );
 
     // Once the deployment has stopped, its lock names nobody.
-    drop(lock);
+    drop((lock, state_lock, elsewhere_lock));
     let after = uvkept(&tmp, &cache, &[]);
     assert!(after.contains("running deployments:\n  none\n"), "{after}");
 }
