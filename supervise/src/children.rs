@@ -55,6 +55,10 @@ pub enum Event {
 pub enum Output {
     /// Both to stderr, each line behind the process's name.
     Prefixed,
+    /// stdout as the caller set it up (a file, the next step's stdin); stderr to ours as it
+    /// is written (the build steps speak for themselves), but through the same relay: secrets
+    /// hidden, control characters shown, not sent.
+    Plain,
     /// As the command was set up by the caller (stdout to a file or a pipe, stderr ours).
     AsSet,
 }
@@ -66,9 +70,10 @@ pub struct Children {
     grace: Duration,
     style: Style,
     watchdog: Option<Watchdog>,
-    /// How many relays run, and where each says it has read its process's output to the end.
-    relays: usize,
-    relays_done: (Sender<()>, Receiver<()>),
+    /// The processes whose output is relayed, and where each relay says (with the process's
+    /// index) that it has read that output to the end.
+    relayed: std::collections::BTreeSet<usize>,
+    relays_done: (Sender<usize>, Receiver<usize>),
     /// The stdout of the last process started, when it was a pipe: the next step's stdin.
     pending_stdout: Option<std::process::ChildStdout>,
     /// How many processes got a prefix: the next one's colour.
@@ -121,7 +126,7 @@ impl Children {
             grace,
             style,
             watchdog: Some(watchdog),
-            relays: 0,
+            relayed: Default::default(),
             relays_done: channel(),
             pending_stdout: None,
             painted: 0,
@@ -155,14 +160,22 @@ impl Children {
             });
         }
         let mut reader = None;
-        if let Output::Prefixed = output {
-            let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-            let write2: OwnedFd = write.as_fd().try_clone_to_owned()?;
-            command
-                .stdin(Stdio::null())
-                .stdout(Stdio::from(write))
-                .stderr(Stdio::from(write2));
-            reader = Some(read);
+        match output {
+            Output::Prefixed => {
+                let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+                let write2: OwnedFd = write.as_fd().try_clone_to_owned()?;
+                command
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::from(write))
+                    .stderr(Stdio::from(write2));
+                reader = Some((read, true));
+            }
+            Output::Plain => {
+                let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+                command.stderr(Stdio::from(write));
+                reader = Some((read, false));
+            }
+            Output::AsSet => {}
         }
         let spawned = command.spawn();
         // The write ends are the child's alone now: the relay sees the end when it ends.
@@ -173,12 +186,17 @@ impl Children {
         if let Some(watchdog) = &mut self.watchdog {
             watchdog.watch(pid);
         }
-        if let Some(read) = reader {
-            let label = prefix::label(name, self.painted, self.style.colour);
-            self.painted += 1;
+        let index = self.procs.len();
+        if let Some((read, labelled)) = reader {
+            let label = if labelled {
+                self.painted += 1;
+                prefix::label(name, self.painted - 1, self.style.colour)
+            } else {
+                Vec::new()
+            };
             let style = self.style;
             let done = self.relays_done.0.clone();
-            self.relays += 1;
+            self.relayed.insert(index);
             let secrets = self.secrets.clone();
             std::thread::spawn(move || {
                 prefix::relay(
@@ -188,7 +206,7 @@ impl Children {
                     &secrets,
                     prefix::to_stderr,
                 );
-                let _ = done.send(());
+                let _ = done.send(index);
             });
         }
         self.procs.push(Proc {
@@ -391,12 +409,30 @@ impl Children {
             watchdog.done();
         }
         let deadline = Instant::now() + Duration::from_secs(2);
-        while self.relays > 0 {
+        while !self.relayed.is_empty() {
             let left = deadline.saturating_duration_since(Instant::now());
-            if self.relays_done.1.recv_timeout(left).is_err() {
-                break;
+            match self.relays_done.1.recv_timeout(left) {
+                Ok(index) => {
+                    self.relayed.remove(&index);
+                }
+                Err(_) => break,
             }
-            self.relays -= 1;
+        }
+    }
+
+    /// Waits, briefly, until the output of process `index` (which has ended) is all shown:
+    /// what we say next comes after its last line. Not for ever: a daemon it left may hold
+    /// its pipe.
+    pub fn drain(&mut self, index: usize) {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while self.relayed.contains(&index) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.relays_done.1.recv_timeout(left) {
+                Ok(done) => {
+                    self.relayed.remove(&done);
+                }
+                Err(_) => break,
+            }
         }
     }
 }

@@ -375,6 +375,7 @@ impl Deployment<'_> {
                 }
             }
             Err(Halt::Died(i, status)) => {
+                self.children.drain(i);
                 let name = self.children.procs[i].name.clone();
                 say(&format!(
                     "{name} exited with status {status}: stopping the deployment"
@@ -443,7 +444,11 @@ impl Deployment<'_> {
     fn wait(&mut self, index: usize) -> Result<i32, Halt> {
         loop {
             match self.wait_any(index) {
-                Ok(status) => return Ok(status),
+                Ok(status) => {
+                    // Its last lines before what we say of it.
+                    self.children.drain(index);
+                    return Ok(status);
+                }
                 Err(Event::Stop(_)) => return Err(Halt::Stop),
                 Err(Event::Exited(i, status)) if self.services.contains(&i) => {
                     return Err(Halt::Died(i, status))
@@ -776,7 +781,7 @@ impl Deployment<'_> {
             }
         };
         checkout.stdout(out);
-        let index = match self.spawn("checkout", &mut checkout, Output::AsSet) {
+        let index = match self.spawn("checkout", &mut checkout, Output::Plain) {
             Ok(i) => i,
             Err(code) => return Ok(Some(code)),
         };
@@ -826,7 +831,7 @@ impl Deployment<'_> {
             if let Some(previous) = self.children.take_stdout() {
                 command.stdin(previous);
             }
-            match self.spawn(name, command, Output::AsSet) {
+            match self.spawn(name, command, Output::Plain) {
                 Ok(i) => steps.push((name, i)),
                 Err(code) => return Ok(Some(code)),
             }
@@ -933,6 +938,7 @@ impl Deployment<'_> {
         match self.wait(checker) {
             Ok(status) => Ok(status == 0),
             Err(Halt::Died(i, status)) => {
+                self.children.drain(i);
                 let name = self.children.procs[i].name.clone();
                 say(&format!(
                     "{name} exited with status {status} before the health check passed"
@@ -966,6 +972,7 @@ impl Deployment<'_> {
                 Err(_) => {}
             }
         };
+        self.children.drain(index);
         if status != 0 {
             say(&format!("{name} failed (exit {status}): ignored"));
         }

@@ -466,3 +466,28 @@ fn an_app_dying_during_the_succeeded_hook_ends_the_deployment() {
     assert_eq!(summary["status"], "failed", "{summary}");
     deployment.nothing_left();
 }
+
+/// What the build steps print (a hook's escape sequences, uv's lines) reaches the terminal
+/// through the same relay as the app's: control characters shown, never sent; and a process's
+/// last lines come before what deploy says of it.
+#[test]
+fn build_output_is_shown_not_sent_and_in_order() {
+    let mut deployment = Setup::new("hello")
+        .var("CC_PRE_BUILD_HOOK", "printf 'clear\\033[2Jscreen\\n'")
+        .args(&["--check", "--smoke", "echo last-smoke-line"])
+        .start();
+    let status = deployment.exit(Duration::from_secs(120));
+    assert_eq!(status.code(), Some(0), "{}", deployment.output());
+    let output = deployment.output();
+    assert!(output.contains("clear^[[2Jscreen"), "{output}");
+    assert!(
+        !output.contains('\u{1b}'),
+        "an escape reached the terminal:\n{output}"
+    );
+    let last = output
+        .find("smoke    | last-smoke-line")
+        .expect("the smoke's line");
+    let verdict = output.find("==> check passed").expect("the verdict");
+    assert!(last < verdict, "{output}");
+    deployment.nothing_left();
+}
