@@ -520,14 +520,26 @@ fn beat_schedule_in_tmp(mut argv: Vec<String>) -> Vec<String> {
 /// Nginx's command in the pod: its directory in the emptyDir made first, and the htpasswd
 /// file written from the Secret's variables (`login:password` each), split and checked by
 /// the rule `launcher` follows ([`plan::basic_auth`]): a bad pair stops the container.
+/// Nginx's `{SHA}` of a password read on stdin, by the image's Python (legacy images have it):
+/// hashed, not `{PLAIN}`, which Nginx cuts at a `:` (a password may hold one), as launcher
+/// writes it on a machine.
+const SHA1_BASE64: &str = "python3 -c 'import base64, hashlib, sys; sys.stdout.write(base64.b64encode(hashlib.sha1(sys.stdin.buffer.read()).digest()).decode())'";
+
+/// The shell that writes Nginx's password file at `path` from `variables` (`login:password`
+/// each, split as launcher splits them), in the pod.
+fn htpasswd_script(path: &str, variables: &[String]) -> String {
+    format!(
+        "for v in {}; do {} printf '%s:{{SHA}}%s\\n' \"$login\" \"$(printf '%s' \"$password\" | {SHA1_BASE64})\"; done > {path}",
+        variables.join(" "),
+        plan::basic_auth::shell_split()
+    )
+}
+
 fn nginx_command(hop: &Hop, argv: &[String], htpasswd: &[(String, Vec<String>)]) -> Vec<String> {
     let mut script = format!("mkdir -p {STATE_DIR}/nginx-{listen}", listen = hop.listen);
     for (path, variables) in htpasswd {
-        script.push_str(&format!(
-            " && for v in {}; do {} printf '%s:{{PLAIN}}%s\\n' \"$login\" \"$password\"; done > {path}",
-            variables.join(" "),
-            plan::basic_auth::shell_split()
-        ));
+        script.push_str(" && ");
+        script.push_str(&htpasswd_script(path, variables));
     }
     // Nginx from the image's PATH, wherever this machine had it.
     let mut argv = argv.to_vec();
@@ -638,6 +650,29 @@ fn secret_references(word: &str, secrets: &mut BTreeSet<String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The pod writes what launcher writes on a machine: `{SHA}`, so that a password holding
+    /// a `:` works (Nginx cuts a `{PLAIN}` one there).
+    #[test]
+    fn the_pods_password_file_is_hashed_and_takes_a_colon() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("htpasswd");
+        let script = htpasswd_script(
+            file.to_str().unwrap(),
+            &["CC_HTTP_BASIC_AUTH".into(), "CC_HTTP_BASIC_AUTH_1".into()],
+        );
+        let status = std::process::Command::new("/bin/sh")
+            .args(["-c", &script])
+            .env("CC_HTTP_BASIC_AUTH", "admin:pa:ss")
+            .env("CC_HTTP_BASIC_AUTH_1", "ops:pa:ss")
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert_eq!(
+            std::fs::read_to_string(&file).unwrap(),
+            "admin:{SHA}XyRLaTIb/WCdo8CuWc58gPVHl68=\nops:{SHA}XyRLaTIb/WCdo8CuWc58gPVHl68=\n"
+        );
+    }
 
     #[test]
     fn names_become_dns_labels() {
