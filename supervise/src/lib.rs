@@ -101,6 +101,10 @@ fn duration(text: &str) -> Result<Duration, String> {
 }
 
 fn grace_seconds(text: &str) -> Result<Duration, String> {
+    // Set but empty (`UVDEPLOY_GRACE_SECONDS=`) is not set.
+    if text.trim().is_empty() {
+        return Ok(DEFAULT_GRACE);
+    }
     text.trim()
         .parse::<f64>()
         .ok()
@@ -1027,5 +1031,23 @@ impl Deployment<'_> {
             ));
             Ok(exit::FAILED)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_grace_period_in_seconds_fractions_allowed_empty_the_default() {
+        assert_eq!(grace_seconds("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(grace_seconds(""), Ok(DEFAULT_GRACE));
+        assert_eq!(grace_seconds(" "), Ok(DEFAULT_GRACE));
+        for bad in ["-1", "abc", "nan", "inf", "3601"] {
+            assert!(grace_seconds(bad).is_err(), "{bad}");
+        }
+        assert_eq!(seconds(Duration::from_millis(500)), "500ms");
+        assert_eq!(seconds(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(seconds(Duration::from_secs(10)), "10s");
     }
 }
