@@ -114,7 +114,7 @@ fn varnish(plan: &Plan) -> String {
         .hops
         .iter()
         .flatten()
-        .any(|h| h.name == "varnish" || h.name == "block");
+        .any(|h| h.kind().is_some_and(plan::HopKind::runs_varnishd));
     if needed {
         install_unless("varnishd", "Varnish hop: varnishd", "varnish")
     } else {

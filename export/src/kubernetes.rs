@@ -196,7 +196,7 @@ pub fn manifests(plan: &Plan, options: &Options) -> Result<Manifests, ExportErro
         Mode::Uv => plan.ports.app,
         Mode::Legacy => hops
             .iter()
-            .find(|h| h.name == "nginx")
+            .find(|h| h.kind() == Some(plan::HopKind::Nginx))
             .map_or(plan.ports.public, |h| h.listen),
     };
     if !plan.health_check.is_default() {
@@ -245,7 +245,7 @@ pub fn manifests(plan: &Plan, options: &Options) -> Result<Manifests, ExportErro
             }
         }
         secrets.extend(referred);
-        if hop.name == "nginx" {
+        if hop.kind() == Some(plan::HopKind::Nginx) {
             argv = nginx_command(hop, &argv, &htpasswd);
         }
         let mut sidecar = json!({

@@ -297,7 +297,7 @@ fn nginx_hop(plan: &Plan, ports: HopPorts, options: &FlowOptions) -> Result<Hop,
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "nginx".into());
     Ok(Hop {
-        name: "nginx".into(),
+        name: plan::HopKind::Nginx.name().into(),
         listen: ports.listen,
         forward: Some(ports.forward),
         argv: nginx::argv(&program, &dir),
@@ -325,7 +325,7 @@ fn block_hop(plan: &Plan, ports: HopPorts, options: &FlowOptions) -> Hop {
         (!plan.health_check.is_default()).then_some(plan.health_check.paths.as_slice());
     let vcl = varnish::block_vcl(ports.forward, health_paths);
     Hop {
-        name: "block".into(),
+        name: plan::HopKind::Block.name().into(),
         listen: ports.listen,
         forward: health_paths.map(|_| ports.forward),
         argv: varnishd_argv(ports.listen, "16M", options),

@@ -355,12 +355,70 @@ impl Middleware {
         ["otoroshi-challenge", "varnish", "redirectionio", "custom"];
 
     pub fn name(&self) -> &'static str {
+        self.kind().name()
+    }
+
+    /// The hop this middleware becomes.
+    pub fn kind(&self) -> HopKind {
         match self {
-            Middleware::OtoroshiChallenge { .. } => "otoroshi-challenge",
-            Middleware::Varnish { .. } => "varnish",
-            Middleware::Redirectionio { .. } => "redirectionio",
-            Middleware::Custom { .. } => "custom",
+            Middleware::OtoroshiChallenge { .. } => HopKind::OtoroshiChallenge,
+            Middleware::Varnish { .. } => HopKind::Varnish,
+            Middleware::Redirectionio { .. } => HopKind::Redirectionio,
+            Middleware::Custom { .. } => HopKind::Custom,
         }
+    }
+}
+
+/// What a hop of the chain is. A chain holds one hop of each kind at most, so a hop's name in
+/// the plan is its kind's ([`HopKind::name`]): the one place the names are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HopKind {
+    OtoroshiChallenge,
+    Varnish,
+    Redirectionio,
+    Custom,
+    /// `CC_REQUEST_FLOW=block`: answers by itself.
+    Block,
+    /// Legacy mode's Nginx, in front of the app server.
+    Nginx,
+}
+
+impl HopKind {
+    pub const ALL: [HopKind; 6] = [
+        HopKind::OtoroshiChallenge,
+        HopKind::Varnish,
+        HopKind::Redirectionio,
+        HopKind::Custom,
+        HopKind::Block,
+        HopKind::Nginx,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            HopKind::OtoroshiChallenge => "otoroshi-challenge",
+            HopKind::Varnish => "varnish",
+            HopKind::Redirectionio => "redirectionio",
+            HopKind::Custom => "custom",
+            HopKind::Block => "block",
+            HopKind::Nginx => "nginx",
+        }
+    }
+
+    /// The kind named `name`, if it is one.
+    pub fn named(name: &str) -> Option<Self> {
+        HopKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Whether its process is varnishd (Varnish, and the block hop, which Varnish answers).
+    pub fn runs_varnishd(self) -> bool {
+        matches!(self, HopKind::Varnish | HopKind::Block)
+    }
+}
+
+impl Hop {
+    /// What the hop is, by its name.
+    pub fn kind(&self) -> Option<HopKind> {
+        HopKind::named(&self.name)
     }
 }
 
