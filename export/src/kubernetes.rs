@@ -53,6 +53,8 @@ pub struct Options {
 pub struct Manifests {
     pub documents: Vec<Value>,
     pub secrets: Vec<String>,
+    /// Comment lines for some documents, by index.
+    pub notes: BTreeMap<usize, Vec<String>>,
 }
 
 /// A name as Kubernetes takes it: lowercase letters, digits and `-`, at most 63 characters,
@@ -408,9 +410,50 @@ pub fn manifests(plan: &Plan, options: &Options) -> Result<Manifests, ExportErro
         documents.push(scaling::autoscaler(name, &labels, options.instances));
         documents.push(scaling::disruption_budget(name, &labels));
     }
+    // Each cron a CronJob on the same image, with the app's directory and environment.
+    let mut notes = BTreeMap::new();
+    for cron in &plan.crons {
+        notes.insert(
+            documents.len(),
+            vec![
+                format!("{}: `{}` from clevercloud/cron.json.", cron.name, cron.entry),
+                "A CronJob runs once per schedule; the platform runs each cron on every instance.".into(),
+                "Its environment is the app's; on the platform only a `#!/bin/bash -l` script sees it.".into(),
+            ],
+        );
+        let mut container = json!({
+            "name": cron.name,
+            "image": options.image,
+            "workingDir": APP_DIR,
+            "command": ["/bin/sh", "-c", in_image(&cron.command)],
+            "env": env,
+        });
+        harden(&mut container, options.flavor.resources());
+        let mut job_pod = pod.clone();
+        job_pod.remove("initContainers");
+        job_pod.insert("restartPolicy".into(), json!("Never"));
+        job_pod.insert("containers".into(), json!([container]));
+        job_pod.insert(
+            "volumes".into(),
+            json!([{"name": "tmp", "emptyDir": {}}, {"name": "state", "emptyDir": {}}]),
+        );
+        documents.push(json!({
+            "apiVersion": "batch/v1",
+            "kind": "CronJob",
+            "metadata": {"name": format!("{name}-{}", cron.name), "labels": labels},
+            "spec": {
+                "schedule": cron.schedule,
+                // The platform's servers are in UTC.
+                "timeZone": "Etc/UTC",
+                "concurrencyPolicy": "Allow",
+                "jobTemplate": {"spec": {"backoffLimit": 0, "template": {"metadata": {"labels": {"app.kubernetes.io/name": format!("{name}-{}", cron.name), "app.kubernetes.io/managed-by": "uvdeploy"}}, "spec": job_pod}}},
+            },
+        }));
+    }
     Ok(Manifests {
         documents,
         secrets: secrets.into_iter().collect(),
+        notes,
     })
 }
 

@@ -142,7 +142,7 @@ fn run(cli: &Cli) -> Result<ExitCode, Fault> {
                     &Env::default(),
                 );
             }
-            yaml::documents(&manifests.documents)
+            yaml::noted(&manifests.documents, &manifests.notes)
         }
         Target::Containerfile {
             base,

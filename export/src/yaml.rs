@@ -7,9 +7,22 @@ use serde_json::Value;
 
 /// Documents separated by `---`.
 pub fn documents(docs: &[Value]) -> String {
+    noted(docs, &Default::default())
+}
+
+/// Documents separated by `---`, each with the comment lines `notes` holds for its index
+/// (what a reader must know that the document cannot say).
+pub fn noted(docs: &[Value], notes: &std::collections::BTreeMap<usize, Vec<String>>) -> String {
     let mut out = String::new();
-    for doc in docs {
+    for (i, doc) in docs.iter().enumerate() {
         out.push_str("---\n");
+        for line in notes.get(&i).into_iter().flatten() {
+            let line: String = line
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
+            out.push_str(&format!("# {line}\n"));
+        }
         node(doc, 0, &mut out);
     }
     out

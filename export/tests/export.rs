@@ -101,11 +101,22 @@ const CASES: [Case; 8] = [
 
 /// The plan `detect | flowctl` makes for the case, with a fixed state directory.
 fn plan_of(example: &str, vcl: bool, vars: &[(&str, &str)]) -> Plan {
+    plan_with(
+        example,
+        |app| {
+            if vcl {
+                std::fs::create_dir_all(app.join("clevercloud")).unwrap();
+                std::fs::write(app.join("clevercloud/varnish.vcl"), HIT_MARKING_VCL).unwrap();
+            }
+        },
+        vars,
+    )
+}
+
+/// The plan of a copy of `example` that `edit` changed first.
+fn plan_with(example: &str, edit: impl FnOnce(&Path), vars: &[(&str, &str)]) -> Plan {
     let (_tmp, app) = copy_example(example);
-    if vcl {
-        std::fs::create_dir_all(app.join("clevercloud")).unwrap();
-        std::fs::write(app.join("clevercloud/varnish.vcl"), HIT_MARKING_VCL).unwrap();
-    }
+    edit(&app);
     let mut detect = Command::new(bin("detect"));
     testkit::cleared(&mut detect)
         .arg(&app)
@@ -1022,5 +1033,62 @@ fn golden_containerfiles() {
                 "{healthcheck}"
             );
         }
+    }
+}
+
+/// Each cron of `clevercloud/cron.json` is a CronJob on the app's image, in UTC, its comment
+/// saying how it differs from the platform (once per schedule, not once per instance); the
+/// schemas accept it.
+#[test]
+fn crons_are_cronjobs_in_utc_said_to_run_once_per_schedule() {
+    let plan = plan_with(
+        "hello",
+        |app| {
+            std::fs::create_dir_all(app.join("clevercloud")).unwrap();
+            std::fs::write(
+                app.join("clevercloud/cron.json"),
+                r#"["*/5 * * * * $ROOT/cron/tick.sh"]"#,
+            )
+            .unwrap();
+        },
+        &[],
+    );
+    let manifests = manifests(&plan, &options()).unwrap();
+    let job = manifests
+        .documents
+        .iter()
+        .find(|d| d["kind"] == "CronJob")
+        .expect("a CronJob");
+    assert_eq!(job["metadata"]["name"], "hello-cron-0");
+    assert_eq!(job["spec"]["schedule"], "*/5 * * * *");
+    assert_eq!(job["spec"]["timeZone"], "Etc/UTC");
+    let container = &job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        container["command"],
+        serde_json::json!(["/bin/sh", "-c", "/app/cron/tick.sh"])
+    );
+    assert_eq!(container["securityContext"]["runAsNonRoot"], true);
+    let yaml = export::yaml::noted(&manifests.documents, &manifests.notes);
+    assert!(
+        yaml.contains(
+            "# A CronJob runs once per schedule; the platform runs each cron on every instance."
+        ),
+        "{yaml}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("crons.yaml");
+    std::fs::write(&file, &yaml).unwrap();
+    for version in ["1.29.0", "1.37.0"] {
+        let out = Command::new("kubernetes-validate")
+            .args(["--strict", "--quiet", "-k", version])
+            .arg(&file)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{version}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
     }
 }
