@@ -187,7 +187,11 @@ pub fn manifests(plan: &Plan, options: &Options) -> Result<Manifests, ExportErro
         // A secret by its name or its value (a URL with a password), and any variable that
         // holds a secret's value (a token written in CC_PYTHON_UV_RUN_COMMAND, a hook,
         // CC_HEALTH_CHECK_PATH): from the Secret, never a value in the manifests.
-        if is_secret_variable(key, value) || holds_a_secret(value, &options.env) {
+        // An add-on's variables come from the Secret as a whole, as the platform links them.
+        if is_secret_variable(key, value)
+            || holds_a_secret(value, &options.env)
+            || plan::secret::is_addon_variable(key)
+        {
             app_secrets.insert(key.to_string());
         } else {
             env.push(json!({"name": key, "value": value}));

@@ -1092,3 +1092,36 @@ fn crons_are_cronjobs_in_utc_said_to_run_once_per_schedule() {
         );
     }
 }
+
+/// An add-on's variables (from `clever env`) are all taken from the Secret, the host as the
+/// password: never a value in the manifests.
+#[test]
+fn addon_variables_come_only_from_the_secret() {
+    let plan = plan_of("hello", false, &[]);
+    let mut options = options();
+    for (key, value) in [
+        ("POSTGRESQL_ADDON_HOST", "db.internal.example"),
+        (
+            "POSTGRESQL_ADDON_URI",
+            "postgresql://u:pg-Pass@db.internal.example:5432/db",
+        ),
+        ("REDIS_URL", "redis://:r-Pass@cache.example:6379"),
+    ] {
+        options.env.set(key, value);
+    }
+    let manifests = manifests(&plan, &options).unwrap();
+    let yaml = export::yaml::documents(&manifests.documents);
+    for hidden in ["db.internal.example", "pg-Pass", "r-Pass", "cache.example"] {
+        assert!(!yaml.contains(hidden), "{hidden} in the manifests");
+    }
+    for variable in ["POSTGRESQL_ADDON_HOST", "POSTGRESQL_ADDON_URI", "REDIS_URL"] {
+        assert!(
+            manifests.secrets.iter().any(|s| s == variable),
+            "{variable}"
+        );
+        assert!(
+            yaml.contains(&format!("key: {variable}")),
+            "{variable}:\n{yaml}"
+        );
+    }
+}

@@ -35,6 +35,20 @@ pub fn url_password(value: &str) -> Option<&str> {
 
 /// A variable whose value is a secret: by its name ([`is_secret`]), or by its value (a URL
 /// with a password: `POSTGRESQL_ADDON_URI` and the like).
+/// Whether `name` is one of the variables an add-on gives the app (`POSTGRESQL_ADDON_URI`,
+/// `MYSQL_ADDON_HOST`, `REDIS_URL`, ...): a connection to a service, which manifests take from
+/// a Secret as a whole, password or not.
+pub fn is_addon_variable(name: &str) -> bool {
+    const PREFIXES: [&str; 5] = [
+        "POSTGRESQL_ADDON_",
+        "MYSQL_ADDON_",
+        "MONGODB_ADDON_",
+        "REDIS_",
+        "KV_",
+    ];
+    PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
 pub fn is_secret_variable(name: &str, value: &str) -> bool {
     is_secret(name) || url_password(value).is_some()
 }
