@@ -543,6 +543,10 @@ impl Deployment<'_> {
             return;
         }
         let mut env = self.env.clone();
+        // The add-ons' variables too, as every process of the app has them.
+        if let Some(file) = &self.addons.env_file {
+            let _ = env.load_file(file);
+        }
         for (key, value) in self.instance.variables(InstanceType::Production) {
             env.set(key, value);
         }

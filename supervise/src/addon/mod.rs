@@ -342,12 +342,14 @@ pub fn start(
 }
 
 /// Removes, once the deployment is over, the files of the state directory that hold an
-/// add-on's password (the env file, Redis's configuration): a state directory kept after the
-/// stop (`--keep-state`, a failure) keeps no secret of them. The credentials stay beside the
-/// data.
+/// add-on's password (the env file, Redis's configuration, the crons' login profile): a state
+/// directory kept after the stop (`--keep-state`, a failure) keeps no secret of them. The
+/// credentials stay beside the data.
 pub fn forget_secrets(state: &Path) {
     let _ = std::fs::remove_file(state.join("addons.env"));
     let _ = std::fs::remove_file(state.join("addons/redis/redis.conf"));
+    // The crons' login profile holds the app's variables, the add-ons' among them.
+    let _ = std::fs::remove_file(state.join("cron-home/.bash_profile"));
 }
 
 /// Runs one setup step of an add-on to its end, its output in `log` (0600): it may name a
