@@ -1,5 +1,5 @@
-# Shared by scripts/deploy and scripts/plan: where the tools are, and the options both take.
-# Sourced, not run.
+# Shared by scripts/deploy, scripts/plan and scripts/image: where the tools are (all three),
+# and the options plan and image take (deploy hands its own to uvsupervise). Sourced, not run.
 
 # The tools: $UVDEPLOY_BIN, else this checkout's release build, else its debug build.
 # (Parameter expansions rather than `$(dirname ...)`: each fork costs milliseconds.)
@@ -73,7 +73,7 @@ prepare_state_dir() {
 # What is deployed: `checkout` copies APP_DIR's commit (or, with --working-tree, its files
 # as they are) into $state_dir/copy and says so; detect then reads the copy. A copy this
 # script made before (source.json beside it says so) is replaced; anything else is refused.
-# The arguments, if any, run checkout (deploy runs it through launcher, as a recorded group).
+# The arguments, if any, run checkout (a runner: a command that takes checkout's argv).
 check_out() { # [RUNNER...]
     local args=(--into "$state_dir/copy")
     [[ -n $working_tree ]] && args+=(--working-tree)

@@ -604,8 +604,8 @@ fn check_port_free(port: u16, what: &str) -> Result<(), LaunchError> {
 }
 
 /// Makes this process the leader of a new process group and records its PID in `file`, so
-/// that a supervisor (scripts/deploy) can stop it and everything it starts, whatever
-/// happens to the supervisor itself.
+/// that a supervisor of your own can stop it and everything it starts, whatever happens to
+/// the supervisor itself (scripts/deploy does not use it: uvsupervise makes the groups).
 pub fn lead_group(file: &Path) -> Result<(), LaunchError> {
     use std::io::Write;
     let err = |e: String| LaunchError::Group(e);

@@ -40,13 +40,15 @@ struct Cli {
     /// Print what would be executed (argv, cwd, variables set, files) and exit.
     #[arg(long)]
     dry_run: bool,
-    /// Stop (SIGTERM) when the process that started the launcher dies, even by SIGKILL: for
-    /// supervisors such as scripts/deploy. Linux drops this setting when the program changes
-    /// its credentials (varnishd does, dropping privileges): see --group-file.
+    /// Stop (SIGTERM) when the process that started the launcher dies, even by SIGKILL: for a
+    /// supervisor of your own (scripts/deploy does not use it: uvsupervise sets
+    /// PR_SET_PDEATHSIG itself). Linux drops this setting when the program changes its
+    /// credentials (varnishd does, dropping privileges): see --group-file.
     #[arg(long)]
     die_with_parent: bool,
-    /// Lead a new process group and append its ID (this PID) to FILE, so that a supervisor
-    /// stops the process and everything it starts with one signal to the group.
+    /// Lead a new process group and append its ID (this PID) to FILE, so that a supervisor of
+    /// your own stops the process and everything it starts with one signal to the group
+    /// (scripts/deploy does not use it: uvsupervise makes the groups).
     #[arg(long, value_name = "FILE")]
     group_file: Option<PathBuf>,
     /// Set PORT to this instead of the plan's port.
