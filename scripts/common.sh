@@ -18,11 +18,11 @@ for tool in "${tools[@]}"; do
     fi
 done
 
-env_args=() port_args=() state_dir="" timeout=60s app_dir="" keep_state="" working_tree=""
+env_args=() detect_args=() state_dir="" timeout=60s app_dir="" keep_state="" working_tree=""
 
 usage_error() {
     echo "error: $1" >&2
-    echo "usage: ${0##*/} [--env-file FILE]... [--env KEY=VALUE]... [--public-port N] [--app-port N] [--state-dir DIR] [--keep-state] [--working-tree] [--timeout 60s] [APP_DIR]" >&2
+    echo "usage: ${0##*/} [--env-file FILE]... [--env KEY=VALUE]... [--public-port N] [--app-port N] [--addon KIND]... [--state-dir DIR] [--working-tree] [APP_DIR]" >&2
     exit 2
 }
 
@@ -30,7 +30,8 @@ parse_options() {
     while (($#)); do
         case $1 in
             --env-file|--env) (($# >= 2)) || usage_error "$1 needs a value"; env_args+=("$1" "$2"); shift 2 ;;
-            --public-port|--app-port) (($# >= 2)) || usage_error "$1 needs a value"; port_args+=("$1" "$2"); shift 2 ;;
+            # detect's own: the ports it lays the chain out on, the add-ons it records.
+            --public-port|--app-port|--addon) (($# >= 2)) || usage_error "$1 needs a value"; detect_args+=("$1" "$2"); shift 2 ;;
             --state-dir) (($# >= 2)) || usage_error "$1 needs a value"; state_dir=$2; shift 2 ;;
             --keep-state) keep_state=1; shift ;;
             --working-tree) working_tree=1; shift ;;

@@ -97,6 +97,8 @@ pub fn detect(repo_dir: &Path, env: &Env, ports: PortSettings) -> Result<Plan, D
         legacy,
         workers,
         crons,
+        // Asked of the deployment, not of the app: `detect --addon` (main) sets them.
+        addons: Vec::new(),
         state_dir: None,
         hops: None,
         extra: Default::default(),
@@ -150,6 +152,16 @@ pub fn tell(plan: &Plan, tool: &str, env: &Env) {
         plan::report::say(
             tool,
             format!("note: legacy mode: {}", plan.reasons.join("; ")),
+            env,
+        );
+    }
+    if !plan.addons.is_empty() {
+        plan::report::say(
+            tool,
+            format_args!(
+                "add-ons: {} (local servers, started before the build; their variables replace any given)",
+                plan.addons.join(", ")
+            ),
             env,
         );
     }

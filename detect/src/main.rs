@@ -27,6 +27,10 @@ struct Cli {
     /// What `checkout` printed: APP_DIR is its copy; the plan records what is deployed.
     #[arg(long, value_name = "FILE")]
     source: Option<PathBuf>,
+    /// An add-on the deployment runs locally (`uvdeploy deploy --addon`), recorded in the
+    /// plan; repeatable.
+    #[arg(long = "addon", value_name = "KIND", value_parser = clap::builder::PossibleValuesParser::new(plan::ADDON_KINDS))]
+    addons: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -47,6 +51,9 @@ fn run(cli: &Cli, env: &Env) -> Result<ExitCode, Fault> {
         })?;
         detect::from_source(&mut plan, source);
     }
+    plan.addons = cli.addons.clone();
+    plan.addons.sort();
+    plan.addons.dedup();
     detect::tell(&plan, "detect", env);
     print_plan(&plan, cli.pretty)?;
     Ok(ExitCode::SUCCESS)

@@ -290,3 +290,39 @@ fn the_command_line_ends_with_its_exit_code() {
     assert!(String::from_utf8_lossy(&bad.get_output().stderr)
         .starts_with("error: unexpected argument '--no-such-flag' found"));
 }
+
+/// `--addon` records the add-ons a deployment runs, says them, and refuses a kind it does not
+/// know, naming the valid ones.
+#[test]
+fn addons_are_recorded_in_the_plan_and_said() {
+    let out = detect()
+        .args([
+            "--addon",
+            "redis",
+            "--addon",
+            "postgresql",
+            "--addon",
+            "redis",
+        ])
+        .arg(example("hello"))
+        .env("CC_PYTHON_UV_RUN_COMMAND", "uv run python app.py")
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["addons"], serde_json::json!(["postgresql", "redis"]));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("detect: add-ons: postgresql, redis"));
+    let refused = detect()
+        .args(["--addon", "mongodb"])
+        .arg(example("hello"))
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("mongodb") && stderr.contains("postgresql, mysql, redis"),
+        "{stderr}"
+    );
+}

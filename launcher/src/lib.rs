@@ -693,6 +693,7 @@ mod tests {
             legacy: None,
             workers: vec![],
             crons: vec![],
+            addons: vec![],
             state_dir: None,
             hops: Some(vec![Hop {
                 name: "otoroshi-challenge".into(),

@@ -49,6 +49,10 @@ pub struct Plan {
     /// The crons of `clevercloud/cron.json`, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub crons: Vec<crate::cron::Cron>,
+    /// The add-ons the deployment runs (`--addon`, one of [`ADDON_KINDS`]): real servers that
+    /// uvsupervise starts before the build, their variables given to every process.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addons: Vec<String>,
     /// Added by `flowctl`: where the hops' rendered files and working directories go (absent
     /// when none was named and no hop keeps files there).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -368,6 +372,9 @@ impl Middleware {
         }
     }
 }
+
+/// The add-ons `--addon` runs locally, by the platform's names.
+pub const ADDON_KINDS: [&str; 3] = ["postgresql", "mysql", "redis"];
 
 /// What a hop of the chain is. A chain holds one hop of each kind at most, so a hop's name in
 /// the plan is its kind's ([`HopKind::name`]): the one place the names are written.

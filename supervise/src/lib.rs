@@ -811,6 +811,9 @@ impl Deployment<'_> {
             ports.extend(["--app-port".to_string(), port.to_string()]);
         }
         let mut detect = self.tool("detect");
+        for kind in &self.options.addons {
+            detect.args(["--addon", kind.name()]);
+        }
         detect
             .args(&env_args)
             .args(ports)
@@ -1041,6 +1044,13 @@ impl Deployment<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The add-ons uvsupervise runs are the ones the plan knows by name.
+    #[test]
+    fn the_addon_kinds_are_the_plans() {
+        let names: Vec<&str> = addon::Kind::ALL.iter().map(|k| k.name()).collect();
+        assert_eq!(names, plan::ADDON_KINDS);
+    }
 
     #[test]
     fn the_grace_period_in_seconds_fractions_allowed_empty_the_default() {
