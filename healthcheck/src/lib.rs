@@ -154,9 +154,12 @@ pub fn run(check: &Check, otoroshi: Option<&Otoroshi>) -> Verdict {
         legacy: check.legacy,
         host: check.host.clone(),
     };
-    // Whoever listens must be the deployment, before any answer is asked for.
-    if let Err(diagnosis) = owned(check) {
-        return unhealthy(Vec::new(), diagnosis);
+    // Whoever listens must be the deployment, before any answer is asked for (a wait that
+    // ended listening checked it on its last look).
+    if listening.is_err() {
+        if let Err(diagnosis) = owned(check) {
+            return unhealthy(Vec::new(), diagnosis);
+        }
     }
     if let Err(diagnosis) = listening {
         // Nginx is up, the app server is not: ask Nginx anyway, as the platform does (it
@@ -197,23 +200,31 @@ fn wait_until_listening(check: &Check, deadline: Instant) -> Result<(), Vec<Stri
     let mut next_owner_check = Instant::now();
     loop {
         let public = accepts(&check.host, check.port);
-        // Something answers: if it is not the deployment, waiting longer will not make it so.
-        if public && !check.owners.is_empty() && Instant::now() >= next_owner_check {
-            owned(check)?;
-            next_owner_check = Instant::now() + MAX_POLL;
-        }
         let accepting = public
             && check
                 .inner_ports
                 .iter()
                 .all(|inner| accepts(&check.host, inner.port));
+        // The socket table is slow to read (the kernel walks every socket): once a look.
+        let table = if accepting || (public && !check.owners.is_empty()) {
+            listeners()
+        } else {
+            None
+        };
+        // Something answers: if it is not the deployment, waiting longer will not make it so.
+        if public && !check.owners.is_empty() && Instant::now() >= next_owner_check {
+            owned_by(check, table.as_deref())?;
+            next_owner_check = Instant::now() + MAX_POLL;
+        }
         let ready = accepting
-            && match (local, listeners()) {
-                (true, Some(table)) => ports_ready(check, &table),
+            && match (local, table.as_deref()) {
+                (true, Some(table)) => ports_ready(check, table),
                 // Elsewhere (or without /proc), a connection is all we can observe.
                 _ => true,
             };
         if ready {
+            // The answer to come is the deployment's: checked on this very look.
+            owned_by(check, table.as_deref())?;
             return Ok(());
         }
         let now = Instant::now();
@@ -244,7 +255,15 @@ fn owned(check: &Check) -> Result<(), Vec<String>> {
     if check.owners.is_empty() {
         return Ok(());
     }
-    let Some(table) = listeners() else {
+    owned_by(check, listeners().as_deref())
+}
+
+/// [`owned`], on a socket table already read.
+fn owned_by(check: &Check, table: Option<&[Listener]>) -> Result<(), Vec<String>> {
+    if check.owners.is_empty() {
+        return Ok(());
+    }
+    let Some(table) = table else {
         return Err(vec![
             "Cannot tell which processes listen (no /proc/net/tcp): no answer can be trusted to be the deployment's.".into(),
         ]);
