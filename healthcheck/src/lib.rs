@@ -269,7 +269,7 @@ fn owned_by(check: &Check, table: Option<&[Listener]>) -> Result<(), Vec<String>
         ]);
     };
     let tree = plan::process::trees_of(&check.owners);
-    let theirs = listening_sockets_of(&tree, &table);
+    let theirs = listening_sockets_of(&tree, table);
     let owners = check
         .owners
         .iter()
