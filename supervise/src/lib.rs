@@ -968,6 +968,11 @@ impl Deployment<'_> {
     /// A service that ends meanwhile ends the deployment once the hook has (for the succeeded
     /// hook; after a failure everything stops anyway).
     fn run_hook(&mut self, name: &str) -> Result<(), Halt> {
+        // Not set (in the environment, the env files or `--env`, as launcher would read it):
+        // nothing to start.
+        if self.env.non_empty(name).is_none() {
+            return Ok(());
+        }
         let mut command = self.launcher(&["--hook", name]);
         let Ok(index) = self.spawn("hook", &mut command, Output::Prefixed) else {
             return Ok(());
