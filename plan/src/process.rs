@@ -25,11 +25,108 @@ impl Listener {
 }
 
 /// The listening sockets of this machine (network namespace); `None` without `/proc`.
+///
+/// Asked of the kernel through netlink (`sock_diag`, listening sockets only) when it can:
+/// reading `/proc/net/tcp` makes the kernel walk every socket's bucket, some 8 ms on a machine
+/// with much memory, whatever the table holds, and a health check asks several times.
 pub fn listeners() -> Option<Vec<Listener>> {
+    listeners_by_netlink().or_else(listeners_by_proc)
+}
+
+/// `/proc/net/tcp` and `/proc/net/tcp6`, parsed.
+pub fn listeners_by_proc() -> Option<Vec<Listener>> {
     let v4 = std::fs::read_to_string("/proc/net/tcp").ok()?;
     let v6 = std::fs::read_to_string("/proc/net/tcp6").unwrap_or_default();
     let mut all = parse_proc_net_tcp(&v4, false);
     all.extend(parse_proc_net_tcp(&v6, true));
+    Some(all)
+}
+
+/// The listening TCP sockets, IPv4 and IPv6, from the kernel's `sock_diag` netlink interface
+/// (`inet_diag_req_v2` asking for the LISTEN state alone); `None` when it cannot be asked.
+pub fn listeners_by_netlink() -> Option<Vec<Listener>> {
+    use nix::sys::socket::{
+        recv, sendto, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol,
+        SockType,
+    };
+    use std::os::fd::AsRawFd;
+    const SOCK_DIAG_BY_FAMILY: u16 = 20;
+    const NLM_F_REQUEST: u16 = 0x1;
+    const NLM_F_DUMP: u16 = 0x300;
+    const NLMSG_ERROR: u16 = 2;
+    const NLMSG_DONE: u16 = 3;
+    const TCP_LISTEN: u32 = 10;
+    let fd = socket(
+        AddressFamily::Netlink,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::NetlinkSockDiag,
+    )
+    .ok()?;
+    let mut all = Vec::new();
+    for (family, v6) in [
+        (nix::libc::AF_INET as u8, false),
+        (nix::libc::AF_INET6 as u8, true),
+    ] {
+        // nlmsghdr (16 bytes), then inet_diag_req_v2 (56 bytes), in host byte order.
+        let mut request = Vec::with_capacity(72);
+        request.extend_from_slice(&72u32.to_ne_bytes());
+        request.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+        request.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+        request.extend_from_slice(&1u32.to_ne_bytes());
+        request.extend_from_slice(&0u32.to_ne_bytes());
+        request.extend_from_slice(&[family, nix::libc::IPPROTO_TCP as u8, 0, 0]);
+        request.extend_from_slice(&(1u32 << TCP_LISTEN).to_ne_bytes());
+        request.extend_from_slice(&[0u8; 48]);
+        sendto(
+            fd.as_raw_fd(),
+            &request,
+            &NetlinkAddr::new(0, 0),
+            MsgFlags::empty(),
+        )
+        .ok()?;
+        let mut buffer = vec![0u8; 32 * 1024];
+        'replies: loop {
+            let n = recv(fd.as_raw_fd(), &mut buffer, MsgFlags::empty()).ok()?;
+            if n == 0 {
+                return None;
+            }
+            let mut at = 0;
+            while at + 16 <= n {
+                let word = |o: usize| u32::from_ne_bytes(buffer[o..o + 4].try_into().unwrap());
+                let len = word(at) as usize;
+                let kind = u16::from_ne_bytes(buffer[at + 4..at + 6].try_into().unwrap());
+                if len < 16 || at + len > n {
+                    return None;
+                }
+                match kind {
+                    NLMSG_DONE => break 'replies,
+                    NLMSG_ERROR => return None,
+                    SOCK_DIAG_BY_FAMILY if len >= 16 + 72 => {
+                        let msg = &buffer[at + 16..at + len];
+                        // inet_diag_msg: family, state, timer, retrans, then the socket's id
+                        // (ports big-endian, addresses in network order), ..., its inode.
+                        let port = u16::from_be_bytes([msg[4], msg[5]]);
+                        let addr = if v6 {
+                            let octets: [u8; 16] = msg[8..24].try_into().unwrap();
+                            IpAddr::V6(Ipv6Addr::from(octets))
+                        } else {
+                            IpAddr::V4(Ipv4Addr::new(msg[8], msg[9], msg[10], msg[11]))
+                        };
+                        let inode = u32::from_ne_bytes(msg[68..72].try_into().unwrap());
+                        all.push(Listener {
+                            addr,
+                            port,
+                            inode: u64::from(inode),
+                        });
+                    }
+                    _ => {}
+                }
+                // Messages are aligned to 4 bytes.
+                at += (len + 3) & !3;
+            }
+        }
+    }
     Some(all)
 }
 
@@ -245,6 +342,34 @@ fn parse_v6(hex: &str) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Netlink and `/proc` say the same of listening sockets, IPv4 and IPv6 alike.
+    #[test]
+    fn netlink_and_proc_agree_on_who_listens() {
+        let v4 = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let v6 = std::net::TcpListener::bind("[::1]:0").ok();
+        let by_netlink = listeners_by_netlink().expect("sock_diag answers here");
+        let by_proc = listeners_by_proc().unwrap();
+        for listener in [Some(&v4), v6.as_ref()].into_iter().flatten() {
+            let local = listener.local_addr().unwrap();
+            let find = |table: &[Listener]| {
+                table
+                    .iter()
+                    .find(|l| l.port == local.port() && l.addr == local.ip())
+                    .copied()
+            };
+            let (a, b) = (find(&by_netlink), find(&by_proc));
+            assert!(a.is_some(), "{local} not found by netlink");
+            assert_eq!(a, b, "{local}");
+        }
+        // A connected socket is not listening: neither lists it.
+        let client = std::net::TcpStream::connect(v4.local_addr().unwrap()).unwrap();
+        let port = client.local_addr().unwrap().port();
+        assert!(!listeners_by_netlink()
+            .unwrap()
+            .iter()
+            .any(|l| l.port == port));
+    }
 
     const TCP: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
    0: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0000000000000000 100 0 0 10 0
