@@ -9,14 +9,19 @@ if [[ -z ${UVDEPLOY_BIN:-} ]]; then
     if [[ -x $root/target/release/detect ]]; then UVDEPLOY_BIN=$root/target/release
     else UVDEPLOY_BIN=$root/target/debug; fi
 fi
-for tool in "${tools[@]}"; do
-    if [[ ! -x $UVDEPLOY_BIN/$tool ]]; then
-        echo "error: \`$UVDEPLOY_BIN/$tool\` is missing" >&2
-        echo >&2
-        echo "hint: build the tools first: \`cargo build --release\`" >&2
-        exit 2
-    fi
-done
+# Exits 2, saying how to build them, unless the TOOLs (every tool by default) are there.
+require_tools() { # [TOOL...]
+    (($#)) || set -- "${tools[@]}"
+    local tool
+    for tool; do
+        if [[ ! -x $UVDEPLOY_BIN/$tool ]]; then
+            echo "error: \`$UVDEPLOY_BIN/$tool\` is missing" >&2
+            echo >&2
+            echo "hint: build the tools first: \`cargo build --release\`" >&2
+            exit 2
+        fi
+    done
+}
 
 env_args=() detect_args=() state_dir="" timeout=60s app_dir="" keep_state="" working_tree=""
 
