@@ -985,7 +985,9 @@ impl Deployment<'_> {
                 Err(Event::Exited(i, status)) if self.services.contains(&i) => {
                     died.get_or_insert((i, status));
                 }
-                Err(_) => {}
+                // An add-on's end is said as in every other wait.
+                Err(Event::Exited(i, status)) => self.addon_exited(i, status),
+                Err(Event::OrphanReaped) => {}
             }
         };
         self.children.drain(index);
