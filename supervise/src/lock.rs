@@ -33,7 +33,7 @@ impl plan::report::Failure for LockError {
     fn hint(&self) -> Option<String> {
         match self {
             LockError::Running(holder) => Some(format!(
-                "stop it first (Ctrl-C in its terminal, or `kill {}`): redeploying a running app is not supported yet",
+                "stop it first (`uvdeploy stop`, Ctrl-C in its terminal, or `kill {}`): redeploying a running app is not supported yet",
                 holder.pid
             )),
             LockError::Starting(_) => Some("wait for it to start (`uvdeploy status`), then stop it first (`uvdeploy stop`)".into()),
