@@ -75,7 +75,23 @@ pub fn describe(holder: &Holder, summary: Option<&serde_json::Value>, now: Syste
                 _ => "the directory, as it was".to_string(),
             },
         };
-        out.push_str(&format!("  serves   {what}\n"));
+        let generation = summary
+            .and_then(|s| s["generation"].as_u64())
+            .map(|g| {
+                let instances = summary.and_then(|s| s["instances"].as_u64()).unwrap_or(1);
+                let since = summary
+                    .and_then(|s| s["serving_since"].as_u64())
+                    .map(|t| {
+                        format!(
+                            " since {}",
+                            humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(t))
+                        )
+                    })
+                    .unwrap_or_default();
+                format!(" (generation {g}, {instances} instance(s){since})")
+            })
+            .unwrap_or_default();
+        out.push_str(&format!("  serves   {what}{generation}\n"));
     }
     if let Some(processes) = summary.and_then(|s| s["processes"].as_object()) {
         let list: Vec<String> = processes

@@ -133,13 +133,36 @@ pub fn listeners_by_netlink() -> Option<Vec<Listener>> {
 /// Parses the kernel's table: `sl local_address rem_address st ...`, addresses as hex
 /// `ADDR:PORT` in host byte order per 32-bit word, state `0A` is LISTEN.
 pub fn parse_proc_net_tcp(text: &str, v6: bool) -> Vec<Listener> {
+    sockets_in_state(text, v6, "0A")
+}
+
+/// How many TCP connections are established to one of `ports` here (the local end on it):
+/// requests under way, or connections kept open, to a server on those ports.
+pub fn connections_to(ports: &[u16]) -> usize {
+    [("/proc/net/tcp", false), ("/proc/net/tcp6", true)]
+        .into_iter()
+        .filter_map(|(path, v6)| {
+            Some(sockets_in_state(
+                &std::fs::read_to_string(path).ok()?,
+                v6,
+                "01",
+            ))
+        })
+        .flatten()
+        .filter(|socket| ports.contains(&socket.port))
+        .count()
+}
+
+/// The sockets of a `/proc/net/tcp` table in `state` (`0A` LISTEN, `01` ESTABLISHED), by
+/// their local address.
+fn sockets_in_state(text: &str, v6: bool, wanted: &str) -> Vec<Listener> {
     text.lines()
         .skip(1)
         .filter_map(|line| {
             let mut fields = line.split_whitespace();
             let local = fields.nth(1)?;
             let state = fields.nth(1)?;
-            if state != "0A" {
+            if state != wanted {
                 return None;
             }
             let inode = fields.nth(5).and_then(|i| i.parse().ok()).unwrap_or(0);

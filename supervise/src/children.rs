@@ -18,7 +18,7 @@ use nix::sys::signal::{kill, killpg, signal, SigHandler, SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -49,6 +49,8 @@ pub enum Event {
     Exited(usize, i32),
     /// A process we did not start (an orphan we adopted) ended.
     OrphanReaped,
+    /// A file we were asked to watch ([`Children::watch`]) is readable, or closed.
+    Ready(RawFd),
 }
 
 /// Where a process's stdout and stderr go.
@@ -59,6 +61,9 @@ pub enum Output {
     /// is written (the build steps speak for themselves), but through the same relay: secrets
     /// hidden, control characters shown, not sent.
     Plain,
+    /// Both to stderr as they are written, through the same relay (a tool that speaks for
+    /// itself on both, the health check).
+    Unlabelled,
     /// As the command was set up by the caller (stdout to a file or a pipe, stderr ours).
     AsSet,
 }
@@ -81,6 +86,9 @@ pub struct Children {
     /// The secret values no process's output may show.
     secrets: std::sync::Arc<Vec<Vec<u8>>>,
     me: i32,
+    /// Files whose readiness is an event too (the control socket, a redeploy's caller). Their
+    /// owner keeps them open while they are watched.
+    watched: Vec<RawFd>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +140,7 @@ impl Children {
             painted: 0,
             secrets: Default::default(),
             me: std::process::id() as i32,
+            watched: Vec::new(),
         })
     }
 
@@ -173,6 +182,14 @@ impl Children {
             Output::Plain => {
                 let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
                 command.stderr(Stdio::from(write));
+                reader = Some((read, false));
+            }
+            Output::Unlabelled => {
+                let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+                let write2: OwnedFd = write.as_fd().try_clone_to_owned()?;
+                command
+                    .stdout(Stdio::from(write))
+                    .stderr(Stdio::from(write2));
                 reader = Some((read, false));
             }
             Output::AsSet => {}
@@ -230,6 +247,24 @@ impl Children {
         self.secrets = std::sync::Arc::new(values.iter().map(|v| v.as_bytes().to_vec()).collect());
     }
 
+    /// Events taken out of order, given back: the next calls to [`Children::next`] return
+    /// them first, in this order.
+    pub fn keep(&mut self, events: Vec<Event>) {
+        for event in events.into_iter().rev() {
+            self.events.push_front(event);
+        }
+    }
+
+    /// `fd` readable (or closed) is an event from now on, until [`Children::unwatch`]. The
+    /// caller keeps it open meanwhile.
+    pub fn watch(&mut self, fd: RawFd) {
+        self.watched.push(fd);
+    }
+
+    pub fn unwatch(&mut self, fd: RawFd) {
+        self.watched.retain(|&f| f != fd);
+    }
+
     /// The stdout of the last process started, when it was set up as a pipe.
     pub fn take_stdout(&mut self) -> Option<Stdio> {
         self.pending_stdout.take().map(Stdio::from)
@@ -251,10 +286,15 @@ impl Children {
                         .unwrap_or(nix::poll::PollTimeout::MAX)
                 }
             };
-            let mut fds = [nix::poll::PollFd::new(
+            let mut fds = vec![nix::poll::PollFd::new(
                 self.signals.as_fd(),
                 nix::poll::PollFlags::POLLIN,
             )];
+            for &fd in &self.watched {
+                // SAFETY: a watched file is kept open by its owner until it is unwatched.
+                let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+                fds.push(nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN));
+            }
             match nix::poll::poll(&mut fds, timeout) {
                 Ok(0) => {
                     if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -263,6 +303,16 @@ impl Children {
                 }
                 Ok(_) | Err(nix::Error::EINTR) => {}
                 Err(_) => return None,
+            }
+            let ready: Vec<RawFd> = fds[1..]
+                .iter()
+                .zip(&self.watched)
+                .filter(|(p, _)| p.revents().is_some_and(|r| !r.is_empty()))
+                .map(|(_, &fd)| fd)
+                .collect();
+            drop(fds);
+            for fd in ready {
+                self.events.push_back(Event::Ready(fd));
             }
             while let Ok(Some(info)) = self.signals.read_signal() {
                 let signo = info.ssi_signo as i32;
@@ -351,6 +401,48 @@ impl Children {
             .into_iter()
             .filter(|&i| self.procs[i].last == last)
             .collect()
+    }
+
+    /// Stops the processes `indexes` (an old generation, a new one that failed): TERM to each
+    /// group, KILL after the grace period, each reaped. The events of the others that come
+    /// meanwhile are kept, in order, for the caller.
+    pub fn stop(&mut self, indexes: &[usize], say: &dyn Fn(&str)) {
+        let live = |c: &Children| -> Vec<usize> {
+            indexes
+                .iter()
+                .copied()
+                .filter(|&i| c.procs[i].status.is_none())
+                .collect()
+        };
+        let mut kept = Vec::new();
+        for sig in [Signal::SIGTERM, Signal::SIGKILL] {
+            let deadline = Instant::now()
+                + if sig == Signal::SIGTERM {
+                    self.grace
+                } else {
+                    Duration::from_secs(10)
+                };
+            for i in live(self) {
+                if sig == Signal::SIGKILL {
+                    say(&format!(
+                        "{} did not stop within {}: killing it",
+                        self.procs[i].name,
+                        crate::seconds(self.grace)
+                    ));
+                }
+                let _ = killpg(Pid::from_raw(self.procs[i].pid), sig);
+            }
+            while !live(self).is_empty() {
+                match self.next(Some(deadline)) {
+                    None => break,
+                    Some(Event::Exited(i, _)) if indexes.contains(&i) => {}
+                    // A watched file stays readable: once is enough to say it.
+                    Some(other) if kept.contains(&other) => {}
+                    Some(other) => kept.push(other),
+                }
+            }
+        }
+        self.keep(kept);
     }
 
     fn stop_wave(&mut self, last: bool, say: &dyn Fn(&str)) {

@@ -92,9 +92,26 @@ pub fn relay(
     }
 }
 
-/// Writes one whole block to stderr.
+/// Writes one whole block to stderr, and to the caller of a redeploy while there is one
+/// ([`tee`]).
 pub fn to_stderr(block: &[u8]) {
     let _ = std::io::stderr().lock().write_all(block);
+    let mut tee = TEE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(out) = tee.as_mut() {
+        if out(block).is_err() {
+            // The caller is gone: what follows is not for it.
+            *tee = None;
+        }
+    }
+}
+
+type Sink = Box<dyn FnMut(&[u8]) -> std::io::Result<()> + Send>;
+
+static TEE: std::sync::Mutex<Option<Sink>> = std::sync::Mutex::new(None);
+
+/// Everything written to stderr goes to `sink` too, until `tee(None)` (or its first error).
+pub fn tee(sink: Option<Sink>) {
+    *TEE.lock().unwrap_or_else(|e| e.into_inner()) = sink;
 }
 
 fn push_line(out: &mut Vec<u8>, prefix: &[u8], line: &[u8], style: Style, secrets: &[Vec<u8>]) {

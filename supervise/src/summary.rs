@@ -23,7 +23,7 @@ pub struct Smoke {
 }
 
 /// The order the timings are said in.
-const PHASES: [&str; 9] = [
+const PHASES: [&str; 10] = [
     "addons",
     "checkout",
     "detect",
@@ -32,6 +32,7 @@ const PHASES: [&str; 9] = [
     "start",
     "health_wait",
     "smoke",
+    "switch",
     "total",
 ];
 
@@ -39,6 +40,12 @@ const PHASES: [&str; 9] = [
 pub struct Summary {
     /// `healthy`, `unhealthy` or `failed` (a build step, or a process that died first).
     pub status: String,
+    /// Which build of the app this is: 1 for the first deployment, one more at each redeploy.
+    pub generation: u32,
+    /// How many instances run it.
+    pub instances: u32,
+    /// When it began to serve (the front moved to it), in seconds since the Unix epoch.
+    pub serving_since: Option<u64>,
     pub state_dir: PathBuf,
     pub processes: BTreeMap<String, i32>,
     pub health: Option<serde_json::Value>,
@@ -53,6 +60,9 @@ impl Summary {
     pub fn new(state_dir: &Path) -> Self {
         Summary {
             status: "failed".into(),
+            generation: 1,
+            instances: 1,
+            serving_since: None,
             state_dir: state_dir.to_path_buf(),
             processes: BTreeMap::new(),
             health: None,
@@ -61,6 +71,15 @@ impl Summary {
             timings_ms: BTreeMap::new(),
             plan: None,
         }
+    }
+
+    /// It serves from now on.
+    pub fn serving(&mut self) {
+        self.status = "healthy".into();
+        self.serving_since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .map(|d| d.as_secs());
     }
 
     pub fn fail(&mut self, step: &str, status: i32) {

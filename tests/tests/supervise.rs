@@ -8,6 +8,7 @@ mod harness;
 use harness::*;
 use nix::sys::signal::Signal;
 use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 use testkit::root;
 
@@ -259,37 +260,40 @@ fn deploy_json_is_valid_whatever_the_state_directory_is_called() {
 /// Deploying an app whose deployment is running is refused at once, before any build, naming
 /// the running one; the running one goes on serving.
 #[test]
-fn a_second_deploy_of_a_running_app_is_refused_naming_the_first() {
-    let first = Setup::new("hello").start();
+fn a_second_deploy_of_an_app_running_without_a_front_is_refused_and_says_why() {
+    let mut first = Setup::new("hello").start();
     first.deployed();
-    let tmp = testkit::shared_tempdir();
-    let mut second = Setup::new("hello")
-        .var(
-            "UVDEPLOY_CACHE_DIR",
-            first
-                .tmp
-                .path()
-                .join("uvdeploy-cache")
-                .display()
-                .to_string(),
-        )
-        .launch(tmp, first.app_dir.clone());
-    let status = second.exit(Duration::from_secs(20));
-    assert_eq!(status.code(), Some(1), "{}", second.output());
-    let output = second.output();
+    let tmp = first.tmp.path();
+    let mut second = Command::new("bash");
+    testkit::cleared(&mut second)
+        .arg(root().join("scripts/deploy"))
+        .arg(&first.app_dir)
+        .env("TMPDIR", tmp)
+        .env("UVDEPLOY_BIN", testkit::bin("detect").parent().unwrap())
+        .env("UVDEPLOY_CACHE_DIR", tmp.join("uvdeploy-cache"))
+        .env("UVDEPLOY_TEST_MARK", &first.mark)
+        .env("CC_PYTHON_UV_RUN_COMMAND", "uv run python app.py")
+        .stdin(std::process::Stdio::null());
+    // Read to the end before its status, as `subprocess.run` does.
+    let out = second.output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
     assert!(
-        output.contains(&format!(
-            "is already deployed here, by PID {}",
+        said.contains(&format!(
+            "is deployed already (PID {}): redeploying it",
             first.guard.pid()
-        )) && output.contains(&first.tmp.path().join("state").display().to_string()),
-        "{output}"
+        )) && said.contains(
+            "this deployment runs without a front (--front none): a redeploy would cut it"
+        ),
+        "{said}"
     );
-    assert!(!output.contains("==> build"), "{output}");
+    assert!(!said.contains("==> build"), "{said}");
     assert_eq!(
         testkit::http_get(first.public, "/", &[]).unwrap().status,
         200
     );
-    second.nothing_left();
+    first.stop();
+    first.nothing_left();
 }
 
 /// Deploy, stop, deploy again: the second deployment's console scripts (gunicorn in the venv)

@@ -398,7 +398,7 @@ fn run_step(
             Err(Event::Exited(i, status)) if started.is_server(i) => {
                 return Err(AddonError::Died { kind, status }.into())
             }
-            Err(Event::Exited(..) | Event::OrphanReaped) => {}
+            Err(Event::Exited(..) | Event::OrphanReaped | Event::Ready(_)) => {}
         }
     };
     if status != 0 {
@@ -454,7 +454,7 @@ fn wait_until_answers(
                     .unwrap_or(addon.kind);
                 return Err(AddonError::Died { kind, status }.into());
             }
-            Some(Event::Exited(..) | Event::OrphanReaped) => {}
+            Some(Event::Exited(..) | Event::OrphanReaped | Event::Ready(_)) => {}
         }
     }
 }

@@ -47,6 +47,10 @@ pub struct Setup {
     /// Middlewares need this many ports from the public one on.
     pub chain_ports: u16,
     pub extra_args: Vec<String>,
+    /// Deploy behind the front (Sōzu) on the public port, the chain on ports of its own;
+    /// without, the chain takes the public port itself (`--front none`), as these tests of the
+    /// chain expect.
+    pub front: bool,
 }
 
 impl Setup {
@@ -59,6 +63,7 @@ impl Setup {
             vars: vec![("CC_PYTHON_UV_RUN_COMMAND", "uv run python app.py".into())],
             chain_ports: 1,
             extra_args: vec![],
+            front: false,
         }
     }
 
@@ -76,6 +81,12 @@ impl Setup {
 
     pub fn var(mut self, key: &'static str, value: impl Into<String>) -> Self {
         self.vars.push((key, value.into()));
+        self
+    }
+
+    /// Behind the front, Sōzu.
+    pub fn front(mut self) -> Self {
+        self.front = true;
         self
     }
 
@@ -157,6 +168,11 @@ impl Setup {
                 ]
             })
             .env("TMPDIR", tmp.path())
+            .args(if self.front {
+                vec![]
+            } else {
+                vec!["--front", "none"]
+            })
             .args(&self.extra_args)
             .arg(&app_dir)
             .env("UVDEPLOY_BIN", bin("detect").parent().unwrap())
