@@ -132,6 +132,9 @@ pub(crate) struct Deployment<'a> {
     pub pending: Option<Request>,
     /// The index of the first process the redeploy under way started.
     pub redeploy_started: usize,
+    /// A process of the generation serving that ended during the redeploy: when the redeploy
+    /// fails, nothing whole serves, and the deployment ends.
+    pub serving_died: Option<(usize, i32)>,
 }
 
 impl Deployment<'_> {
@@ -564,7 +567,7 @@ impl Deployment<'_> {
     /// A process ended that the deployment does not depend on: an add-on's server (the app
     /// runs on without it, as on the platform), or one of the generation serving during a
     /// redeploy (said; the redeploy decides).
-    fn other_exited(&self, index: usize, status: i32) {
+    fn other_exited(&mut self, index: usize, status: i32) {
         let serving = self
             .serving
             .as_ref()
@@ -580,6 +583,7 @@ impl Deployment<'_> {
                 self.children.procs[index].name,
                 self.serving.as_ref().map(|g| g.number).unwrap_or_default()
             ));
+            self.serving_died.get_or_insert((index, status));
         }
     }
 
@@ -1350,6 +1354,20 @@ impl Deployment<'_> {
         self.children.set_secrets(&secrets);
         let old = std::mem::replace(&mut self.gen, new);
         self.serving = Some(old);
+        self.serving_died = None;
+        let outcome = self.redeploy_outcome(started);
+        // When the new generation serves, the old one's end changes nothing; when it failed,
+        // what serves on is not whole.
+        let switched = self.gen.number == number;
+        match self.serving_died.take() {
+            Some((i, status)) if !switched && outcome.is_ok() => Err(Halt::Died(i, status)),
+            _ => outcome,
+        }
+    }
+
+    fn redeploy_outcome(&mut self, started: Instant) -> Result<(), Halt> {
+        let number = self.gen.number;
+        let old_number = self.serving.as_ref().map(|g| g.number).unwrap_or_default();
         let outcome = self.deploy_generation(started);
         let failed = self.failed.take();
         match outcome {
@@ -1359,7 +1377,7 @@ impl Deployment<'_> {
                     say(&format!(
                         "the front could not move to generation {number}: {e}"
                     ));
-                    self.give_up(exit::FAILED);
+                    self.give_up(exit::FAILED, false);
                     return Ok(());
                 }
                 let old = self.serving.take();
@@ -1380,22 +1398,25 @@ impl Deployment<'_> {
                 hook
             }
             Ok(Some(code)) | Err(Halt::Said(code)) => {
-                self.give_up(if failed.is_some() { exit::FAILED } else { code });
+                self.give_up(if failed.is_some() { exit::FAILED } else { code }, false);
                 Ok(())
             }
             Err(Halt::Cancelled) => {
                 say("the redeploy's caller went away: the redeploy is given up");
-                self.give_up(exit::FAILED);
+                self.give_up(exit::FAILED, false);
                 Ok(())
             }
             Err(Halt::Died(i, status)) => {
                 let name = self.children.procs[i].name.clone();
                 say(&format!("{name} exited with status {status}"));
-                self.give_up(exit::FAILED);
+                self.give_up(exit::FAILED, false);
                 Ok(())
             }
             Err(Halt::Stop) => {
-                self.give_up(exit::FAILED);
+                phase(&format!(
+                    "stopping (signal received): the redeploy to generation {number} is given up"
+                ));
+                self.give_up(exit::FAILED, true);
                 Err(Halt::Stop)
             }
         }
@@ -1418,8 +1439,8 @@ impl Deployment<'_> {
     }
 
     /// A redeploy that failed: its processes stop (those of its build and health check too),
-    /// the generation serving serves on.
-    fn give_up(&mut self, code: u8) {
+    /// the generation serving serves on (unless the whole deployment is `stopping`).
+    fn give_up(&mut self, code: u8, stopping: bool) {
         // Not a caller's going away any more, while its processes stop.
         if let Some(caller) = &self.caller {
             self.children.unwatch(caller.stream.as_raw_fd());
@@ -1434,10 +1455,12 @@ impl Deployment<'_> {
                 let _ = front.remove(&inst.backend(new.number));
             }
         }
-        phase(&format!(
-            "redeploy failed: generation {} stops; generation {} serves on",
-            new.number, self.gen.number
-        ));
+        if !stopping {
+            phase(&format!(
+                "redeploy failed: generation {} stops; generation {} serves on",
+                new.number, self.gen.number
+            ));
+        }
         let mut processes = new.processes();
         processes.extend(
             (self.redeploy_started..self.children.procs.len())

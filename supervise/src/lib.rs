@@ -366,6 +366,7 @@ pub fn deploy(options: &Options, env: &Env) -> Result<std::process::ExitCode, pl
         accepting: false,
         pending: None,
         redeploy_started: 0,
+        serving_died: None,
     };
     let code = deployment.run();
     children.finish();

@@ -365,3 +365,27 @@ fn what_a_redeploy_cannot_change_is_refused_by_name() {
     deployment.stop();
     deployment.nothing_left();
 }
+
+#[test]
+fn a_deployment_stopped_during_a_redeploy_stops_both_generations_and_its_caller_returns_1() {
+    let mut deployment = start(setup());
+    let never = deployment.tmp.path().join("never");
+    version(&deployment.app_dir, "two");
+    let wait_for = format!("WAIT_FOR={}", never.display());
+    let caller = redeploy(&deployment, &["--env", &wait_for]);
+    assert!(
+        deployment.wait_for("==> health check", Duration::from_secs(120)),
+        "{}",
+        deployment.output()
+    );
+    let status = deployment.stop();
+    assert_eq!(status.code(), Some(0), "{}", deployment.output());
+    let (code, said) = finished(caller);
+    assert_eq!(code, 1, "{said}");
+    assert!(
+        said.contains("the redeploy to generation 2 is given up"),
+        "{said}"
+    );
+    assert!(!deployment.output().contains("generation 1 serves on"));
+    deployment.nothing_left();
+}
