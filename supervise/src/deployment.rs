@@ -165,6 +165,9 @@ impl Deployment<'_> {
                 say(&format!(
                     "{name} exited with status {status}: stopping the deployment"
                 ));
+                if let Some(front) = self.front.as_ref().filter(|f| f.index == i) {
+                    say(&front.said());
+                }
                 self.gen.summary.status = "failed".into();
                 self.gen.summary.fail(&name, status);
                 self.write_summary();
@@ -233,8 +236,42 @@ impl Deployment<'_> {
         })
     }
 
+    /// A process the deployment cannot serve without: the front, an instance's app or hop.
     fn is_service(&self, index: usize) -> bool {
-        self.gen.services().any(|i| i == index)
+        self.front.as_ref().is_some_and(|f| f.index == index)
+            || self.gen.services().any(|i| i == index)
+    }
+
+    /// Waits until the front listens (it started with the build): up to 10 s. Other events
+    /// meanwhile are kept for what follows.
+    fn front_listening(&mut self) -> Result<(), Halt> {
+        if self.front.is_none() {
+            return Ok(());
+        }
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        let mut kept = Vec::new();
+        let result = loop {
+            let front = self.front.as_ref().expect("checked above");
+            if front.listening() {
+                break Ok(());
+            }
+            if Instant::now() > deadline {
+                say(&format!(
+                    "the front did not listen on port {} within 10s; {}",
+                    front.port,
+                    front.said()
+                ));
+                break Err(Halt::Said(exit::FAILED));
+            }
+            // The kernel says nothing when a socket starts listening: look again soon.
+            match self.next_event(Some(Instant::now() + std::time::Duration::from_millis(5))) {
+                Some(Event::Stop(_)) => break Err(Halt::Stop),
+                Some(event) => kept.push(event),
+                None => {}
+            }
+        };
+        self.children.keep(kept);
+        result
     }
 
     /// Waits for process `index` to end. A signal stops the wait; so does a service's end.
@@ -619,6 +656,7 @@ impl Deployment<'_> {
             }
             return Ok(code);
         }
+        self.front_listening()?;
         if let Some(front) = &mut self.front {
             for inst in &self.gen.instances {
                 if let Err(e) = front.add(&inst.backend(self.gen.number), inst.public) {
@@ -692,15 +730,14 @@ impl Deployment<'_> {
         };
         let Some(sozu) = sozu else {
             if self.gen.request.instances > 1 {
+                let why = if self.options.front.is_some() {
+                    "--front none leaves out: leave it out".to_string()
+                } else {
+                    format!("is not on PATH: {}", front::HOW_TO_GET)
+                };
                 say(&format!(
-                    "--instances {} needs the front, Sōzu, which {}: {}",
-                    self.gen.request.instances,
-                    if self.options.front.is_some() {
-                        "--front none leaves out"
-                    } else {
-                        "is not on PATH"
-                    },
-                    front::HOW_TO_GET
+                    "--instances {} needs the front, Sōzu, which {why}",
+                    self.gen.request.instances
                 ));
                 return Err(Halt::Said(exit::USAGE));
             }
@@ -718,13 +755,7 @@ impl Deployment<'_> {
             .public_port
             .unwrap_or(plan::PortSettings::default().public);
         phase(&format!("front: Sōzu on port {port}"));
-        match Front::start(
-            &sozu,
-            port,
-            &self.state.join("front"),
-            self.children,
-            std::time::Duration::from_secs(10),
-        ) {
+        match Front::start(&sozu, port, &self.state.join("front"), self.children) {
             Ok(front) => {
                 let pid = self.children.procs[front.index].pid;
                 self.gen.summary.processes.insert("front".into(), pid);

@@ -9,7 +9,6 @@ use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 /// How to get Sōzu where it is missing.
 pub const HOW_TO_GET: &str = "install it with `cargo install sozu --locked` (it needs `protoc`: \
@@ -24,6 +23,7 @@ pub struct Front {
     pub index: usize,
     sozu: PathBuf,
     config: PathBuf,
+    log: PathBuf,
     /// The backends it sends to: id and port.
     pub backends: Vec<(String, u16)>,
 }
@@ -78,12 +78,13 @@ fn toml_string(text: &str) -> String {
 
 impl Front {
     /// Starts Sōzu on `port`, its files in `dir`, and waits until it listens.
+    /// Starts Sōzu on `port`, its files in `dir`. It takes a moment to listen ([`Front::listening`]):
+    /// the build goes on meanwhile.
     pub fn start(
         sozu: &Path,
         port: u16,
         dir: &Path,
         children: &mut Children,
-        within: Duration,
     ) -> Result<Front, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("cannot make {}: {e}", dir.display()))?;
         let config = dir.join("sozu.toml");
@@ -98,41 +99,39 @@ impl Front {
         }
         // Its own log, not the deployment's: Sōzu says where its logs go at each start, and
         // logs only errors here.
-        let log_path = dir.join("sozu.log");
-        let log = std::fs::File::create(&log_path)
-            .map_err(|e| format!("cannot write {}: {e}", log_path.display()))?;
+        let log = dir.join("sozu.log");
+        let file = std::fs::File::create(&log)
+            .map_err(|e| format!("cannot write {}: {e}", log.display()))?;
         let mut command = Command::new(sozu);
         command
             .arg("start")
             .arg("--config")
             .arg(&config)
             .stdin(std::process::Stdio::null())
-            .stdout(log.try_clone().map_err(|e| e.to_string())?)
-            .stderr(log);
+            .stdout(file.try_clone().map_err(|e| e.to_string())?)
+            .stderr(file);
         let index = children
             .spawn("front", &mut command, Output::AsSet)
             .map_err(|e| format!("cannot start {}: {e}", sozu.display()))?;
-        let failed = |why: String| {
-            let said = std::fs::read_to_string(&log_path).unwrap_or_default();
-            format!("{why}; it said:\n{}", said.trim_end())
-        };
-        let deadline = Instant::now() + within;
-        let listening =
-            || plan::process::listeners().is_some_and(|table| table.iter().any(|l| l.port == port));
-        while !listening() {
-            if children.procs[index].status.is_some() || Instant::now() > deadline {
-                return Err(failed(format!("Sōzu did not listen on port {port}")));
-            }
-            // Its exit is seen by the next wait; nothing else happens before it listens.
-            let _ = children.next(Some(Instant::now() + Duration::from_millis(10)));
-        }
         Ok(Front {
             port,
             index,
             sozu: sozu.to_path_buf(),
             config,
+            log,
             backends: Vec::new(),
         })
+    }
+
+    /// Whether it listens yet.
+    pub fn listening(&self) -> bool {
+        plan::process::listeners().is_some_and(|table| table.iter().any(|l| l.port == self.port))
+    }
+
+    /// What it said, for a failure.
+    pub fn said(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        format!("its log, {}:\n{}", self.log.display(), text.trim_end())
     }
 
     /// Sends traffic to `port` too, as backend `id`.

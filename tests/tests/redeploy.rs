@@ -389,3 +389,38 @@ fn a_deployment_stopped_during_a_redeploy_stops_both_generations_and_its_caller_
     assert!(!deployment.output().contains("generation 1 serves on"));
     deployment.nothing_left();
 }
+
+#[test]
+fn instances_without_the_front_and_a_taken_public_port_are_said_before_anything_is_built() {
+    let mut without = Setup::new("hello").args(&["--instances", "2"]).start();
+    let status = without.exit(Duration::from_secs(60));
+    assert_eq!(status.code(), Some(2), "{}", without.output());
+    assert!(
+        without
+            .output()
+            .contains("--instances 2 needs the front, Sōzu, which --front none leaves out"),
+        "{}",
+        without.output()
+    );
+    assert!(!without.output().contains("==> build"));
+    without.nothing_left();
+
+    let taken = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let mut behind = Setup {
+        public_port: Some(port),
+        ..setup()
+    }
+    .start();
+    let status = behind.exit(Duration::from_secs(60));
+    assert_eq!(status.code(), Some(1), "{}", behind.output());
+    assert!(
+        behind.output().contains(&format!(
+            "cannot start the front: the public port {port} is taken"
+        )),
+        "{}",
+        behind.output()
+    );
+    assert!(!behind.output().contains("==> build"));
+    behind.nothing_left();
+}

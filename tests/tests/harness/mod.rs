@@ -51,6 +51,8 @@ pub struct Setup {
     /// without, the chain takes the public port itself (`--front none`), as these tests of the
     /// chain expect.
     pub front: bool,
+    /// The public port, when the test chooses it (a free one by default).
+    pub public_port: Option<u16>,
 }
 
 impl Setup {
@@ -64,6 +66,7 @@ impl Setup {
             chain_ports: 1,
             extra_args: vec![],
             front: false,
+            public_port: None,
         }
     }
 
@@ -142,7 +145,9 @@ impl Setup {
     }
 
     pub fn launch(self, tmp: tempfile::TempDir, app_dir: PathBuf) -> Deployment {
-        let public = free_ports(self.chain_ports);
+        let public = self
+            .public_port
+            .unwrap_or_else(|| free_ports(self.chain_ports));
         let app = free_ports(1);
         let entry = self.entry.clone().unwrap_or_else(|| {
             vec![
