@@ -245,6 +245,7 @@ impl Children {
     pub fn set_secrets(&mut self, env: &plan::Env) {
         let values = plan::secret::redacted_values(env);
         self.secrets = std::sync::Arc::new(values.iter().map(|v| v.as_bytes().to_vec()).collect());
+        prefix::set_secrets(self.secrets.clone());
     }
 
     /// Events taken out of order, given back: the next calls to [`Children::next`] return

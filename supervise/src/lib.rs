@@ -153,14 +153,13 @@ pub fn seconds(d: Duration) -> String {
     }
 }
 
-/// One line of ours on stderr. Written, not `eprintln!`ed: a stderr that is gone (`| head`, a
-/// closed terminal) must not stop the deployment half-way with a panic.
+/// One line of ours on stderr (secrets hidden).
 fn say(line: &str) {
-    prefix::to_stderr(format!("deploy: {line}\n").as_bytes());
+    prefix::say(&format!("deploy: {line}\n"));
 }
 
 fn phase(line: &str) {
-    prefix::to_stderr(format!("==> {line}\n").as_bytes());
+    prefix::say(&format!("==> {line}\n"));
 }
 
 /// Where the tools are: `UVDEPLOY_BIN`, else beside this program.

@@ -105,6 +105,26 @@ pub fn to_stderr(block: &[u8]) {
     }
 }
 
+/// The secret values of the deployment (as [`crate::children::Children::set_secrets`] last
+/// set them), for what the supervisor says itself ([`say`]).
+static SECRETS: std::sync::Mutex<Option<std::sync::Arc<Vec<Vec<u8>>>>> =
+    std::sync::Mutex::new(None);
+
+pub fn set_secrets(secrets: std::sync::Arc<Vec<Vec<u8>>>) {
+    *SECRETS.lock().unwrap_or_else(|e| e.into_inner()) = Some(secrets);
+}
+
+/// A line of the supervisor's own on stderr, secrets hidden as in every process's lines.
+/// Written, not `eprintln!`ed: a stderr that is gone (`| head`, a closed terminal) must not
+/// stop the deployment half-way with a panic.
+pub fn say(line: &str) {
+    let secrets = SECRETS.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    match secrets {
+        Some(secrets) => to_stderr(&redact(line.as_bytes(), &secrets)),
+        None => to_stderr(line.as_bytes()),
+    }
+}
+
 type Sink = Box<dyn FnMut(&[u8]) -> std::io::Result<()> + Send>;
 
 static TEE: std::sync::Mutex<Option<Sink>> = std::sync::Mutex::new(None);
@@ -253,6 +273,24 @@ mod tests {
             out.extend_from_slice(b)
         });
         assert_eq!(String::from_utf8(out).unwrap(), "w | ab\nw | cd\n");
+    }
+
+    #[test]
+    fn what_the_supervisor_says_itself_hides_secrets_too_and_reaches_a_tee() {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let into = seen.clone();
+        tee(Some(Box::new(move |bytes: &[u8]| {
+            into.lock().unwrap().extend_from_slice(bytes);
+            Ok(())
+        })));
+        set_secrets(std::sync::Arc::new(vec![b"hunter2".to_vec()]));
+        say("deploy: cannot use /srv/hunter2/app\n");
+        tee(None);
+        set_secrets(std::sync::Arc::new(Vec::new()));
+        assert_eq!(
+            String::from_utf8(seen.lock().unwrap().clone()).unwrap(),
+            "deploy: cannot use /srv/***/app\n"
+        );
     }
 
     #[test]
