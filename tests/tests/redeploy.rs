@@ -424,3 +424,62 @@ fn instances_without_the_front_and_a_taken_public_port_are_said_before_anything_
     assert!(!behind.output().contains("==> build"));
     behind.nothing_left();
 }
+
+/// Crons run on every instance, as on the platform (said once), each with its own
+/// `INSTANCE_NUMBER`.
+#[test]
+fn crons_run_on_every_instance_each_with_its_number() {
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = tmp.path().join("clock");
+    let set_clock = |time: &str| {
+        let next = clock.with_extension("next");
+        std::fs::write(&next, time).unwrap();
+        std::fs::rename(&next, &clock).unwrap();
+    };
+    set_clock("2026-01-01T00:00:30Z");
+    let mut deployment = setup()
+        .args(&["--instances", "2"])
+        .var("UVDEPLOY_CLOCK", clock.display().to_string())
+        .start_in_repo(
+            |app| {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::write(app.join("versioned.py"), APP).unwrap();
+                std::fs::create_dir_all(app.join("clevercloud")).unwrap();
+                std::fs::write(
+                    app.join("clevercloud/cron.json"),
+                    r#"["* * * * * $ROOT/n.sh"]"#,
+                )
+                .unwrap();
+                std::fs::write(
+                    app.join("n.sh"),
+                    "#!/bin/bash -l\necho \"on instance $INSTANCE_NUMBER\"\n",
+                )
+                .unwrap();
+                std::fs::set_permissions(app.join("n.sh"), std::fs::Permissions::from_mode(0o755))
+                    .unwrap();
+            },
+            |_| {},
+        );
+    deployment.deployed();
+    assert_eq!(
+        deployment
+            .output()
+            .matches("crons run on every instance (2), as on the platform")
+            .count(),
+        1,
+        "{}",
+        deployment.output()
+    );
+    set_clock("2026-01-01T00:01:00Z");
+    for line in ["cron-0.0 | on instance 0", "cron-0.1 | on instance 1"] {
+        assert!(
+            testkit::wait_until(Duration::from_secs(10), || deployment
+                .output()
+                .contains(line)),
+            "{line:?} not in:\n{}",
+            deployment.output()
+        );
+    }
+    deployment.stop();
+    deployment.nothing_left();
+}
