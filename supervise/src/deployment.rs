@@ -793,6 +793,14 @@ impl Deployment<'_> {
                 }
             }
         }
+        if let Some(front) = &self.front {
+            for (inst, plan) in self.gen.instances.iter().zip(&plans) {
+                say(&format!(
+                    "instance {}: its chain on :{}, the app on PORT={}, behind the front on :{} (on the platform each instance is a machine of its own, on 8080 and 9000)",
+                    inst.instance.instance_number, plan.ports.public, plan.ports.app, front.port
+                ));
+            }
+        }
         self.gen.summary.plan = std::fs::read_to_string(self.gen.instances[0].plan_path())
             .ok()
             .and_then(|text| serde_json::from_str(&text).ok());

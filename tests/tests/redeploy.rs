@@ -277,6 +277,16 @@ fn instances_share_the_front_round_robin_each_with_its_number() {
         "{}",
         deployment.output()
     );
+    // Each has ports of its own, and it is said.
+    for n in 0..2 {
+        assert!(
+            deployment
+                .output()
+                .contains(&format!("deploy: instance {n}: its chain on :")),
+            "{}",
+            deployment.output()
+        );
+    }
     // Each instance was health-checked, on its own port.
     assert_eq!(
         deployment
