@@ -1,0 +1,263 @@
+//! A deployment's phases: add-ons, the front, a generation built, started and health-checked,
+//! then supervision.
+
+use super::*;
+
+impl Deployment<'_> {
+    pub(super) fn phases(&mut self) -> Result<u8, Halt> {
+        let started = Instant::now();
+        self.children.set_secrets(&self.gen.env);
+        self.start_addons()?;
+        // The add-ons' passwords are secrets too, in every process's output from now on.
+        if let Some(file) = &self.addons.env_file {
+            let mut env = self.gen.env.clone();
+            if env.load_file(file).is_ok() {
+                self.children.set_secrets(&env);
+            }
+        }
+        self.start_front()?;
+        let request = self.gen.request.clone();
+        match self.generation(1, self.state.clone(), request, false) {
+            Ok(mut first) => {
+                // What was timed and started before it is its own.
+                first.summary.timings_ms = std::mem::take(&mut self.gen.summary.timings_ms);
+                first.summary.processes = std::mem::take(&mut self.gen.summary.processes);
+                first.env = self.gen.env.clone();
+                self.gen = first;
+            }
+            Err(e) => {
+                say(&format!("cannot plan the instances: {e}"));
+                return Ok(exit::FAILED);
+            }
+        }
+        if let Some(code) = self.deploy_generation(started)? {
+            if self.failed.is_some() {
+                phase("health check failed: stopping");
+            }
+            return Ok(code);
+        }
+        self.front_listening()?;
+        if let Some(front) = &mut self.front {
+            for inst in &self.gen.instances {
+                if let Err(e) = front.add(&inst.backend(self.gen.number), inst.public) {
+                    say(&format!(
+                        "the front cannot send to instance {}: {e}",
+                        inst.instance.instance_number
+                    ));
+                    return Err(Halt::Said(exit::FAILED));
+                }
+            }
+        }
+        self.gen.summary.serving();
+        self.write_summary();
+        self.run_hook("CC_RUN_SUCCEEDED_HOOK")?;
+        if self.options.check {
+            return self.check();
+        }
+        self.supervise()
+    }
+
+    /// Supervision: until a signal or a service's end; a redeploy when one is asked for.
+    pub(super) fn supervise(&mut self) -> Result<u8, Halt> {
+        let said = if self.front.is_some() {
+            "; `uvdeploy deploy` again redeploys"
+        } else {
+            ""
+        };
+        phase(&format!(
+            "deployed: supervising {} process(es); TERM or Ctrl-C stops them{said}",
+            self.gen.services().count()
+        ));
+        loop {
+            self.accepting = true;
+            let event = self.next_event(None);
+            self.accepting = false;
+            match event {
+                Some(Event::Stop(_)) => return Err(Halt::Stop),
+                Some(Event::Exited(i, status)) if self.is_service(i) => {
+                    return Err(Halt::Died(i, status))
+                }
+                Some(Event::Exited(i, status)) => self.other_exited(i, status),
+                _ => {}
+            }
+            if let Some(request) = self.pending.take() {
+                self.redeploy(request)?;
+            }
+        }
+    }
+
+    /// The front, when the deployment has one: Sōzu on the public port, before anything is
+    /// built (the port is the deployment's from the start; Sōzu answers 503 until an instance
+    /// is healthy).
+    pub(super) fn start_front(&mut self) -> Result<(), Halt> {
+        let sozu = match (self.options.front, front::find(&self.gen.env)) {
+            (Some(crate::FrontChoice::None), _) => {
+                self.no_front = Some("--front none".into());
+                None
+            }
+            (_, Some(sozu)) => Some(sozu),
+            (Some(crate::FrontChoice::Sozu), None) => {
+                say(&format!(
+                    "Sōzu (`sozu`) is not on PATH: {}",
+                    front::HOW_TO_GET
+                ));
+                return Err(Halt::Said(exit::USAGE));
+            }
+            (None, None) => {
+                self.no_front = Some("Sōzu is not installed".into());
+                None
+            }
+        };
+        let Some(sozu) = sozu else {
+            if self.gen.request.instances > 1 {
+                let why = if self.options.front.is_some() {
+                    "--front none leaves out: leave it out".to_string()
+                } else {
+                    format!("is not on PATH: {}", front::HOW_TO_GET)
+                };
+                say(&format!(
+                    "--instances {} needs the front, Sōzu, which {why}",
+                    self.gen.request.instances
+                ));
+                return Err(Halt::Said(exit::USAGE));
+            }
+            if self.options.front.is_none() {
+                say(&format!(
+                    "no front: Sōzu is not on PATH, so the app's chain takes the public port itself and a redeploy would cut it ({})",
+                    front::HOW_TO_GET
+                ));
+            }
+            return Ok(());
+        };
+        let port = self
+            .options
+            .ports
+            .public_port
+            .unwrap_or(plan::PortSettings::default().public);
+        phase(&format!("front: Sōzu on port {port}"));
+        match Front::start(&sozu, port, &self.state.join("front"), self.children) {
+            Ok(front) => {
+                let pid = self.children.procs[front.index].pid;
+                self.gen.summary.processes.insert("front".into(), pid);
+                self.front = Some(front);
+                Ok(())
+            }
+            Err(e) => {
+                say(&format!("cannot start the front: {e}"));
+                self.gen.summary.fail("front", 1);
+                self.write_summary();
+                Err(Halt::Said(exit::FAILED))
+            }
+        }
+    }
+
+    /// Builds, starts and health-checks `self.gen`: `Some(status)` when it failed (said, its
+    /// failed hook run).
+    pub(super) fn deploy_generation(&mut self, started: Instant) -> Result<Option<u8>, Halt> {
+        phase(&format!("build: {}", self.app_dir.display()));
+        if let Some(code) = self.build()? {
+            return Ok(Some(code));
+        }
+        let mut plans = Vec::new();
+        for n in 0..self.gen.instances.len() {
+            let path = self.gen.instances[n].plan_path();
+            match plan::read_plan(&PlanSource::File(path.clone()), "uvsupervise") {
+                Ok(plan) => {
+                    self.gen.instances[n].instance.app_home = plan.app_dir.display().to_string();
+                    self.gen.instances[n].public = plan.ports.public;
+                    plans.push(plan);
+                }
+                Err(e) => {
+                    plan::report::report(&e, &self.gen.env);
+                    return Ok(Some(exit::FAILED));
+                }
+            }
+        }
+        if let Some(front) = &self.front {
+            for (inst, plan) in self.gen.instances.iter().zip(&plans) {
+                say(&format!(
+                    "instance {}: its chain on :{}, the app on PORT={}, behind the front on :{} (on the platform each instance is a machine of its own, on 8080 and 9000)",
+                    inst.instance.instance_number, plan.ports.public, plan.ports.app, front.port
+                ));
+            }
+        }
+        self.gen.summary.plan = std::fs::read_to_string(self.gen.instances[0].plan_path())
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok());
+
+        phase("start");
+        let start = Instant::now();
+        for (n, plan) in plans.iter().enumerate() {
+            if let Some(code) = self.start(plan, n) {
+                return Ok(Some(code));
+            }
+        }
+        self.gen.summary.time("start", start.elapsed());
+
+        phase("health check");
+        let health_started = Instant::now();
+        let mut healthy = true;
+        for n in 0..self.gen.instances.len() {
+            healthy = self.health_check(n)?;
+            if !healthy {
+                break;
+            }
+        }
+        self.gen
+            .summary
+            .time("health_wait", health_started.elapsed());
+        self.gen.summary.time("total", started.elapsed());
+        self.gen.summary.health =
+            std::fs::read_to_string(self.gen.instances[0].dir.join("health.json"))
+                .ok()
+                .and_then(|text| serde_json::from_str(&text).ok());
+        say(&self.gen.summary.timings_line());
+        if !healthy {
+            self.failed = Some(exit::FAILED);
+            self.gen.summary.status = "unhealthy".into();
+            self.gen.summary.fail("healthcheck", 1);
+            self.write_summary();
+            self.run_hook("CC_RUN_FAILED_HOOK")?;
+            return Ok(Some(exit::FAILED));
+        }
+        Ok(None)
+    }
+
+    /// The add-ons asked for (`--addon`), started before the build: build hooks migrate.
+    pub(super) fn start_addons(&mut self) -> Result<(), Halt> {
+        if self.options.addons.is_empty() {
+            return Ok(());
+        }
+        phase("add-ons");
+        let started = Instant::now();
+        let app = std::fs::canonicalize(&self.app_dir).unwrap_or_else(|_| self.app_dir.clone());
+        let result = addon::start(
+            &self.options.addons,
+            &app,
+            &self.state,
+            &self.gen.env,
+            self.children,
+            &|line| say(line),
+        );
+        self.gen.summary.time("addons", started.elapsed());
+        match result {
+            Ok(addons) => {
+                for (name, i) in &addons.servers {
+                    let pid = self.children.procs[*i].pid;
+                    self.gen.summary.processes.insert(name.clone(), pid);
+                }
+                self.addons = addons;
+                Ok(())
+            }
+            Err(addon::Halted::Stop) => Err(Halt::Stop),
+            Err(addon::Halted::Failed(e)) => {
+                plan::report::report(&e, &self.gen.env);
+                self.gen
+                    .summary
+                    .fail("addons", i32::from(plan::report::Failure::exit_code(&e)));
+                self.write_summary();
+                Err(Halt::Said(plan::report::Failure::exit_code(&e)))
+            }
+        }
+    }
+}
