@@ -83,6 +83,8 @@ pub struct Children {
     pending_stdout: Option<std::process::ChildStdout>,
     /// How many processes got a prefix: the next one's colour.
     painted: usize,
+    /// The names' column: 8, or the longest name to come ([`Children::align`]).
+    label_width: usize,
     /// The secret values no process's output may show.
     secrets: std::sync::Arc<Vec<Vec<u8>>>,
     me: i32,
@@ -138,6 +140,7 @@ impl Children {
             relays_done: channel(),
             pending_stdout: None,
             painted: 0,
+            label_width: 8,
             secrets: Default::default(),
             me: std::process::id() as i32,
             watched: Vec::new(),
@@ -207,7 +210,7 @@ impl Children {
         if let Some((read, labelled)) = reader {
             let label = if labelled {
                 self.painted += 1;
-                prefix::label(name, self.painted - 1, self.style.colour)
+                prefix::label(name, self.painted - 1, self.style.colour, self.label_width)
             } else {
                 Vec::new()
             };
@@ -234,6 +237,14 @@ impl Children {
             last: false,
         });
         Ok(self.procs.len() - 1)
+    }
+
+    /// The names of processes to come: their lines and the others' align on the longest (8
+    /// columns at least; never narrower than before).
+    pub fn align<'a>(&mut self, names: impl IntoIterator<Item = &'a str>) {
+        for name in names {
+            self.label_width = self.label_width.max(name.chars().count());
+        }
     }
 
     /// Process `index` is to be stopped after all the others.

@@ -29,10 +29,10 @@ pub struct Style {
     pub raw: bool,
 }
 
-/// The prefix of the `index`-th process named `name`: the name padded to 8 columns and ` | `,
-/// in the index's colour when `colour`.
-pub fn label(name: &str, index: usize, colour: bool) -> Vec<u8> {
-    let plain = format!("{name:<8} |");
+/// The prefix of the `index`-th process named `name`: the name padded to `width` columns and
+/// ` | `, in the index's colour when `colour`.
+pub fn label(name: &str, index: usize, colour: bool, width: usize) -> Vec<u8> {
+    let plain = format!("{name:<width$} |");
     let mut out = if colour {
         format!("\x1b[{}m{plain}\x1b[0m", PALETTE[index % PALETTE.len()])
     } else {
@@ -312,7 +312,11 @@ mod tests {
 
     #[test]
     fn names_are_aligned_and_coloured_only_when_asked() {
-        assert_eq!(label("app", 0, false), b"app      | ");
-        assert_eq!(label("varnish", 1, true), b"\x1b[33mvarnish  |\x1b[0m ");
+        assert_eq!(label("app", 0, false, 8), b"app      | ");
+        assert_eq!(label("varnish", 1, true, 8), b"\x1b[33mvarnish  |\x1b[0m ");
+        assert_eq!(
+            label("redirectionio.1", 2, false, 15),
+            b"redirectionio.1 | "
+        );
     }
 }

@@ -268,7 +268,12 @@ fn a_redeploy_whose_health_check_fails_leaves_the_old_version_serving_and_exits_
 
 #[test]
 fn instances_share_the_front_round_robin_each_with_its_number() {
-    let mut deployment = start(setup().args(&["--instances", "2"]));
+    let mut deployment = start(
+        setup()
+            .args(&["--instances", "2"])
+            .var("CC_WORKER_COMMAND", "echo from the worker")
+            .var("CC_RUN_SUCCEEDED_HOOK", "echo hooked"),
+    );
     let answers: std::collections::BTreeSet<String> =
         (0..4).map(|_| get(deployment.public)).collect();
     assert_eq!(
@@ -284,6 +289,20 @@ fn instances_share_the_front_round_robin_each_with_its_number() {
                 .output()
                 .contains(&format!("deploy: instance {n}: its chain on :")),
             "{}",
+            deployment.output()
+        );
+    }
+    // Each instance runs its worker; every name aligns on the longest (`worker-0.1`).
+    for line in [
+        "worker-0.0 | from the worker",
+        "worker-0.1 | from the worker",
+        "hook       | hooked",
+    ] {
+        assert!(
+            testkit::wait_until(Duration::from_secs(10), || deployment
+                .output()
+                .contains(line)),
+            "{line:?} not in:\n{}",
             deployment.output()
         );
     }

@@ -173,6 +173,22 @@ impl Deployment<'_> {
                 }
             }
         }
+        // Every name to come, so that all lines align from the first.
+        let mut names = Vec::new();
+        for (inst, plan) in self.gen.instances.iter().zip(&plans) {
+            let hops = plan.hops.iter().flatten().map(|h| h.name.clone());
+            let workers = plan.workers.iter().map(|w| w.name.clone());
+            let crons = plan.crons.iter().map(|c| c.name.clone());
+            for name in ["app".to_string()]
+                .into_iter()
+                .chain(hops)
+                .chain(workers)
+                .chain(crons)
+            {
+                names.push(format!("{name}{}", inst.suffix));
+            }
+        }
+        self.children.align(names.iter().map(String::as_str));
         if let Some(front) = &self.front {
             for (inst, plan) in self.gen.instances.iter().zip(&plans) {
                 say(&format!(
