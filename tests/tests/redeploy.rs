@@ -226,6 +226,10 @@ fn a_good_redeploy_under_load_loses_no_request_and_then_the_new_version_answers(
         &state.join("copy")
     )
     .is_empty()));
+    // Its copy (and venv) goes with it.
+    assert!(testkit::wait_until(Duration::from_secs(10), || !state
+        .join("copy")
+        .exists()));
     deployment.stop();
     deployment.nothing_left();
 }

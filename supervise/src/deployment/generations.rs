@@ -240,6 +240,13 @@ impl Deployment<'_> {
         self.release_ports(&old);
         if old.number > 1 {
             let _ = std::fs::remove_dir_all(&old.dir);
+        } else {
+            // The first generation's directory is the state directory: its copy (the venv)
+            // and its other instances' files go; what the deployment keeps stays.
+            let _ = std::fs::remove_dir_all(old.dir.join("copy"));
+            for inst in old.instances.iter().skip(1) {
+                let _ = std::fs::remove_dir_all(&inst.dir);
+            }
         }
     }
 
