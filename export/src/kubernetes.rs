@@ -172,9 +172,9 @@ pub fn pod_layout() -> Layout {
     }
 }
 
-/// The chain as the pod runs it: flowctl's renderers on the plan's hops, with the pod's
-/// layout, Nginx and our own tools from the image's PATH. The VCLs are the plan's (a VCL
-/// names no path), and so is varnishd.
+/// The plan's chain as the pod runs it: rendered again by flowctl's renderers, for the pod's
+/// layout, with Nginx and our own tools from the image's PATH. The VCLs are the plan's (a
+/// VCL names no path), and so is varnishd's path.
 pub fn pod_hops(plan: &Plan) -> Result<Vec<Hop>, ExportError> {
     let planned = plan.hops.as_ref().ok_or(ExportError::NoHops)?;
     let vcls: Vec<String> = planned
@@ -244,6 +244,8 @@ impl<'a> Pod<'a> {
     }
 }
 
+/// The plan's deployment as Kubernetes manifests, on the pod's ports, and the secrets they
+/// refer to.
 pub fn manifests(plan: &Plan, options: &Options) -> Result<Manifests, ExportError> {
     let plan = &on_ports(plan, options.ports)?;
     let hops = pod_hops(plan)?;

@@ -415,6 +415,14 @@ fn bad_input_is_one_error_and_exit_2() {
         (code, err.as_str()),
         (Some(2), "error: the plan has no `hops`: it did not go through `flowctl`\n\nhint: pipe the plan through flowctl: `detect APP | uvbuild | flowctl | plan-export kubernetes --image IMAGE`\n")
     );
+    // The pod's Varnish runs the plan's VCL: a plan whose Varnish hop lost it is refused.
+    let mut plan: Value = serde_json::from_str(testkit::EXAMPLE_PLAN).unwrap();
+    plan["hops"][1]["files"] = serde_json::json!([]);
+    let (code, err) = run(&["kubernetes", "--image", "i"], &plan.to_string());
+    assert_eq!(
+        (code, err.as_str()),
+        (Some(2), "error: the Varnish hop on port 8081 has no rendered VCL in the plan (make it again with `flowctl`)\n")
+    );
     let (code, err) = run(
         &["kubernetes", "--image", "i", "--name", "___"],
         testkit::EXAMPLE_PLAN,
