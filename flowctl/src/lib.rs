@@ -2,6 +2,8 @@
 //! app: with two middlewares 8080 → 8081 → 9000, with three 8080 → 8081 → 8082 → 9000. Each
 //! hop carries what `launcher --hop` needs: argv, environment (secrets by name), and the
 //! configuration files rendered for it (Varnish VCL, Redirection.io agent configuration).
+//! The renderers take a [`Layout`]: `flowctl` renders for this machine's, and `plan-export
+//! kubernetes` calls the same ones ([`hops`]) with the pod's.
 
 pub mod layout;
 pub mod nginx;
