@@ -8,15 +8,19 @@
 //! Legacy mode is the same pod: Nginx is the last sidecar, serving the static files from the
 //! image; the app server runs in `containers`, the Celery workers beside it, and
 //! `CC_PYTHON_MANAGE_TASKS` in an init container that must succeed before the chain starts.
+//!
+//! The hops are flowctl's, rendered by its own renderers for the pod's layout
+//! ([`pod_layout`]): nothing flowctl rendered for a machine is rewritten here.
 
 use crate::scaling::{self, Flavor, Instances};
 use crate::ExportError;
+use flowctl::{Layout, Programs};
 use plan::command::shell_argv;
+use plan::cron::Cron;
 use plan::secret::{holds_a_secret, is_secret_variable};
-use plan::{Env, EnvValue, Hop, Mode, Plan, PortSettings};
+use plan::{Env, EnvValue, Hop, HopKind, Mode, Plan, PortSettings, Run};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 
 /// Where the image holds the app (the Containerfile copies it there).
 pub const APP_DIR: &str = "/app";
@@ -30,8 +34,6 @@ pub const TMP_DIR: &str = "/tmp";
 /// The image's user (and group), which every container runs as: not root, and a UID above
 /// those a host's users have.
 pub const APP_UID: u32 = 10001;
-/// The workspace's own tools, on PATH in the image.
-const OUR_TOOLS: [&str; 3] = ["otoroshi-challenge", "launcher", "healthcheck"];
 
 pub struct Options {
     pub image: String,
@@ -158,38 +160,167 @@ fn renumber_text(text: &str, map: &BTreeMap<u16, u16>) -> String {
     out
 }
 
+/// The pod's layout: the app where the image holds it, what the hops keep in the `state`
+/// emptyDir, their rendered files in the ConfigMap mounted read-only, and not root (Nginx's
+/// workers read the image's files as Nginx's default user).
+pub fn pod_layout() -> Layout {
+    Layout {
+        app_dir: APP_DIR.into(),
+        state_dir: STATE_DIR.into(),
+        config_dir: Some(CONFIG_DIR.into()),
+        as_root: false,
+    }
+}
+
+/// The plan's chain as the pod runs it: rendered again by flowctl's renderers, for the pod's
+/// layout, with Nginx and our own tools from the image's PATH. The VCLs are the plan's (a
+/// VCL names no path), and so is varnishd's path.
+pub fn pod_hops(plan: &Plan) -> Result<Vec<Hop>, ExportError> {
+    let planned = plan.hops.as_ref().ok_or(ExportError::NoHops)?;
+    let vcls: Vec<String> = planned
+        .iter()
+        .filter(|hop| hop.kind() == Some(HopKind::Varnish))
+        .filter_map(|hop| hop.files.first())
+        .map(|file| file.content.clone())
+        .collect();
+    let varnishd = planned
+        .iter()
+        .find(|hop| hop.kind().is_some_and(HopKind::runs_varnishd))
+        .and_then(|hop| hop.argv.first())
+        .map_or_else(|| "varnishd".to_string(), Clone::clone);
+    let programs = Programs {
+        varnishd,
+        nginx: "nginx".into(),
+        otoroshi_challenge: "otoroshi-challenge".into(),
+    };
+    Ok(flowctl::hops(plan, &pod_layout(), &programs, &vcls)?)
+}
+
+/// What every part of the manifests shares: the plan (on the pod's ports), the options, the
+/// objects' labels.
+struct Pod<'a> {
+    plan: &'a Plan,
+    options: &'a Options,
+    labels: Value,
+}
+
+impl<'a> Pod<'a> {
+    fn new(plan: &'a Plan, options: &'a Options) -> Pod<'a> {
+        let labels = json!({
+            "app.kubernetes.io/name": options.name,
+            "app.kubernetes.io/managed-by": "uvdeploy",
+        });
+        Pod {
+            plan,
+            options,
+            labels,
+        }
+    }
+
+    fn name(&self) -> &str {
+        &self.options.name
+    }
+
+    /// The container's `variable` from the Secret.
+    fn secret_ref(&self, variable: &str) -> Value {
+        json!({"name": variable, "valueFrom": {"secretKeyRef": {"name": format!("{}-secrets", self.name()), "key": variable}}})
+    }
+
+    /// A word of the plan's with the app's directory where the image holds it.
+    fn in_image(&self, word: &str) -> String {
+        word.replace(&self.plan.app_dir.display().to_string(), APP_DIR)
+    }
+
+    /// A container of the app's image, in the app's directory, with `env`: not hardened
+    /// yet, so that the caller adds its own fields first.
+    fn container(&self, name: &str, command: Value, env: &[Value]) -> Value {
+        json!({
+            "name": name,
+            "image": self.options.image,
+            "workingDir": APP_DIR,
+            "command": command,
+            "env": env,
+        })
+    }
+}
+
+/// The plan's deployment as Kubernetes manifests, on the pod's ports, and the secrets they
+/// refer to.
 pub fn manifests(plan: &Plan, options: &Options) -> Result<Manifests, ExportError> {
     let plan = &on_ports(plan, options.ports)?;
-    let hops = plan.hops.as_ref().ok_or(ExportError::NoHops)?;
+    let hops = pod_hops(plan)?;
     let run = plan.run.as_ref().ok_or(ExportError::NoRunCommand)?;
-    // The app as the image holds it: the plan's copy is `/app` there.
-    let app_dir = plan.app_dir.display().to_string();
-    let in_image = |word: &str| word.replace(&app_dir, APP_DIR);
-    let name = &options.name;
-    let labels = json!({
-        "app.kubernetes.io/name": name,
-        "app.kubernetes.io/managed-by": "uvdeploy",
-    });
-    let secret_ref = |variable: &str| json!({"name": variable, "valueFrom": {"secretKeyRef": {"name": format!("{name}-secrets"), "key": variable}}});
+    let pod = Pod::new(plan, options);
     // Every secret the manifests refer to, and those of them the app itself reads.
     let mut secrets = BTreeSet::new();
     let mut app_secrets = BTreeSet::new();
+    let command = app_command(&pod, run, &mut app_secrets);
+    let mut env = app_env(plan.ports.app, &options.env, &mut app_secrets);
+    let check = health_check(plan, &hops, &mut app_secrets);
+    let (sidecars, config) = sidecars(&pod, &hops, &mut secrets);
+    env.extend(app_secrets.iter().map(|secret| pod.secret_ref(secret)));
+    secrets.extend(app_secrets);
+    let mut containers = vec![app_container(&pod, command, &env, &check)];
+    containers.extend(workers(&pod, &env));
+    let init = [manage_tasks(&pod, &env), sidecars].concat();
+    let spec = pod_spec(&pod, init, containers, !config.is_empty());
+    let (documents, notes) = documents(&pod, &spec, config, &env);
+    Ok(Manifests {
+        documents,
+        secrets: secrets.into_iter().collect(),
+        notes,
+    })
+}
 
-    // The app: its command as launcher would run it, PORT, and the app's variables.
-    let command: Vec<String> = match &run.argv {
+/// The documents, in order: the ConfigMap of the hops' files (when they have any), the
+/// Deployment, its Service and NetworkPolicy, its autoscaler and disruption budget when it
+/// scales, and a CronJob for each cron (noted, by its index).
+fn documents(
+    pod: &Pod,
+    spec: &Map<String, Value>,
+    config: Map<String, Value>,
+    env: &[Value],
+) -> (Vec<Value>, BTreeMap<usize, Vec<String>>) {
+    let mut documents = Vec::new();
+    if !config.is_empty() {
+        documents.push(config_map(pod, config));
+    }
+    documents.push(deployment(pod, spec));
+    documents.push(service(pod));
+    documents.push(network_policy(pod));
+    let instances = pod.options.instances;
+    if instances.scales() {
+        documents.push(scaling::autoscaler(pod.name(), &pod.labels, instances));
+        documents.push(scaling::disruption_budget(pod.name(), &pod.labels));
+    }
+    let mut notes = BTreeMap::new();
+    for cron in &pod.plan.crons {
+        notes.insert(documents.len(), cron_notes(cron));
+        documents.push(cron_job(pod, cron, spec, env));
+    }
+    (documents, notes)
+}
+
+/// The app's command as launcher would run it, in the image, its secrets referred to.
+fn app_command(pod: &Pod, run: &Run, app_secrets: &mut BTreeSet<String>) -> Vec<String> {
+    let words = match &run.argv {
         Some(argv) => argv.clone(),
         None => shell_argv(&run.command),
     };
-    let command: Vec<String> = command.iter().map(|w| in_image(w)).collect();
-    let command = command_references(&command, &mut app_secrets);
-    let mut env = vec![json!({"name": "PORT", "value": plan.ports.app.to_string()})];
-    for (key, value) in options.env.iter().filter(|(k, _)| *k != "PORT") {
+    let words: Vec<String> = words.iter().map(|w| pod.in_image(w)).collect();
+    command_references(&words, app_secrets)
+}
+
+/// The app's plain variables, PORT first; the secrets among them are collected instead.
+fn app_env(port: u16, variables: &Env, app_secrets: &mut BTreeSet<String>) -> Vec<Value> {
+    let mut env = vec![json!({"name": "PORT", "value": port.to_string()})];
+    for (key, value) in variables.iter().filter(|(k, _)| *k != "PORT") {
         // A secret by its name or its value (a URL with a password), and any variable that
         // holds a secret's value (a token written in CC_PYTHON_UV_RUN_COMMAND, a hook,
         // CC_HEALTH_CHECK_PATH): from the Secret, never a value in the manifests.
         // An add-on's variables come from the Secret as a whole, as the platform links them.
         if is_secret_variable(key, value)
-            || holds_a_secret(value, &options.env)
+            || holds_a_secret(value, variables)
             || plan::secret::is_addon_variable(key)
         {
             app_secrets.insert(key.to_string());
@@ -197,161 +328,210 @@ pub fn manifests(plan: &Plan, options: &Options) -> Result<Manifests, ExportErro
             env.push(json!({"name": key, "value": value}));
         }
     }
-    // The app's own port, but in legacy mode Nginx's: uWSGI speaks its own protocol there.
+    env
+}
+
+/// The health check as the probes run it: on the app's own port, but in legacy mode on
+/// Nginx's (uWSGI speaks its own protocol there). The secrets its paths name are the app's.
+fn health_check(plan: &Plan, hops: &[Hop], app_secrets: &mut BTreeSet<String>) -> Vec<String> {
     let probed = match plan.mode {
         Mode::Uv => plan.ports.app,
         Mode::Legacy => hops
             .iter()
-            .find(|h| h.kind() == Some(plan::HopKind::Nginx))
+            .find(|h| h.kind() == Some(HopKind::Nginx))
             .map_or(plan.ports.public, |h| h.listen),
     };
     if !plan.health_check.is_default() {
         for path in &plan.health_check.paths {
             // Kept as `${{NAME}}`: healthcheck puts the value back from the container's env.
-            secret_references(path, &mut app_secrets);
+            secret_references(path, app_secrets);
         }
     }
-    let probe_command = health_check_command(plan, probed);
-    let probe = |period: u32, failures: u32| {
-        json!({
-            "exec": {"command": probe_command},
-            "periodSeconds": period,
-            "timeoutSeconds": 10,
-            "failureThreshold": failures,
-        })
-    };
+    health_check_command(plan, probed)
+}
 
-    // The hops: files from the ConfigMap, state in an emptyDir, secrets from the Secret.
+/// A probe that runs `command` every `period` seconds.
+fn probe(command: &[String], period: u32, failures: u32) -> Value {
+    json!({
+        "exec": {"command": command},
+        "periodSeconds": period,
+        "timeoutSeconds": 10,
+        "failureThreshold": failures,
+    })
+}
+
+/// The hops as native sidecars, in chain order, and the ConfigMap's files.
+fn sidecars(
+    pod: &Pod,
+    hops: &[Hop],
+    secrets: &mut BTreeSet<String>,
+) -> (Vec<Value>, Map<String, Value>) {
     let mut config = Map::new();
     let mut sidecars = Vec::new();
     for hop in hops {
-        let (argv, files, htpasswd) = relocate(hop, plan.state_dir.as_deref());
-        // (`user root;` is there for a rehearsal run by root, whose state directory is
-        // private; in the pod Nginx's workers read the image's files as Nginx's default user.)
-        let files: Vec<(String, String)> = files
-            .into_iter()
-            .map(|(key, content)| (key, in_image(&content.replace("\nuser root;\n", "\n"))))
-            .collect();
-        let mut hop_env = vec![json!({"name": "PORT", "value": hop.listen.to_string()})];
-        for (key, value) in &hop.env {
-            match value {
-                EnvValue::Literal(v) => hop_env.push(json!({"name": key, "value": v})),
-                EnvValue::FromEnv { from_env } => {
-                    secrets.insert(from_env.clone());
-                    hop_env.push(secret_ref(from_env));
-                }
-            }
-        }
-        // The secrets the hop's command refers to come into its environment from the Secret.
-        let mut referred = BTreeSet::new();
-        let mut argv = command_references(&argv, &mut referred);
-        for variable in &referred {
-            if !hop.env.contains_key(variable) {
-                hop_env.push(secret_ref(variable));
-            }
-        }
-        secrets.extend(referred);
-        if hop.kind() == Some(plan::HopKind::Nginx) {
-            argv = nginx_command(hop, &argv, &htpasswd);
-        }
-        let mut sidecar = json!({
-            "name": hop.name,
-            "image": options.image,
-            "restartPolicy": "Always",
-            "command": argv,
-            "env": hop_env,
-            "ports": [{"containerPort": hop.listen}],
-            "startupProbe": {"tcpSocket": {"port": hop.listen}, "periodSeconds": 1, "failureThreshold": 60},
-            "livenessProbe": {"tcpSocket": {"port": hop.listen}, "periodSeconds": 10, "failureThreshold": 3},
-            "volumeMounts": [{"name": "state", "mountPath": STATE_DIR}],
-        });
-        harden(&mut sidecar, hop_resources(&argv));
-        if !files.is_empty() {
-            sidecar["volumeMounts"]
-                .as_array_mut()
-                .expect("an array")
-                .push(json!({"name": "config", "mountPath": CONFIG_DIR, "readOnly": true}));
-        }
+        let (sidecar, files) = sidecar(pod, hop, secrets);
+        sidecars.push(sidecar);
         config.extend(
             files
                 .into_iter()
-                .map(|(key, content)| (key, Value::String(content))),
+                .map(|(key, text)| (key, Value::String(text))),
         );
-        sidecars.push(sidecar);
     }
-    for secret in &app_secrets {
-        env.push(secret_ref(secret));
-    }
-    secrets.extend(app_secrets);
-    let app = json!({
-        "name": "app",
-        "image": options.image,
-        "workingDir": APP_DIR,
-        "command": command,
+    (sidecars, config)
+}
+
+/// A hop as a native sidecar: its secrets from the Secret, its rendered files from the
+/// ConfigMap (returned, by key), its state in the emptyDir.
+fn sidecar(pod: &Pod, hop: &Hop, secrets: &mut BTreeSet<String>) -> (Value, Vec<(String, String)>) {
+    let (argv, env) = hop_command(pod, hop, secrets);
+    let mut sidecar = json!({
+        "name": hop.name,
+        "image": pod.options.image,
+        "restartPolicy": "Always",
+        "command": argv,
         "env": env,
-        "ports": [{"containerPort": plan.ports.app}],
-        "startupProbe": probe(2, 60),
-        "readinessProbe": probe(10, 3),
-        // The platform restarts a dead instance, not a slow one: only whether the port
-        // still accepts.
-        "livenessProbe": {"tcpSocket": {"port": plan.ports.app}, "periodSeconds": 10, "failureThreshold": 3},
+        "ports": [{"containerPort": hop.listen}],
+        "startupProbe": {"tcpSocket": {"port": hop.listen}, "periodSeconds": 1, "failureThreshold": 60},
+        "livenessProbe": {"tcpSocket": {"port": hop.listen}, "periodSeconds": 10, "failureThreshold": 3},
+        "volumeMounts": [{"name": "state", "mountPath": STATE_DIR}],
     });
-    let mut app = app;
-    harden(&mut app, options.flavor.resources());
-    let legacy = plan.legacy.as_ref();
-    let mut containers = vec![app];
-    // The workers (`CC_WORKER_COMMAND...`, Celery) beside the app, in its image and environment.
-    for worker in &plan.workers {
+    harden(&mut sidecar, hop_resources(&argv));
+    let files = config_files(hop);
+    if !files.is_empty() {
+        sidecar["volumeMounts"]
+            .as_array_mut()
+            .expect("an array")
+            .push(json!({"name": "config", "mountPath": CONFIG_DIR, "readOnly": true}));
+    }
+    (sidecar, files)
+}
+
+/// The hop's command and environment: its variables, and the secrets it names, from the
+/// Secret (collected in `secrets`).
+fn hop_command(pod: &Pod, hop: &Hop, secrets: &mut BTreeSet<String>) -> (Vec<String>, Vec<Value>) {
+    let mut env = vec![json!({"name": "PORT", "value": hop.listen.to_string()})];
+    for (key, value) in &hop.env {
+        match value {
+            EnvValue::Literal(v) => env.push(json!({"name": key, "value": v})),
+            EnvValue::FromEnv { from_env } => {
+                secrets.insert(from_env.clone());
+                env.push(pod.secret_ref(from_env));
+            }
+        }
+    }
+    // The secrets the hop's command refers to come into its environment from the Secret.
+    let mut referred = BTreeSet::new();
+    let mut argv = command_references(&hop.argv, &mut referred);
+    for variable in &referred {
+        if !hop.env.contains_key(variable) {
+            env.push(pod.secret_ref(variable));
+        }
+    }
+    secrets.extend(referred);
+    if hop.kind() == Some(HopKind::Nginx) {
+        argv = nginx_command(hop, &argv);
+    }
+    (argv, env)
+}
+
+/// The hop's rendered files as the ConfigMap holds them: each by its name in the
+/// configuration directory. (A file written from the environment at start, Nginx's
+/// htpasswd, is not one of them.)
+fn config_files(hop: &Hop) -> Vec<(String, String)> {
+    hop.files
+        .iter()
+        .filter(|file| file.htpasswd_from_env.is_empty())
+        .map(|file| {
+            let key = file.path.strip_prefix(CONFIG_DIR).unwrap_or(&file.path);
+            (key.display().to_string(), file.content.clone())
+        })
+        .collect()
+}
+
+/// The app's container: its command, its environment, probed by the health check.
+fn app_container(pod: &Pod, command: Vec<String>, env: &[Value], check: &[String]) -> Value {
+    let port = pod.plan.ports.app;
+    let mut app = pod.container("app", json!(command), env);
+    let fields = app.as_object_mut().expect("a container is an object");
+    fields.insert("ports".into(), json!([{"containerPort": port}]));
+    fields.insert("startupProbe".into(), probe(check, 2, 60));
+    fields.insert("readinessProbe".into(), probe(check, 10, 3));
+    // The platform restarts a dead instance, not a slow one: only whether the port still
+    // accepts.
+    fields.insert(
+        "livenessProbe".into(),
+        json!({"tcpSocket": {"port": port}, "periodSeconds": 10, "failureThreshold": 3}),
+    );
+    harden(&mut app, pod.options.flavor.resources());
+    app
+}
+
+/// The workers (`CC_WORKER_COMMAND...`, Celery) beside the app, in its image and
+/// environment; a Celery worker probed by a ping.
+fn workers(pod: &Pod, env: &[Value]) -> Vec<Value> {
+    let mut containers = Vec::new();
+    for worker in &pod.plan.workers {
         let words = worker
             .argv
             .clone()
-            .unwrap_or_else(|| plan::command::shell_argv(&worker.command));
-        let argv: Vec<String> = words.iter().map(|w| in_image(w)).collect();
+            .unwrap_or_else(|| shell_argv(&worker.command));
+        let argv: Vec<String> = words.iter().map(|w| pod.in_image(w)).collect();
         let ping = worker_ping(&argv);
-        let mut worker = json!({
-            "name": worker.name,
-            "image": options.image,
-            "workingDir": APP_DIR,
-            "command": beat_schedule_in_tmp(argv),
-            "env": env,
-        });
+        let mut container = pod.container(&worker.name, json!(beat_schedule_in_tmp(argv)), env);
         if let Some(ping) = ping {
             let probe = json!({"exec": {"command": ping}, "periodSeconds": 30, "timeoutSeconds": 20, "failureThreshold": 3});
-            worker["livenessProbe"] = probe.clone();
-            worker["readinessProbe"] = probe;
+            container["livenessProbe"] = probe.clone();
+            container["readinessProbe"] = probe;
         }
-        harden(&mut worker, options.flavor.resources());
-        containers.push(worker);
+        harden(&mut container, pod.options.flavor.resources());
+        containers.push(container);
     }
-    // The manage.py tasks run to completion before anything else starts, as on the
-    // platform before the server; a failure keeps the pod from starting. One init container
-    // each, in order, running the task's words as `launcher` does: no shell.
-    let manage_tasks = legacy
+    containers
+}
+
+/// The manage.py tasks, run to completion before anything else starts, as on the platform
+/// before the server; a failure keeps the pod from starting. One init container each, in
+/// order, running the task's words as `launcher` does: no shell.
+fn manage_tasks(pod: &Pod, env: &[Value]) -> Vec<Value> {
+    let tasks = pod
+        .plan
+        .legacy
+        .as_ref()
         .map(|l| l.manage_tasks.as_slice())
         .unwrap_or_default();
-    for (i, task) in manage_tasks.iter().enumerate().rev() {
-        let mut init = json!({
-            "name": format!("manage-task-{}", i + 1),
-            "image": options.image,
-            "workingDir": APP_DIR,
-            "command": plan::legacy::manage_task_argv(task),
-            "env": env,
-        });
-        harden(&mut init, options.flavor.resources());
-        sidecars.insert(0, init);
-    }
+    tasks
+        .iter()
+        .enumerate()
+        .map(|(i, task)| {
+            let argv = plan::legacy::manage_task_argv(task);
+            let mut init = pod.container(&format!("manage-task-{}", i + 1), json!(argv), env);
+            harden(&mut init, pod.options.flavor.resources());
+            init
+        })
+        .collect()
+}
 
+/// The pod: its init containers and sidecars, its containers, the emptyDirs and the
+/// ConfigMap's volume.
+fn pod_spec(
+    pod: &Pod,
+    init: Vec<Value>,
+    containers: Vec<Value>,
+    config: bool,
+) -> Map<String, Value> {
     let mut volumes = vec![
         json!({"name": "state", "emptyDir": {}}),
         json!({"name": "tmp", "emptyDir": {}}),
     ];
-    if !config.is_empty() {
-        volumes.push(json!({"name": "config", "configMap": {"name": format!("{name}-config")}}));
+    if config {
+        volumes.push(
+            json!({"name": "config", "configMap": {"name": format!("{}-config", pod.name())}}),
+        );
     }
-    let mut pod = Map::new();
+    let mut spec = Map::new();
     // Nothing here talks to the Kubernetes API.
-    pod.insert("automountServiceAccountToken".into(), json!(false));
-    pod.insert(
+    spec.insert("automountServiceAccountToken".into(), json!(false));
+    spec.insert(
         "securityContext".into(),
         json!({
             "runAsNonRoot": true,
@@ -361,103 +541,106 @@ pub fn manifests(plan: &Plan, options: &Options) -> Result<Manifests, ExportErro
             "seccompProfile": {"type": "RuntimeDefault"},
         }),
     );
-    if !sidecars.is_empty() {
-        pod.insert("initContainers".into(), Value::Array(sidecars));
+    if !init.is_empty() {
+        spec.insert("initContainers".into(), Value::Array(init));
     }
-    pod.insert("containers".into(), Value::Array(containers));
-    pod.insert("volumes".into(), Value::Array(volumes));
+    spec.insert("containers".into(), Value::Array(containers));
+    spec.insert("volumes".into(), Value::Array(volumes));
+    spec
+}
 
-    let mut documents = Vec::new();
-    if !config.is_empty() {
-        documents.push(json!({
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": format!("{name}-config"), "labels": labels},
-            "data": config,
-        }));
-    }
-    documents.push(json!({
+/// The hops' rendered files.
+fn config_map(pod: &Pod, config: Map<String, Value>) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": format!("{}-config", pod.name()), "labels": pod.labels},
+        "data": config,
+    })
+}
+
+fn deployment(pod: &Pod, spec: &Map<String, Value>) -> Value {
+    json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": name, "labels": labels},
+        "metadata": {"name": pod.name(), "labels": pod.labels},
         "spec": {
-            "replicas": options.instances.min,
+            "replicas": pod.options.instances.min,
             // A new image replaces the pods as a redeploy does: no ready pod is removed
             // before its replacement is ready (the health check).
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
-            "selector": {"matchLabels": labels},
-            "template": {"metadata": {"labels": labels}, "spec": pod},
+            "selector": {"matchLabels": pod.labels},
+            "template": {"metadata": {"labels": pod.labels}, "spec": spec},
         },
-    }));
-    documents.push(json!({
+    })
+}
+
+fn service(pod: &Pod) -> Value {
+    let public = pod.plan.ports.public;
+    json!({
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {"name": name, "labels": labels},
+        "metadata": {"name": pod.name(), "labels": pod.labels},
         "spec": {
-            "selector": labels,
-            "ports": [{"name": "http", "port": plan.ports.public, "targetPort": plan.ports.public, "protocol": "TCP"}],
+            "selector": pod.labels,
+            "ports": [{"name": "http", "port": public, "targetPort": public, "protocol": "TCP"}],
         },
-    }));
-    // Only the public port is reached from outside the pod: the hops' and the app's ports
-    // are the chain's own (the app behind Otoroshi's challenge is not to be reached around it).
-    documents.push(json!({
+    })
+}
+
+/// Only the public port is reached from outside the pod: the hops' and the app's ports are
+/// the chain's own (the app behind Otoroshi's challenge is not to be reached around it).
+fn network_policy(pod: &Pod) -> Value {
+    json!({
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": {"name": name, "labels": labels},
+        "metadata": {"name": pod.name(), "labels": pod.labels},
         "spec": {
-            "podSelector": {"matchLabels": labels},
+            "podSelector": {"matchLabels": pod.labels},
             "policyTypes": ["Ingress"],
-            "ingress": [{"ports": [{"port": plan.ports.public, "protocol": "TCP"}]}],
+            "ingress": [{"ports": [{"port": pod.plan.ports.public, "protocol": "TCP"}]}],
         },
-    }));
-    if options.instances.scales() {
-        documents.push(scaling::autoscaler(name, &labels, options.instances));
-        documents.push(scaling::disruption_budget(name, &labels));
-    }
-    // Each cron a CronJob on the same image, with the app's directory and environment.
-    let mut notes = BTreeMap::new();
-    for cron in &plan.crons {
-        notes.insert(
-            documents.len(),
-            vec![
-                format!("{}: `{}` from clevercloud/cron.json.", cron.name, cron.entry),
-                "A CronJob runs once per schedule; the platform runs each cron on every instance.".into(),
-                "Its environment is the app's; on the platform only a `#!/bin/bash -l` script sees it.".into(),
-            ],
-        );
-        let mut container = json!({
-            "name": cron.name,
-            "image": options.image,
-            "workingDir": APP_DIR,
-            "command": ["/bin/sh", "-c", in_image(&cron.command)],
-            "env": env,
-        });
-        harden(&mut container, options.flavor.resources());
-        let mut job_pod = pod.clone();
-        job_pod.remove("initContainers");
-        job_pod.insert("restartPolicy".into(), json!("Never"));
-        job_pod.insert("containers".into(), json!([container]));
-        job_pod.insert(
-            "volumes".into(),
-            json!([{"name": "tmp", "emptyDir": {}}, {"name": "state", "emptyDir": {}}]),
-        );
-        documents.push(json!({
-            "apiVersion": "batch/v1",
-            "kind": "CronJob",
-            "metadata": {"name": format!("{name}-{}", cron.name), "labels": labels},
-            "spec": {
-                "schedule": cron.schedule,
-                // The platform's servers are in UTC.
-                "timeZone": "Etc/UTC",
-                "concurrencyPolicy": "Allow",
-                "jobTemplate": {"spec": {"backoffLimit": 0, "template": {"metadata": {"labels": {"app.kubernetes.io/name": format!("{name}-{}", cron.name), "app.kubernetes.io/managed-by": "uvdeploy"}}, "spec": job_pod}}},
-            },
-        }));
-    }
-    Ok(Manifests {
-        documents,
-        secrets: secrets.into_iter().collect(),
-        notes,
+    })
+}
+
+/// What a reader of a cron's CronJob should know.
+fn cron_notes(cron: &Cron) -> Vec<String> {
+    vec![
+        format!(
+            "{}: `{}` from clevercloud/cron.json.",
+            cron.name, cron.entry
+        ),
+        "A CronJob runs once per schedule; the platform runs each cron on every instance.".into(),
+        "Its environment is the app's; on the platform only a `#!/bin/bash -l` script sees it."
+            .into(),
+    ]
+}
+
+/// A cron as a CronJob on the same image, with the app's directory and environment.
+fn cron_job(pod: &Pod, cron: &Cron, spec: &Map<String, Value>, env: &[Value]) -> Value {
+    let name = pod.name();
+    let command = json!(["/bin/sh", "-c", pod.in_image(&cron.command)]);
+    let mut container = pod.container(&cron.name, command, env);
+    harden(&mut container, pod.options.flavor.resources());
+    let mut job_pod = spec.clone();
+    job_pod.remove("initContainers");
+    job_pod.insert("restartPolicy".into(), json!("Never"));
+    job_pod.insert("containers".into(), json!([container]));
+    job_pod.insert(
+        "volumes".into(),
+        json!([{"name": "tmp", "emptyDir": {}}, {"name": "state", "emptyDir": {}}]),
+    );
+    json!({
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {"name": format!("{name}-{}", cron.name), "labels": pod.labels},
+        "spec": {
+            "schedule": cron.schedule,
+            // The platform's servers are in UTC.
+            "timeZone": "Etc/UTC",
+            "concurrencyPolicy": "Allow",
+            "jobTemplate": {"spec": {"backoffLimit": 0, "template": {"metadata": {"labels": {"app.kubernetes.io/name": format!("{name}-{}", cron.name), "app.kubernetes.io/managed-by": "uvdeploy"}}, "spec": job_pod}}},
+        },
     })
 }
 
@@ -564,9 +747,6 @@ fn beat_schedule_in_tmp(mut argv: Vec<String>) -> Vec<String> {
     argv
 }
 
-/// Nginx's command in the pod: its directory in the emptyDir made first, and the htpasswd
-/// file written from the Secret's variables (`login:password` each), split and checked by
-/// the rule `launcher` follows ([`plan::basic_auth`]): a bad pair stops the container.
 /// Nginx's `{SHA}` of a password read on stdin, by the image's Python (legacy images have it):
 /// hashed, not `{PLAIN}`, which Nginx cuts at a `:` (a password may hold one), as launcher
 /// writes it on a machine.
@@ -582,83 +762,24 @@ fn htpasswd_script(path: &str, variables: &[String]) -> String {
     )
 }
 
-fn nginx_command(hop: &Hop, argv: &[String], htpasswd: &[(String, Vec<String>)]) -> Vec<String> {
-    let mut script = format!("mkdir -p {STATE_DIR}/nginx-{listen}", listen = hop.listen);
-    for (path, variables) in htpasswd {
+/// Nginx's command in the pod: its directory in the emptyDir made first, and the htpasswd
+/// file written from the Secret's variables (`login:password` each), split and checked by
+/// the rule `launcher` follows ([`plan::basic_auth`]): a bad pair stops the container.
+fn nginx_command(hop: &Hop, argv: &[String]) -> Vec<String> {
+    let mut script = format!(
+        "mkdir -p {}",
+        flowctl::nginx::dir(&pod_layout(), hop.listen).display()
+    );
+    for file in hop.files.iter().filter(|f| !f.htpasswd_from_env.is_empty()) {
         script.push_str(" && ");
-        script.push_str(&htpasswd_script(path, variables));
-    }
-    // Nginx from the image's PATH, wherever this machine had it.
-    let mut argv = argv.to_vec();
-    if let Some(program) = argv.first_mut() {
-        *program = "nginx".into();
+        script.push_str(&htpasswd_script(
+            &file.path.display().to_string(),
+            &file.htpasswd_from_env,
+        ));
     }
     script.push_str(" && exec ");
-    script.push_str(&shell_words::join(&argv));
+    script.push_str(&shell_words::join(argv));
     vec!["/bin/sh".into(), "-c".into(), script]
-}
-
-/// The hop's argv and files as they are inside the pod: each rendered file mounted from the
-/// ConfigMap (keyed by its place in the state directory), the rest of the state directory in
-/// the emptyDir, our own tools found on PATH. Files written from the environment at start
-/// (Nginx's htpasswd) come back apart: their place in the pod and their variables. (A plan
-/// from before `state_dir` was recorded: the directory of the hop's first file.)
-#[allow(clippy::type_complexity)]
-fn relocate(
-    hop: &Hop,
-    state_dir: Option<&Path>,
-) -> (
-    Vec<String>,
-    Vec<(String, String)>,
-    Vec<(String, Vec<String>)>,
-) {
-    let state = state_dir
-        .or_else(|| hop.files.first().and_then(|f| f.path.parent()))
-        .map(|dir| dir.display().to_string());
-    let mut argv = hop.argv.clone();
-    let mut files = Vec::new();
-    let mut from_env = Vec::new();
-    for file in hop.files.iter().filter(|f| !f.htpasswd_from_env.is_empty()) {
-        let path = file.path.display().to_string();
-        let path = match &state {
-            Some(dir) => path.replace(dir.as_str(), STATE_DIR),
-            None => path,
-        };
-        from_env.push((path, file.htpasswd_from_env.clone()));
-    }
-    for file in hop.files.iter().filter(|f| f.htpasswd_from_env.is_empty()) {
-        // The file's place in the state directory (`varnish-8081.vcl`,
-        // `redirectionio-8082/agent.yml`), as a ConfigMap key takes it.
-        let relative = state
-            .as_deref()
-            .and_then(|dir| file.path.strip_prefix(dir).ok())
-            .unwrap_or(&file.path);
-        let key = relative.display().to_string().replace('/', "-");
-        let mounted = format!("{CONFIG_DIR}/{key}");
-        let from = file.path.display().to_string();
-        argv = argv.iter().map(|w| w.replace(&from, &mounted)).collect();
-        let content = match &state {
-            Some(dir) => file.content.replace(dir.as_str(), STATE_DIR),
-            None => file.content.clone(),
-        };
-        files.push((key, content));
-    }
-    if let Some(dir) = &state {
-        argv = argv
-            .iter()
-            .map(|w| w.replace(dir.as_str(), STATE_DIR))
-            .collect();
-    }
-    if let Some(program) = argv.first_mut() {
-        let base = Path::new(program.as_str())
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if OUR_TOOLS.contains(&base.as_str()) {
-            *program = base;
-        }
-    }
-    (argv, files, from_env)
 }
 
 /// A command with its `${{NAME}}` (a secret the plan names) made references to the

@@ -24,6 +24,9 @@ pub enum ExportError {
     BadInstances(String),
     #[error("--public-port/--app-port: {0}")]
     Layout(#[from] plan::LayoutError),
+    /// The plan's hops cannot be rendered for the pod.
+    #[error(transparent)]
+    Flow(#[from] flowctl::FlowError),
 }
 
 impl Failure for ExportError {

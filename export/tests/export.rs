@@ -117,9 +117,15 @@ fn plan_of(example: &str, vcl: bool, vars: &[(&str, &str)]) -> Plan {
 fn plan_with(example: &str, edit: impl FnOnce(&Path), vars: &[(&str, &str)]) -> Plan {
     let (_tmp, app) = copy_example(example);
     edit(&app);
+    plan_at(&app, "/srv/uvdeploy-state", vars)
+}
+
+/// The plan `detect | flowctl` makes for the app at `app`, with the state directory
+/// `state_dir`.
+fn plan_at(app: &Path, state_dir: &str, vars: &[(&str, &str)]) -> Plan {
     let mut detect = Command::new(bin("detect"));
     testkit::cleared(&mut detect)
-        .arg(&app)
+        .arg(app)
         .env("CC_PYTHON_UV_RUN_COMMAND", "uv run python app.py")
         .envs(vars.iter().copied());
     let planned = testkit::succeeded(detect.output().unwrap());
@@ -129,7 +135,7 @@ fn plan_with(example: &str, edit: impl FnOnce(&Path), vars: &[(&str, &str)]) -> 
             "PATH",
             format!("{}:/usr/sbin", std::env::var("PATH").unwrap()),
         )
-        .args(["--state-dir", "/srv/uvdeploy-state"]);
+        .args(["--state-dir", state_dir]);
     let out = testkit::succeeded(
         assert_cmd::Command::from_std(flowctl)
             .write_stdin(planned.stdout)
@@ -194,6 +200,65 @@ fn golden_manifests_for_every_shape_of_chain() {
         }
         assert!(!yaml.contains("pw-value"), "{name}");
     }
+}
+
+/// Whatever the machine's directories are called (a `$`, a `"`, which Nginx's configuration
+/// escapes), the pod's files and commands name the pod's: flowctl renders them for the pod's
+/// layout, and nothing rewrites what it rendered for the machine.
+#[test]
+fn the_pods_files_name_only_the_pods_directories() {
+    let (_tmp, copy) = copy_example("legacy-flask-uwsgi");
+    let app = copy.with_file_name("shop$1 \"x\"");
+    std::fs::rename(&copy, &app).unwrap();
+    let state = "/srv/state$1 \"y\"";
+    let plan = plan_at(
+        &app,
+        state,
+        &[
+            ("CC_PYTHON_MODULE", "wsgi:app"),
+            ("STATIC_FILES_PATH", "static/"),
+            ("STATIC_URL_PREFIX", "/static"),
+            ("CC_HTTP_BASIC_AUTH", "admin:pw"),
+        ],
+    );
+    let machine = &plan.hops.as_ref().unwrap()[0];
+    assert!(
+        machine.files[0].content.contains("state$1"),
+        "the machine's own paths"
+    );
+    let docs = manifests(&plan, &options()).unwrap().documents;
+    let yaml = export::yaml::documents(&docs);
+    for machines in [
+        "shop$1",
+        "shop${uvdeploy_dollar}1",
+        "state$1",
+        "state${uvdeploy_dollar}1",
+    ] {
+        assert!(!yaml.contains(machines), "{machines} in the pod:\n{yaml}");
+    }
+    let conf = docs[0]["data"]["nginx-8080-nginx.conf"].as_str().unwrap();
+    for line in [
+        "pid \"/var/lib/uvdeploy/nginx-8080/nginx.pid\";",
+        "alias \"/app/static/\";",
+        "auth_basic_user_file \"/var/lib/uvdeploy/nginx-8080/htpasswd\";",
+    ] {
+        assert!(conf.contains(line), "{line}\n{conf}");
+    }
+    let nginx = &docs[1]["spec"]["template"]["spec"]["initContainers"][0];
+    assert_eq!(nginx["name"], "nginx");
+    let script = nginx["command"][2].as_str().unwrap();
+    assert!(
+        script.starts_with("mkdir -p /var/lib/uvdeploy/nginx-8080 && "),
+        "{script}"
+    );
+    assert!(
+        script.contains("done > /var/lib/uvdeploy/nginx-8080/htpasswd && "),
+        "{script}"
+    );
+    assert!(
+        script.ends_with("exec nginx -p /var/lib/uvdeploy/nginx-8080/ -e stderr -c /etc/uvdeploy/nginx-8080-nginx.conf"),
+        "{script}"
+    );
 }
 
 /// What a schema does not check: the Service reaches the pod, names are unique, every port
@@ -349,6 +414,14 @@ fn bad_input_is_one_error_and_exit_2() {
     assert_eq!(
         (code, err.as_str()),
         (Some(2), "error: the plan has no `hops`: it did not go through `flowctl`\n\nhint: pipe the plan through flowctl: `detect APP | uvbuild | flowctl | plan-export kubernetes --image IMAGE`\n")
+    );
+    // The pod's Varnish runs the plan's VCL: a plan whose Varnish hop lost it is refused.
+    let mut plan: Value = serde_json::from_str(testkit::EXAMPLE_PLAN).unwrap();
+    plan["hops"][1]["files"] = serde_json::json!([]);
+    let (code, err) = run(&["kubernetes", "--image", "i"], &plan.to_string());
+    assert_eq!(
+        (code, err.as_str()),
+        (Some(2), "error: the Varnish hop on port 8081 has no rendered VCL in the plan (make it again with `flowctl`)\n")
     );
     let (code, err) = run(
         &["kubernetes", "--image", "i", "--name", "___"],

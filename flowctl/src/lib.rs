@@ -2,15 +2,19 @@
 //! app: with two middlewares 8080 → 8081 → 9000, with three 8080 → 8081 → 8082 → 9000. Each
 //! hop carries what `launcher --hop` needs: argv, environment (secrets by name), and the
 //! configuration files rendered for it (Varnish VCL, Redirection.io agent configuration).
+//! The renderers take a [`Layout`]: `flowctl` renders for this machine's, and `plan-export
+//! kubernetes` calls the same ones ([`hops`]) with the pod's.
 
+pub mod layout;
 pub mod nginx;
 pub mod redirectionio;
 pub mod text;
 pub mod varnish;
 
+pub use layout::Layout;
 use plan::command::shell_argv;
 use plan::report::{exit, Failure};
-use plan::{EnvValue, Hop, HopFile, HopPorts, LayoutError, Middleware, Mode, Plan};
+use plan::{EnvValue, Hop, HopFile, HopPorts, LayoutError, Legacy, Middleware, Mode, Plan};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -35,6 +39,8 @@ pub enum FlowError {
     NginxConfig { message: String },
     #[error("the plan is in legacy mode but has no legacy settings (make it again with `detect`)")]
     NoLegacySettings,
+    #[error("the Varnish hop on port {listen} has no rendered VCL in the plan (make it again with `flowctl`)")]
+    NoVcl { listen: u16 },
     #[error(transparent)]
     Layout(#[from] LayoutError),
 }
@@ -72,13 +78,37 @@ pub struct FlowOptions {
     pub otoroshi_challenge: String,
     /// `nginx`, when installed: used in argv and to check the configuration (legacy mode).
     pub nginx: Option<PathBuf>,
-    /// Whether the hops run as root (Nginx's workers then stay root: see [`nginx::Site`]).
+    /// Whether the hops run as root (Nginx's workers then stay root: see [`Layout`]).
     pub as_root: bool,
 }
 
-/// Adds `hops` to the plan (replacing any), on the ports the plan lays out. Returns notes for
-/// the user (a VCL line kept, ...). Nothing is probed: whether a port is free is checked by
-/// `launcher`, just before each process binds it.
+impl FlowOptions {
+    /// The programs as the hops' argv names them: where this machine has them.
+    pub fn programs(&self) -> Programs {
+        let found = |program: &Option<PathBuf>, name: &str| {
+            program
+                .as_ref()
+                .map_or_else(|| name.to_string(), |p| p.display().to_string())
+        };
+        Programs {
+            varnishd: found(&self.varnishd, "varnishd"),
+            nginx: found(&self.nginx, "nginx"),
+            otoroshi_challenge: self.otoroshi_challenge.clone(),
+        }
+    }
+}
+
+/// The programs the hops run, as their argv names them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Programs {
+    pub varnishd: String,
+    pub nginx: String,
+    pub otoroshi_challenge: String,
+}
+
+/// Adds `hops` to the plan (replacing any), on the ports the plan lays out, for this
+/// machine's layout. Returns notes for the user (a VCL line kept, ...). Nothing is probed:
+/// whether a port is free is checked by `launcher`, just before each process binds it.
 pub fn plan_hops(plan: &mut Plan, options: &FlowOptions) -> Result<Vec<String>, FlowError> {
     let state_dir = resolved(&options.state_dir);
     if state_dir.starts_with(&plan.app_dir) {
@@ -87,31 +117,100 @@ pub fn plan_hops(plan: &mut Plan, options: &FlowOptions) -> Result<Vec<String>, 
             app_dir: plan.app_dir.clone(),
         });
     }
+    let layout = Layout::local(&plan.app_dir, &options.state_dir, options.as_root);
+    let chain = plan.ports.chain(&plan.request_flow, plan.mode)?;
+    if plan.mode == Mode::Legacy {
+        let nginx = *chain.last().expect("legacy chains end with Nginx");
+        check_nginx(plan, nginx, &layout, options)?;
+    }
+    let mut notes = Vec::new();
+    let vcls = user_vcls(plan, &chain, options, &mut notes)?;
+    plan.hops = Some(hops(plan, &layout, &options.programs(), &vcls)?);
+    plan.state_dir = Some(options.state_dir.clone());
+    Ok(notes)
+}
+
+/// The chain's hops on the ports the plan lays out, rendered for `layout` (this machine's,
+/// or a pod's), running `programs`. `vcls` holds the rendered VCL of each Varnish middleware,
+/// in chain order: [`plan_hops`] renders them from the app's files, and a plan's Varnish
+/// hops hold them (a VCL names no path).
+pub fn hops(
+    plan: &Plan,
+    layout: &Layout,
+    programs: &Programs,
+    vcls: &[String],
+) -> Result<Vec<Hop>, FlowError> {
     let mut chain = plan.ports.chain(&plan.request_flow, plan.mode)?;
     // In legacy mode, Nginx is the last hop, in front of the app server.
     let nginx = match plan.mode {
         Mode::Legacy => Some(nginx_hop(
             plan,
             chain.pop().expect("legacy chains end with Nginx"),
-            options,
+            layout,
+            programs,
         )?),
         Mode::Uv => None,
     };
-    let mut notes = Vec::new();
+    let mut vcls = vcls.iter();
     let mut hops: Vec<Hop> = if plan.request_flow.blocked {
-        vec![block_hop(plan, chain[0], options)]
+        vec![block_hop(plan, chain[0], layout, programs)]
     } else {
         plan.request_flow
             .middlewares
             .iter()
             .zip(chain)
-            .map(|(middleware, ports)| middleware_hop(middleware, ports, plan, options, &mut notes))
+            .map(|(middleware, ports)| {
+                middleware_hop(middleware, ports, layout, programs, &mut vcls)
+            })
             .collect::<Result<_, _>>()?
     };
     hops.extend(nginx);
-    plan.hops = Some(hops);
-    plan.state_dir = Some(options.state_dir.clone());
-    Ok(notes)
+    Ok(hops)
+}
+
+/// The user's VCL of each Varnish middleware made whole for its place in `chain` (read from
+/// the app, never outside it; compiled with `varnishd -C` when varnishd is here), in chain
+/// order. A blocked flow runs none.
+fn user_vcls(
+    plan: &Plan,
+    chain: &[HopPorts],
+    options: &FlowOptions,
+    notes: &mut Vec<String>,
+) -> Result<Vec<String>, FlowError> {
+    if plan.request_flow.blocked {
+        return Ok(Vec::new());
+    }
+    let mut vcls = Vec::new();
+    for (middleware, ports) in plan.request_flow.middlewares.iter().zip(chain) {
+        let Middleware::Varnish { vcl, .. } = middleware else {
+            continue;
+        };
+        // detect checked it, but the plan may come from elsewhere: read nothing outside
+        // the app (a link to another file would have varnishd quote its lines).
+        let source = resolved(&plan.app_dir.join(vcl));
+        if !source.starts_with(&plan.app_dir) {
+            return Err(FlowError::VclOutsideApp {
+                vcl: vcl.clone(),
+                app_dir: plan.app_dir.clone(),
+            });
+        }
+        let user_vcl = std::fs::read_to_string(&source).map_err(|e| FlowError::ReadVcl {
+            path: source.clone(),
+            reason: e.to_string(),
+        })?;
+        let (rendered, vcl_notes) = varnish::render_vcl(&user_vcl, vcl, ports.forward);
+        notes.extend(vcl_notes);
+        if let Some(varnishd) = &options.varnishd {
+            varnish::compile(varnishd, &rendered, vcl).map_err(|message| {
+                FlowError::VclCompile {
+                    file: vcl.clone(),
+                    message,
+                }
+            })?;
+        }
+        vcls.push(rendered);
+    }
+    Ok(vcls)
 }
 
 /// `path` with its symbolic links resolved, as far as it exists (the rest appended as is).
@@ -167,12 +266,12 @@ pub fn new_state_dir(plan: &Plan) -> Result<PathBuf, FlowError> {
     Ok(dir)
 }
 
-fn middleware_hop(
+fn middleware_hop<'a>(
     middleware: &Middleware,
     HopPorts { listen, forward }: HopPorts,
-    plan: &Plan,
-    options: &FlowOptions,
-    notes: &mut Vec<String>,
+    layout: &Layout,
+    programs: &Programs,
+    vcls: &mut impl Iterator<Item = &'a String>,
 ) -> Result<Hop, FlowError> {
     let mut hop = Hop {
         name: middleware.name().to_string(),
@@ -185,66 +284,35 @@ fn middleware_hop(
     match middleware {
         Middleware::OtoroshiChallenge { secret_env } => {
             hop.argv = vec![
-                options.otoroshi_challenge.clone(),
+                programs.otoroshi_challenge.clone(),
                 "--listen".into(),
                 listen.to_string(),
                 "--forward".into(),
                 forward.to_string(),
             ];
-            hop.env.insert(
-                secret_env.clone(),
-                EnvValue::FromEnv {
-                    from_env: secret_env.clone(),
-                },
-            );
+            hop.env = BTreeMap::from([from_env(secret_env)]);
         }
-        Middleware::Varnish { vcl, storage_size } => {
-            // detect checked it, but the plan may come from elsewhere: read nothing outside
-            // the app (a link to another file would have varnishd quote its lines).
-            let source = resolved(&plan.app_dir.join(vcl));
-            if !source.starts_with(&plan.app_dir) {
-                return Err(FlowError::VclOutsideApp {
-                    vcl: vcl.clone(),
-                    app_dir: plan.app_dir.clone(),
-                });
-            }
-            let user_vcl = std::fs::read_to_string(&source).map_err(|e| FlowError::ReadVcl {
-                path: source.clone(),
-                reason: e.to_string(),
-            })?;
-            let (rendered, vcl_notes) = varnish::render_vcl(&user_vcl, vcl, forward);
-            notes.extend(vcl_notes);
+        Middleware::Varnish { storage_size, .. } => {
+            let vcl = vcls.next().ok_or(FlowError::NoVcl { listen })?;
             hop.files
-                .push(varnish_file(&rendered, vcl, listen, options)?);
-            hop.argv = varnishd_argv(listen, storage_size, options);
+                .push(HopFile::new(vcl_path(listen, layout), vcl.clone()));
+            hop.argv = varnishd_argv(listen, storage_size, layout, programs);
         }
         Middleware::Redirectionio {
             project_key_env,
             instance_name,
         } => {
-            let dir = options.state_dir.join(format!("redirectionio-{listen}"));
-            let config = dir.join("agent.yml");
-            hop.files.push(HopFile::new(
-                config.clone(),
-                redirectionio::agent_config(
-                    instance_name,
-                    project_key_env,
-                    listen,
-                    forward,
-                    &dir.join("data"),
-                ),
-            ));
-            hop.argv = vec![
-                "redirectionio-agent".into(),
-                "--config-file".into(),
-                config.display().to_string(),
-            ];
-            hop.env.insert(
-                project_key_env.clone(),
-                EnvValue::FromEnv {
-                    from_env: project_key_env.clone(),
-                },
+            let config = redirectionio::agent_config(
+                instance_name,
+                project_key_env,
+                listen,
+                forward,
+                &redirectionio::datadir(layout, listen),
             );
+            hop.files
+                .push(HopFile::new(redirectionio::config(layout, listen), config));
+            hop.argv = redirectionio::argv(layout, listen);
+            hop.env = BTreeMap::from([from_env(project_key_env)]);
         }
         Middleware::Custom { command } => {
             let command = command
@@ -256,9 +324,34 @@ fn middleware_hop(
     Ok(hop)
 }
 
-/// Nginx in front of the app server (legacy mode): its configuration rendered from the
-/// plan's legacy settings, checked with `nginx -t` when Nginx is here.
-fn nginx_hop(plan: &Plan, ports: HopPorts, options: &FlowOptions) -> Result<Hop, FlowError> {
+/// The hop's variable `name`, taken from the launcher's environment (a secret).
+fn from_env(name: &str) -> (String, EnvValue) {
+    let value = EnvValue::FromEnv {
+        from_env: name.to_string(),
+    };
+    (name.to_string(), value)
+}
+
+/// What Nginx's configuration is rendered from.
+fn nginx_site<'a>(legacy: &'a Legacy, ports: HopPorts, layout: &'a Layout) -> nginx::Site<'a> {
+    nginx::Site {
+        nginx: &legacy.nginx,
+        layout,
+        // `None` when CC_RUN_COMMAND replaced the app server: HTTP then.
+        backend: legacy.backend,
+        listen: ports.listen,
+        forward: ports.forward,
+    }
+}
+
+/// Nginx's static files are the app's, and its configuration passes `nginx -t` when Nginx
+/// is here.
+fn check_nginx(
+    plan: &Plan,
+    ports: HopPorts,
+    layout: &Layout,
+    options: &FlowOptions,
+) -> Result<(), FlowError> {
     let legacy = plan.legacy.as_ref().ok_or(FlowError::NoLegacySettings)?;
     if let Some(files) = &legacy.nginx.static_files {
         // Nginx serves what it finds there: nothing outside the app.
@@ -270,56 +363,50 @@ fn nginx_hop(plan: &Plan, ports: HopPorts, options: &FlowOptions) -> Result<Hop,
             });
         }
     }
-    let dir = nginx::dir(&options.state_dir, ports.listen);
-    let site = nginx::Site {
-        nginx: &legacy.nginx,
-        app_dir: &plan.app_dir,
-        // `None` when CC_RUN_COMMAND replaced the app server: HTTP then.
-        backend: legacy.backend,
-        listen: ports.listen,
-        forward: ports.forward,
-        dir: &dir,
-        as_root: options.as_root,
-    };
     if let Some(program) = &options.nginx {
-        nginx::check(program, &site).map_err(|message| FlowError::NginxConfig { message })?;
+        nginx::check(program, &nginx_site(legacy, ports, layout))
+            .map_err(|message| FlowError::NginxConfig { message })?;
     }
-    let mut files = vec![HopFile::new(dir.join("nginx.conf"), nginx::render(&site))];
+    Ok(())
+}
+
+/// Nginx in front of the app server (legacy mode): its configuration rendered from the
+/// plan's legacy settings, and its password file, written from the environment at start.
+fn nginx_hop(
+    plan: &Plan,
+    ports: HopPorts,
+    layout: &Layout,
+    programs: &Programs,
+) -> Result<Hop, FlowError> {
+    let legacy = plan.legacy.as_ref().ok_or(FlowError::NoLegacySettings)?;
+    let site = nginx_site(legacy, ports, layout);
+    let mut files = vec![HopFile::new(
+        nginx::conf(layout, ports.listen),
+        nginx::render(&site),
+    )];
     if !legacy.nginx.basic_auth_env.is_empty() {
         files.push(HopFile {
             htpasswd_from_env: legacy.nginx.basic_auth_env.clone(),
-            ..HopFile::new(dir.join("htpasswd"), String::new())
+            ..HopFile::new(nginx::htpasswd(layout, ports.listen), String::new())
         });
     }
-    let program = options
-        .nginx
-        .as_ref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "nginx".into());
     Ok(Hop {
         name: plan::HopKind::Nginx.name().into(),
         listen: ports.listen,
         forward: Some(ports.forward),
-        argv: nginx::argv(&program, &dir),
+        argv: nginx::argv(&programs.nginx, layout, ports.listen),
         env: legacy
             .nginx
             .basic_auth_env
             .iter()
-            .map(|name| {
-                (
-                    name.clone(),
-                    EnvValue::FromEnv {
-                        from_env: name.clone(),
-                    },
-                )
-            })
+            .map(|name| from_env(name))
             .collect(),
         files,
     })
 }
 
 /// The blocking service on the public port, a real `varnishd` answering `200 OK`.
-fn block_hop(plan: &Plan, ports: HopPorts, options: &FlowOptions) -> Hop {
+fn block_hop(plan: &Plan, ports: HopPorts, layout: &Layout, programs: &Programs) -> Hop {
     // Configured health check paths still reach the app, so the verdict stays true.
     let health_paths =
         (!plan.health_check.is_default()).then_some(plan.health_check.paths.as_slice());
@@ -328,48 +415,29 @@ fn block_hop(plan: &Plan, ports: HopPorts, options: &FlowOptions) -> Hop {
         name: plan::HopKind::Block.name().into(),
         listen: ports.listen,
         forward: health_paths.map(|_| ports.forward),
-        argv: varnishd_argv(ports.listen, "16M", options),
+        argv: varnishd_argv(ports.listen, "16M", layout, programs),
         env: BTreeMap::new(),
-        files: vec![HopFile::new(vcl_path(ports.listen, options), vcl)],
+        files: vec![HopFile::new(vcl_path(ports.listen, layout), vcl)],
     }
 }
 
-fn varnishd_argv(listen: u16, storage_size: &str, options: &FlowOptions) -> Vec<String> {
-    let varnishd = options
-        .varnishd
-        .as_ref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "varnishd".into());
+fn varnishd_argv(
+    listen: u16,
+    storage_size: &str,
+    layout: &Layout,
+    programs: &Programs,
+) -> Vec<String> {
     varnish::varnishd_argv(
-        &varnishd,
+        &programs.varnishd,
         listen,
-        &vcl_path(listen, options),
+        &vcl_path(listen, layout),
         storage_size,
-        &options.state_dir.join(format!("varnish-{listen}")),
+        &layout.state(&format!("varnish-{listen}")),
     )
 }
 
-fn vcl_path(listen: u16, options: &FlowOptions) -> PathBuf {
-    options.state_dir.join(format!("varnish-{listen}.vcl"))
-}
-
-/// The rendered VCL as a hop file, compiled first when varnishd is here.
-fn varnish_file(
-    rendered: &str,
-    source: &str,
-    listen: u16,
-    options: &FlowOptions,
-) -> Result<HopFile, FlowError> {
-    if let Some(varnishd) = &options.varnishd {
-        varnish::compile(varnishd, rendered, source).map_err(|message| FlowError::VclCompile {
-            file: source.to_string(),
-            message,
-        })?;
-    }
-    Ok(HopFile::new(
-        vcl_path(listen, options),
-        rendered.to_string(),
-    ))
+fn vcl_path(listen: u16, layout: &Layout) -> PathBuf {
+    layout.rendered(&format!("varnish-{listen}.vcl"))
 }
 
 /// A daemon (`varnishd`, `nginx`) on PATH or in the sbin directories, which a user's PATH

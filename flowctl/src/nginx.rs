@@ -3,23 +3,24 @@
 //! whose every path (pid, temp files) is in its own directory of the state directory, and
 //! `nginx -t` to check it.
 
+use crate::layout::Layout;
 use plan::{Backend, Nginx};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// What the configuration is rendered from.
+/// What the configuration is rendered from. Where it runs is the layout's: the app's
+/// directory (the static files), Nginx's own directory in the state directory (pid, temp
+/// files, htpasswd), and whether it runs as root: Nginx's workers would then become
+/// `nobody`, who cannot read a private state directory, so they stay root, as the user who
+/// runs the rehearsal.
+#[derive(Clone, Copy)]
 pub struct Site<'a> {
     pub nginx: &'a Nginx,
-    pub app_dir: &'a Path,
+    pub layout: &'a Layout,
     /// uWSGI's protocol, or HTTP (the other backends, and `CC_RUN_COMMAND`).
     pub backend: Option<Backend>,
     pub listen: u16,
     pub forward: u16,
-    /// Nginx's own directory (pid, temp files, htpasswd).
-    pub dir: &'a Path,
-    /// As root, Nginx's workers would otherwise become `nobody`, who cannot read a private
-    /// state directory: they stay root, as the user who runs the rehearsal.
-    pub as_root: bool,
 }
 
 /// A string as Nginx reads it: in double quotes, its `"` and `\` escaped (`;`, `{`, `}`,
@@ -40,13 +41,14 @@ fn quoted_path(path: &Path) -> String {
 
 /// The configuration file.
 pub fn render(site: &Site) -> String {
-    let Site { nginx, dir, .. } = site;
+    let Site { nginx, layout, .. } = site;
+    let dir = dir(layout, site.listen);
     let path = |name: &str| quoted(&dir.join(name).display().to_string());
     let mut conf = String::from(
         "# Nginx in front of the app server (legacy mode), rendered by flowctl from the\n\
          # platform's variables.\n",
     );
-    if site.as_root {
+    if layout.as_root {
         conf.push_str("user root;\n");
     }
     conf.push_str(&format!(
@@ -91,14 +93,14 @@ pub fn render(site: &Site) -> String {
     if !nginx.basic_auth_env.is_empty() {
         conf.push_str(&format!(
             "        auth_basic \"Restricted\";\n        auth_basic_user_file {};\n",
-            quoted_path(&dir.join("htpasswd"))
+            quoted_path(&htpasswd(layout, site.listen))
         ));
     }
     let pass = pass(site);
     match &nginx.static_files {
         Some(files) if files.prefix.trim_end_matches('/').is_empty() => {
             // The platform's `/` prefix: static files first, the app as the fallback.
-            let root = site.app_dir.join(&files.path);
+            let root = layout.app_dir.join(&files.path);
             conf.push_str(&format!(
                 "\n        location / {{\n            root {};\n            try_files $uri @app;\n        }}\n\n        location @app {{\n{pass}        }}\n",
                 quoted_path(&root)
@@ -106,7 +108,7 @@ pub fn render(site: &Site) -> String {
         }
         Some(files) => {
             let prefix = files.prefix.trim_end_matches('/');
-            let root = site.app_dir.join(&files.path);
+            let root = layout.app_dir.join(&files.path);
             conf.push_str(&format!(
                 "\n        location {} {{\n            alias {};\n        }}\n\n        location / {{\n{pass}        }}\n",
                 quoted(&format!("{prefix}/")),
@@ -186,21 +188,31 @@ const UWSGI_PARAMS: [(&str, &str); 15] = [
     ("HTTP_HOST", "$host"),
 ];
 
-/// The Nginx directory of the hop listening on `listen`.
-pub fn dir(state_dir: &Path, listen: u16) -> PathBuf {
-    state_dir.join(format!("nginx-{listen}"))
+/// The Nginx directory of the hop listening on `listen`, in the state directory.
+pub fn dir(layout: &Layout, listen: u16) -> PathBuf {
+    layout.state(&format!("nginx-{listen}"))
+}
+
+/// Where the configuration of the hop listening on `listen` is read from.
+pub fn conf(layout: &Layout, listen: u16) -> PathBuf {
+    layout.rendered(&format!("nginx-{listen}/nginx.conf"))
+}
+
+/// The password file of basic authentication, written when the hop starts.
+pub fn htpasswd(layout: &Layout, listen: u16) -> PathBuf {
+    dir(layout, listen).join("htpasswd")
 }
 
 /// The hop's command: everything in its own directory, errors on stderr from the start.
-pub fn argv(nginx: &str, dir: &Path) -> Vec<String> {
+pub fn argv(nginx: &str, layout: &Layout, listen: u16) -> Vec<String> {
     vec![
         nginx.into(),
         "-p".into(),
-        format!("{}/", dir.display()),
+        format!("{}/", dir(layout, listen).display()),
         "-e".into(),
         "stderr".into(),
         "-c".into(),
-        dir.join("nginx.conf").display().to_string(),
+        conf(layout, listen).display().to_string(),
     ]
 }
 
@@ -208,13 +220,15 @@ pub fn argv(nginx: &str, dir: &Path) -> Vec<String> {
 /// it refuses it.
 pub fn check(nginx: &Path, site: &Site) -> Result<(), String> {
     let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let conf = render(&Site {
-        dir: scratch.path(),
+    let layout = Layout::local(&site.layout.app_dir, scratch.path(), site.layout.as_root);
+    let site = Site {
+        layout: &layout,
         ..*site
-    });
-    let file = scratch.path().join("nginx.conf");
-    std::fs::write(&file, conf).map_err(|e| e.to_string())?;
-    let mut argv = argv(&nginx.display().to_string(), scratch.path());
+    };
+    let own = dir(&layout, site.listen);
+    std::fs::create_dir(&own).map_err(|e| e.to_string())?;
+    std::fs::write(conf(&layout, site.listen), render(&site)).map_err(|e| e.to_string())?;
+    let mut argv = argv(&nginx.display().to_string(), &layout, site.listen);
     argv.push("-t".into());
     let out = Command::new(&argv[0])
         .args(&argv[1..])
@@ -233,7 +247,7 @@ pub fn check(nginx: &Path, site: &Site) -> Result<(), String> {
                 .and_then(|(_, rest)| rest.split_once(": "))
                 .map_or(l, |(_, m)| m)
         })
-        .map(|l| l.replace(&scratch.path().display().to_string(), "<nginx dir>"))
+        .map(|l| l.replace(&own.display().to_string(), "<nginx dir>"))
         .collect::<Vec<_>>()
         .join("\n"))
 }
@@ -255,22 +269,25 @@ mod tests {
         }
     }
 
-    fn site<'a>(nginx: &'a Nginx, backend: Option<Backend>) -> Site<'a> {
+    fn local(app_dir: &str, state_dir: &str, as_root: bool) -> Layout {
+        Layout::local(Path::new(app_dir), Path::new(state_dir), as_root)
+    }
+
+    fn site<'a>(nginx: &'a Nginx, layout: &'a Layout, backend: Option<Backend>) -> Site<'a> {
         Site {
             nginx,
-            app_dir: Path::new("/srv/app"),
+            layout,
             backend,
             listen: 8080,
             forward: 9000,
-            dir: Path::new("/state/nginx-8080"),
-            as_root: false,
         }
     }
 
     #[test]
     fn uwsgi_speaks_its_protocol_the_others_http() {
         let n = nginx();
-        let uwsgi = render(&site(&n, Some(Backend::Uwsgi)));
+        let l = local("/srv/app", "/state", false);
+        let uwsgi = render(&site(&n, &l, Some(Backend::Uwsgi)));
         assert!(uwsgi.contains("uwsgi_pass 127.0.0.1:9000;"));
         assert!(uwsgi.contains("uwsgi_param PATH_INFO $document_uri;"));
         assert!(uwsgi.contains("uwsgi_read_timeout 300s;"));
@@ -278,7 +295,7 @@ mod tests {
         assert!(uwsgi.contains("pid \"/state/nginx-8080/nginx.pid\";"));
         assert!(!uwsgi.contains("user root"));
         for backend in [Some(Backend::Gunicorn), Some(Backend::Uvicorn), None] {
-            let http = render(&site(&n, backend));
+            let http = render(&site(&n, &l, backend));
             assert!(http.contains("proxy_pass http://127.0.0.1:9000;"), "{http}");
             assert!(http.contains("proxy_set_header Upgrade $http_upgrade;"));
             assert!(!http.contains("uwsgi_pass"));
@@ -299,10 +316,8 @@ mod tests {
             proxy_buffer_size: Some("16k".into()),
             intercept_errors: true,
         };
-        let conf = render(&Site {
-            as_root: true,
-            ..site(&n, Some(Backend::Gunicorn))
-        });
+        let as_root = local("/srv/app", "/state", true);
+        let conf = render(&site(&n, &as_root, Some(Backend::Gunicorn)));
         for line in [
             "user root;",
             "location \"/public/\" {",
@@ -325,9 +340,40 @@ mod tests {
             }),
             ..nginx()
         };
-        let conf = render(&site(&root, Some(Backend::Uwsgi)));
+        let conf = render(&site(&root, &as_root, Some(Backend::Uwsgi)));
         assert!(conf.contains("root \"/srv/app/static\";\n            try_files $uri @app;"));
         assert!(conf.contains("location @app {\n            uwsgi_pass"));
+    }
+
+    /// The same site in a pod: the pod's directories, its configuration read from where
+    /// the ConfigMap is mounted, and Nginx's default user.
+    #[test]
+    fn a_pods_layout_gives_the_pods_paths() {
+        let n = Nginx {
+            static_files: Some(StaticFiles {
+                path: "static".into(),
+                prefix: "/static".into(),
+            }),
+            basic_auth_env: vec!["CC_HTTP_BASIC_AUTH".into()],
+            ..nginx()
+        };
+        let pod = Layout {
+            config_dir: Some("/etc/uvdeploy".into()),
+            ..local("/app", "/var/lib/uvdeploy", false)
+        };
+        let conf = render(&site(&n, &pod, None));
+        for line in [
+            "pid \"/var/lib/uvdeploy/nginx-8080/nginx.pid\";",
+            "alias \"/app/static/\";",
+            "auth_basic_user_file \"/var/lib/uvdeploy/nginx-8080/htpasswd\";",
+        ] {
+            assert!(conf.contains(line), "{line}\n{conf}");
+        }
+        assert!(!conf.contains("user root"), "{conf}");
+        assert_eq!(
+            argv("nginx", &pod, 8080).join(" "),
+            "nginx -p /var/lib/uvdeploy/nginx-8080/ -e stderr -c /etc/uvdeploy/nginx-8080-nginx.conf"
+        );
     }
 
     #[test]
@@ -346,11 +392,8 @@ mod tests {
             basic_auth_env: vec!["CC_HTTP_BASIC_AUTH".into()],
             ..nginx()
         };
-        let conf = render(&Site {
-            app_dir: Path::new("/srv/a$b"),
-            dir: Path::new("/state/x$y/nginx-8080"),
-            ..site(&n, None)
-        });
+        let l = local("/srv/a$b", "/state/x$y", false);
+        let conf = render(&site(&n, &l, None));
         for line in [
             "geo $uvdeploy_dollar { default \"$\"; }",
             "disable_symlinks on;",
@@ -385,18 +428,19 @@ mod tests {
             intercept_errors: true,
         };
         for backend in [Some(Backend::Uwsgi), Some(Backend::Daphne)] {
-            let s = Site {
-                app_dir: app.path(),
-                as_root: nix::unistd::geteuid().is_root(),
-                ..site(&n, backend)
-            };
-            check(&program, &s).unwrap();
+            let l = Layout::local(
+                app.path(),
+                Path::new("/unused"),
+                nix::unistd::geteuid().is_root(),
+            );
+            check(&program, &site(&n, &l, backend)).unwrap();
         }
         let bad = Nginx {
             proxy_buffers: Some("1 4k".into()),
             ..nginx()
         };
-        let err = check(&program, &site(&bad, None)).unwrap_err();
+        let l = local("/srv/app", "/unused", false);
+        let err = check(&program, &site(&bad, &l, None)).unwrap_err();
         assert!(
             err.contains("there must be at least 2 \"proxy_buffers\""),
             "{err}"

@@ -1,7 +1,27 @@
 //! The Redirection.io agent as a reverse proxy: its `agent.yml`. The project key stays in the
 //! environment: the agent expands `${CC_REDIRECTIONIO_PROJECT_KEY}` itself.
 
-use std::path::Path;
+use crate::layout::Layout;
+use std::path::{Path, PathBuf};
+
+/// Where the agent of the hop listening on `listen` reads its configuration.
+pub fn config(layout: &Layout, listen: u16) -> PathBuf {
+    layout.rendered(&format!("redirectionio-{listen}/agent.yml"))
+}
+
+/// The agent's own data, in the state directory.
+pub fn datadir(layout: &Layout, listen: u16) -> PathBuf {
+    layout.state(&format!("redirectionio-{listen}/data"))
+}
+
+/// The hop's command.
+pub fn argv(layout: &Layout, listen: u16) -> Vec<String> {
+    vec![
+        "redirectionio-agent".into(),
+        "--config-file".into(),
+        config(layout, listen).display().to_string(),
+    ]
+}
 
 pub fn agent_config(
     instance_name: &str,
