@@ -11,9 +11,9 @@
 
 use crate::scaling::{self, Flavor, Instances};
 use crate::ExportError;
-use plan::command::shell_argv;
 use plan::secret::{holds_a_secret, is_secret_variable};
 use plan::{Env, EnvValue, Hop, Mode, Plan, PortSettings};
+use process::command::shell_argv;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -305,7 +305,7 @@ pub fn manifests(plan: &Plan, options: &Options) -> Result<Manifests, ExportErro
         let words = worker
             .argv
             .clone()
-            .unwrap_or_else(|| plan::command::shell_argv(&worker.command));
+            .unwrap_or_else(|| process::command::shell_argv(&worker.command));
         let argv: Vec<String> = words.iter().map(|w| in_image(w)).collect();
         let ping = worker_ping(&argv);
         let mut worker = json!({

@@ -8,9 +8,9 @@ pub mod redirectionio;
 pub mod text;
 pub mod varnish;
 
-use plan::command::shell_argv;
 use plan::report::{exit, Failure};
 use plan::{EnvValue, Hop, HopFile, HopPorts, LayoutError, Middleware, Mode, Plan};
+use process::command::shell_argv;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

@@ -7,11 +7,11 @@
 
 pub mod supervise;
 
-use plan::command::{find_program, shell_argv, ProgramError};
 use plan::hook::HookError;
 use plan::report::{exit, Failure};
 use plan::secret::{is_secret_variable, REDACTED};
 use plan::{Env, EnvValue, HopFile, Mode, Plan};
+use process::command::{find_program, shell_argv, ProgramError};
 use std::ffi::CString;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -463,7 +463,7 @@ pub fn exec(launch: &Launch) -> Result<u8, LaunchError> {
     for task in &launch.manage_tasks {
         manage_task(task, launch)?;
     }
-    if launch.supervise_shell && plan::command::shell_stays(&launch.argv) {
+    if launch.supervise_shell && process::command::shell_stays(&launch.argv) {
         // A list, a pipeline, a background job: the shell stays, so this process stays too,
         // in its place, to pass signals on and report how it all ended.
         return Ok(supervise::run(&program, launch));
@@ -585,7 +585,7 @@ fn check_port_free(port: u16, what: &str) -> Result<(), LaunchError> {
     // port too, for a minute, and the process may bind otherwise than this check (another
     // address, SO_REUSEPORT). Only a listening socket makes the port taken; without one the
     // process's own bind decides. (Without `/proc`, the failed bind is all there is.)
-    let table = plan::process::listeners();
+    let table = process::listeners();
     if table
         .as_ref()
         .is_some_and(|table| !table.iter().any(|l| l.port == port))
@@ -593,7 +593,7 @@ fn check_port_free(port: u16, what: &str) -> Result<(), LaunchError> {
         return Ok(());
     }
     let table = table.unwrap_or_default();
-    let holder = plan::process::holder_of(port, &table)
+    let holder = process::holder_of(port, &table)
         .map(|(pid, command)| format!(", by PID {pid}: {command}"))
         .unwrap_or_default();
     Err(LaunchError::PortInUse {

@@ -13,12 +13,9 @@
 //! - [`secret`]: which variables are secrets, and redaction.
 //! - [`cli`]: flags every tool shares.
 //! - [`report`]: errors as data, and the one way every tool prints them.
-//! - [`process`]: what `/proc` says of processes and listening sockets.
-//! - [`command`]: how a run command is split into words, or left to the shell.
 
 pub mod basic_auth;
 pub mod cli;
-pub mod command;
 pub mod cron;
 pub mod env;
 pub mod hook;
@@ -26,7 +23,6 @@ pub mod instance;
 pub mod io;
 pub mod legacy;
 pub mod model;
-pub mod process;
 pub mod report;
 pub mod secret;
 pub mod worker;

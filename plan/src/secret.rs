@@ -327,15 +327,6 @@ pub fn reveal_in_shell(text: &str, env: &Env) -> Result<String, MissingSecret> {
 #[error("the plan refers to the secret {0}, which is not set in the environment")]
 pub struct MissingSecret(pub String);
 
-impl crate::report::Failure for MissingSecret {
-    fn hint(&self) -> Option<String> {
-        Some(format!(
-            "set {} (or pass the env file that sets it)",
-            self.0
-        ))
-    }
-}
-
 /// Puts back the secrets [`hide`] took out, from `env`.
 pub fn reveal(text: &str, env: &Env) -> Result<String, MissingSecret> {
     map_references(text, |name| {

@@ -90,8 +90,8 @@ impl Front {
         std::fs::write(&config, config_text(port, dir))
             .map_err(|e| format!("cannot write {}: {e}", config.display()))?;
         if TcpListener::bind(("0.0.0.0", port)).is_err() {
-            let holder = plan::process::listeners()
-                .and_then(|table| plan::process::holder_of(port, &table))
+            let holder = process::listeners()
+                .and_then(|table| process::holder_of(port, &table))
                 .map(|(pid, command)| format!(" by PID {pid} ({command})"))
                 .unwrap_or_default();
             return Err(format!("the public port {port} is taken{holder}"));
@@ -118,7 +118,7 @@ impl Front {
         };
         let deadline = Instant::now() + within;
         let listening =
-            || plan::process::listeners().is_some_and(|table| table.iter().any(|l| l.port == port));
+            || process::listeners().is_some_and(|table| table.iter().any(|l| l.port == port));
         while !listening() {
             if children.procs[index].status.is_some() || Instant::now() > deadline {
                 return Err(failed(format!("Sōzu did not listen on port {port}")));

@@ -130,7 +130,7 @@ impl ProcessGuard {
         // A test runner started as a background job inherits SIGINT and SIGQUIT ignored, and
         // a shell cannot trap a signal ignored at its start: give the child the defaults, so
         // that what a test proves does not depend on how the runner was started.
-        plan::process::with_default_signals(command);
+        process::with_default_signals(command);
         let child = command
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
@@ -438,4 +438,4 @@ pub fn custom_proxy_command() -> String {
 pub const HIT_MARKING_VCL: &str = "sub vcl_deliver {\n    if (obj.hits > 0) {\n        set resp.http.X-Cache = \"HIT\";\n    } else {\n        set resp.http.X-Cache = \"MISS\";\n    }\n}\n";
 
 /// The PIDs of the live processes whose process group is `pgid`.
-pub use plan::process::processes_in_group;
+pub use process::processes_in_group;

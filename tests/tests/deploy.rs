@@ -472,10 +472,10 @@ fn killing_deploy_outright_leaves_no_orphan() {
     assert!(
         running
             .iter()
-            .any(|&p| plan::process::command_line(p).contains("varnishd"))
+            .any(|&p| process::command_line(p).contains("varnishd"))
             && running
                 .iter()
-                .any(|&p| plan::process::command_line(p).contains("app.py")),
+                .any(|&p| process::command_line(p).contains("app.py")),
         "varnishd and the app are running: {running:?}"
     );
     deployment.guard.signal(nix::sys::signal::Signal::SIGKILL);
