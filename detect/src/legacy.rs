@@ -324,6 +324,7 @@ fn server_argv(
     }
 }
 
+/// Words of an argv, owned.
 fn words(words: &[&str]) -> Vec<String> {
     words.iter().map(|w| w.to_string()).collect()
 }
@@ -577,18 +578,18 @@ fn basic_auth_variables(env: &Env) -> Result<Vec<String>, DetectError> {
     Ok(names)
 }
 
-/// An Nginx size setting of `words` sizes (`16k`, `8 16k`), when set. It goes into Nginx's
+/// An Nginx size setting of `count` sizes (`16k`, `8 16k`), when set. It goes into Nginx's
 /// configuration: only the shapes Nginx takes, nothing that could end a directive.
 fn nginx_size(
     env: &Env,
     name: &str,
-    words: usize,
+    count: usize,
     example: &str,
 ) -> Result<Option<String>, DetectError> {
     let Some(value) = env.non_empty(name).map(str::trim) else {
         return Ok(None);
     };
-    let ok = value.split_whitespace().count() == words
+    let ok = value.split_whitespace().count() == count
         && value.split_whitespace().all(|w| {
             let digits = w.trim_end_matches(['k', 'K', 'm', 'M']);
             !digits.is_empty()
