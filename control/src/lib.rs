@@ -37,7 +37,7 @@ pub enum Command {
         /// The app's directory (the current directory by default).
         app_dir: Option<PathBuf>,
         /// How long to wait for the stop, processes' grace period included.
-        #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = plan::command::parse_duration)]
+        #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = plan::cli::parse_duration)]
         timeout: Duration,
     },
 }

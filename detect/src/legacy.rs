@@ -309,105 +309,147 @@ fn server_argv(
     gevent: bool,
     port: u16,
 ) -> Result<Vec<String>, DetectError> {
-    let address = format!("127.0.0.1:{port}");
-    let mut argv: Vec<String> = Vec::new();
-    let mut push = |words: &[&str]| argv.extend(words.iter().map(|w| w.to_string()));
     match backend {
-        Backend::Uwsgi => {
-            // The venv's packages, found by uWSGI's own glob. Not `--virtualenv`: that takes
-            // the standard library from the venv's Python too, and Debian's uwsgi embeds its
-            // own Python (a pyenv 3.11.7 `_ssl` does not load into Debian's 3.11.2).
-            let packages = app_dir.join(".venv/lib/python*/site-packages");
-            // Debian's uwsgi loads Python as a plugin; a uwsgi from PyPI has it built in
-            // and only notes that the plugin is not there.
-            push(&["uwsgi", "--plugin", "python3", "--socket", &address]);
-            push(&["--module", module]);
-            push(&["--pythonpath", &packages.display().to_string()]);
-            push(&["--master", "--need-app", "--lazy-apps", "--enable-threads"]);
-            // uWSGI 2.0 reloads on SIGTERM: the platform's stop must stop it.
-            push(&["--die-on-term"]);
-            push(&[
-                "--harakiri",
-                &number_or(env, "HARAKIRI", HARAKIRI)?.to_string(),
-            ]);
-            push(&["--listen", &UWSGI_LISTEN.to_string()]);
-            push(&[
-                "--buffer-size",
-                &number_or(env, "WSGI_BUFFER_SIZE", WSGI_BUFFER_SIZE)?.to_string(),
-            ]);
-            push(&[
-                "--post-buffering",
-                &number_or(env, "WSGI_POST_BUFFERING", WSGI_POST_BUFFERING)?.to_string(),
-            ]);
-            if let Some(n) = number(env, "WSGI_WORKERS")? {
-                push(&["--processes", &n.to_string()]);
-            }
-            if let Some(n) = number(env, "WSGI_THREADS")? {
-                push(&["--threads", &n.to_string()]);
-            }
-            if gevent {
-                push(&["--gevent", "100"]);
-            }
-            if let Some(n) = number(env, "UWSGI_ASYNC")? {
-                push(&["--async", &n.to_string()]);
-                match env.non_empty("UWSGI_ASYNC_ENGINE").map(str::trim) {
-                    Some(engine) => push(&[&format!("--{engine}")]),
-                    None => push(&["--ugreen"]),
-                }
-            }
-            if flag(env, "CC_UWSGI_DISABLE_FILE_WRAPPER") {
-                push(&["--wsgi-disable-file-wrapper"]);
-            }
-            // `key = value` lines, as in a uWSGI ini file.
-            if let Some(extra) = env.non_empty("CC_UWSGI_EXTRA_CONFIG") {
-                for line in extra
-                    .lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty() && !l.starts_with(['#', ';', '[']))
-                {
-                    let (key, value) = line.split_once('=').unwrap_or((line, ""));
-                    push(&[&format!("--{}", key.trim())]);
-                    if !value.trim().is_empty() {
-                        push(&[value.trim()]);
-                    }
-                }
-            }
+        Backend::Uwsgi => uwsgi_argv(module, app_dir, env, gevent, port),
+        Backend::Gunicorn => gunicorn_argv(module, env, gevent, port),
+        Backend::Uvicorn => uvicorn_argv(module, env, port),
+        Backend::Daphne => Ok(words(&[
+            "daphne",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            module,
+        ])),
+    }
+}
+
+/// Words of an argv, owned.
+fn words(words: &[&str]) -> Vec<String> {
+    words.iter().map(|w| w.to_string()).collect()
+}
+
+/// uWSGI, with the platform's settings (`HARAKIRI`, `WSGI_*`, `UWSGI_ASYNC*`, ...).
+fn uwsgi_argv(
+    module: &str,
+    app_dir: &Path,
+    env: &Env,
+    gevent: bool,
+    port: u16,
+) -> Result<Vec<String>, DetectError> {
+    // The venv's packages, found by uWSGI's own glob. Not `--virtualenv`: that takes the
+    // standard library from the venv's Python too, and Debian's uwsgi embeds its own Python
+    // (a pyenv 3.11.7 `_ssl` does not load into Debian's 3.11.2).
+    let packages = app_dir.join(".venv/lib/python*/site-packages");
+    // Debian's uwsgi loads Python as a plugin; a uwsgi from PyPI has it built in and only
+    // notes that the plugin is not there.
+    let mut argv = words(&["uwsgi", "--plugin", "python3", "--socket"]);
+    argv.push(format!("127.0.0.1:{port}"));
+    argv.extend(words(&["--module", module, "--pythonpath"]));
+    argv.push(packages.display().to_string());
+    argv.extend(words(&[
+        "--master",
+        "--need-app",
+        "--lazy-apps",
+        "--enable-threads",
+    ]));
+    // uWSGI 2.0 reloads on SIGTERM: the platform's stop must stop it.
+    argv.push("--die-on-term".into());
+    let numbers = [
+        ("--harakiri", number_or(env, "HARAKIRI", HARAKIRI)?),
+        ("--listen", UWSGI_LISTEN),
+        (
+            "--buffer-size",
+            number_or(env, "WSGI_BUFFER_SIZE", WSGI_BUFFER_SIZE)?,
+        ),
+        (
+            "--post-buffering",
+            number_or(env, "WSGI_POST_BUFFERING", WSGI_POST_BUFFERING)?,
+        ),
+    ];
+    for (option, n) in numbers {
+        argv.extend([option.to_string(), n.to_string()]);
+    }
+    argv.extend(workers_and_threads(env, "--processes")?);
+    if gevent {
+        argv.extend(words(&["--gevent", "100"]));
+    }
+    if let Some(n) = number(env, "UWSGI_ASYNC")? {
+        argv.extend(["--async".to_string(), n.to_string()]);
+        match env.non_empty("UWSGI_ASYNC_ENGINE").map(str::trim) {
+            Some(engine) => argv.push(format!("--{engine}")),
+            None => argv.push("--ugreen".into()),
         }
-        Backend::Gunicorn => {
-            let class = env
-                .non_empty("CC_GUNICORN_WORKER_CLASS")
-                .or_else(|| env.non_empty("GUNICORN_WORKER_CLASS"))
-                .map(str::trim)
-                .unwrap_or(if gevent { "gevent" } else { "sync" });
-            push(&["gunicorn", module, "--bind", &address]);
-            push(&["--worker-class", class]);
-            push(&[
-                "--timeout",
-                &number_or(env, "CC_GUNICORN_TIMEOUT", GUNICORN_TIMEOUT)?.to_string(),
-            ]);
-            let level = env
-                .non_empty("CC_GUNICORN_LOGLEVEL")
-                .map(str::trim)
-                .unwrap_or("info");
-            push(&["--log-level", level]);
-            if let Some(n) = number(env, "WSGI_WORKERS")? {
-                push(&["--workers", &n.to_string()]);
-            }
-            if let Some(n) = number(env, "WSGI_THREADS")? {
-                push(&["--threads", &n.to_string()]);
-            }
+    }
+    if flag(env, "CC_UWSGI_DISABLE_FILE_WRAPPER") {
+        argv.push("--wsgi-disable-file-wrapper".into());
+    }
+    if let Some(extra) = env.non_empty("CC_UWSGI_EXTRA_CONFIG") {
+        argv.extend(uwsgi_extra_config(extra));
+    }
+    Ok(argv)
+}
+
+/// `WSGI_WORKERS` (as `workers_option`) and `WSGI_THREADS`, when set.
+fn workers_and_threads(env: &Env, workers_option: &str) -> Result<Vec<String>, DetectError> {
+    let mut argv = Vec::new();
+    if let Some(n) = number(env, "WSGI_WORKERS")? {
+        argv.extend([workers_option.to_string(), n.to_string()]);
+    }
+    if let Some(n) = number(env, "WSGI_THREADS")? {
+        argv.extend(["--threads".to_string(), n.to_string()]);
+    }
+    Ok(argv)
+}
+
+/// `CC_UWSGI_EXTRA_CONFIG`: `key = value` lines, as in a uWSGI ini file, as options.
+fn uwsgi_extra_config(extra: &str) -> Vec<String> {
+    let mut argv = Vec::new();
+    for line in extra
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with(['#', ';', '[']))
+    {
+        let (key, value) = line.split_once('=').unwrap_or((line, ""));
+        argv.push(format!("--{}", key.trim()));
+        if !value.trim().is_empty() {
+            argv.push(value.trim().to_string());
         }
-        Backend::Uvicorn => {
-            push(&["uvicorn", module, "--host", "127.0.0.1"]);
-            push(&["--port", &port.to_string()]);
-            if let Some(n) = number(env, "WSGI_WORKERS")? {
-                push(&["--workers", &n.to_string()]);
-            }
-        }
-        Backend::Daphne => {
-            push(&["daphne", "--bind", "127.0.0.1", "--port", &port.to_string()]);
-            push(&[module]);
-        }
+    }
+    argv
+}
+
+/// Gunicorn, with the platform's settings (`CC_GUNICORN_*`, `WSGI_*`).
+fn gunicorn_argv(
+    module: &str,
+    env: &Env,
+    gevent: bool,
+    port: u16,
+) -> Result<Vec<String>, DetectError> {
+    let class = env
+        .non_empty("CC_GUNICORN_WORKER_CLASS")
+        .or_else(|| env.non_empty("GUNICORN_WORKER_CLASS"))
+        .map(str::trim)
+        .unwrap_or(if gevent { "gevent" } else { "sync" });
+    let timeout = number_or(env, "CC_GUNICORN_TIMEOUT", GUNICORN_TIMEOUT)?.to_string();
+    let level = env
+        .non_empty("CC_GUNICORN_LOGLEVEL")
+        .map(str::trim)
+        .unwrap_or("info");
+    let address = format!("127.0.0.1:{port}");
+    let mut argv = words(&["gunicorn", module, "--bind", &address]);
+    argv.extend(words(&["--worker-class", class, "--timeout", &timeout]));
+    argv.extend(words(&["--log-level", level]));
+    argv.extend(workers_and_threads(env, "--workers")?);
+    Ok(argv)
+}
+
+/// Uvicorn (an ASGI app), with `WSGI_WORKERS`.
+fn uvicorn_argv(module: &str, env: &Env, port: u16) -> Result<Vec<String>, DetectError> {
+    let mut argv = words(&["uvicorn", module, "--host", "127.0.0.1"]);
+    argv.extend(["--port".to_string(), port.to_string()]);
+    if let Some(n) = number(env, "WSGI_WORKERS")? {
+        argv.extend(["--workers".to_string(), n.to_string()]);
     }
     Ok(argv)
 }
@@ -462,35 +504,60 @@ fn celery(
 /// What Nginx is told. The static directory is checked by `flowctl`, which renders the
 /// configuration.
 fn nginx(env: &Env, app_dir: &Path, warnings: &mut Vec<String>) -> Result<Nginx, DetectError> {
+    // In this order, so that the first of several mistakes is the one named.
+    let static_files = static_files(env, app_dir, warnings)?;
+    let basic_auth_env = basic_auth_variables(env)?;
+    let gzip_types = gzip_types(env)?;
+    Ok(Nginx {
+        static_files,
+        read_timeout: number_or(env, "NGINX_READ_TIMEOUT", NGINX_READ_TIMEOUT)?,
+        gzip_types,
+        basic_auth_env,
+        proxy_buffers: nginx_size(env, "CC_NGINX_PROXY_BUFFERS", 2, "8 16k")?,
+        proxy_buffer_size: nginx_size(env, "CC_NGINX_PROXY_BUFFER_SIZE", 1, "16k")?,
+        intercept_errors: flag(env, "UWSGI_INTERCEPT_ERRORS"),
+    })
+}
+
+/// `STATIC_FILES_PATH` served under `STATIC_URL_PREFIX`, when both are set.
+fn static_files(
+    env: &Env,
+    app_dir: &Path,
+    warnings: &mut Vec<String>,
+) -> Result<Option<StaticFiles>, DetectError> {
     let path = env.non_empty("STATIC_FILES_PATH").map(str::trim);
     let prefix = env.non_empty("STATIC_URL_PREFIX").map(str::trim);
-    let static_files = match (path, prefix) {
-        (Some(path), Some(prefix)) => {
-            if !prefix.starts_with('/') {
-                return Err(DetectError::Invalid {
-                    variable: "STATIC_URL_PREFIX".into(),
-                    value: prefix.into(),
-                    valid: "a URL path starting with `/`, e.g. `/public`".into(),
-                });
-            }
-            let relative = path.trim_start_matches('/').to_string();
-            if !app_dir.join(&relative).is_dir() {
-                warnings.push(format!(
-                    "STATIC_FILES_PATH `{path}` is not a directory of the application: Nginx will answer 404 under {prefix}"
-                ));
-            }
-            Some(StaticFiles {
-                path: relative,
-                prefix: prefix.to_string(),
-            })
-        }
+    let (path, prefix) = match (path, prefix) {
+        (Some(path), Some(prefix)) => (path, prefix),
         (Some(_), None) | (None, Some(_)) => {
             warnings.push("static files need both STATIC_FILES_PATH and STATIC_URL_PREFIX: with one only, Nginx serves none".into());
-            None
+            return Ok(None);
         }
-        (None, None) => None,
+        (None, None) => return Ok(None),
     };
-    let mut basic_auth_env: Vec<String> = env
+    if !prefix.starts_with('/') {
+        return Err(DetectError::Invalid {
+            variable: "STATIC_URL_PREFIX".into(),
+            value: prefix.into(),
+            valid: "a URL path starting with `/`, e.g. `/public`".into(),
+        });
+    }
+    let relative = path.trim_start_matches('/').to_string();
+    if !app_dir.join(&relative).is_dir() {
+        warnings.push(format!(
+            "STATIC_FILES_PATH `{path}` is not a directory of the application: Nginx will answer 404 under {prefix}"
+        ));
+    }
+    Ok(Some(StaticFiles {
+        path: relative,
+        prefix: prefix.to_string(),
+    }))
+}
+
+/// The set `CC_HTTP_BASIC_AUTH` and `CC_HTTP_BASIC_AUTH_n` variables, sorted, each holding a
+/// valid `login:password` pair (the value never shown).
+fn basic_auth_variables(env: &Env) -> Result<Vec<String>, DetectError> {
+    let mut names: Vec<String> = env
         .iter()
         .filter(|(name, value)| {
             (*name == "CC_HTTP_BASIC_AUTH" || is_numbered_basic_auth(name))
@@ -498,8 +565,8 @@ fn nginx(env: &Env, app_dir: &Path, warnings: &mut Vec<String>) -> Result<Nginx,
         })
         .map(|(name, _)| name.to_string())
         .collect();
-    basic_auth_env.sort();
-    for name in &basic_auth_env {
+    names.sort();
+    for name in &names {
         if let Err(problem) = plan::basic_auth::split(env.get(name).unwrap_or_default()) {
             return Err(DetectError::Invalid {
                 variable: name.clone(),
@@ -508,59 +575,59 @@ fn nginx(env: &Env, app_dir: &Path, warnings: &mut Vec<String>) -> Result<Nginx,
             });
         }
     }
-    // These go into Nginx's configuration: only the shapes Nginx takes, nothing that could
-    // end a directive.
-    let size = |name: &str, words: usize, example: &str| -> Result<Option<String>, DetectError> {
-        let Some(value) = env.non_empty(name).map(str::trim) else {
-            return Ok(None);
-        };
-        let ok = value.split_whitespace().count() == words
-            && value.split_whitespace().all(|w| {
-                let digits = w.trim_end_matches(['k', 'K', 'm', 'M']);
-                !digits.is_empty()
-                    && digits.bytes().all(|b| b.is_ascii_digit())
-                    && w.len() - digits.len() <= 1
-            });
-        if ok {
-            Ok(Some(value.split_whitespace().collect::<Vec<_>>().join(" ")))
-        } else {
-            Err(DetectError::Invalid {
-                variable: name.into(),
-                value: value.into(),
-                valid: format!("an Nginx size, e.g. `{example}`"),
-            })
-        }
+    Ok(names)
+}
+
+/// An Nginx size setting of `count` sizes (`16k`, `8 16k`), when set. It goes into Nginx's
+/// configuration: only the shapes Nginx takes, nothing that could end a directive.
+fn nginx_size(
+    env: &Env,
+    name: &str,
+    count: usize,
+    example: &str,
+) -> Result<Option<String>, DetectError> {
+    let Some(value) = env.non_empty(name).map(str::trim) else {
+        return Ok(None);
     };
-    let gzip_types = match flag(env, "ENABLE_GZIP_COMPRESSION") {
-        false => None,
-        true => {
-            let types = env
-                .non_empty("GZIP_TYPES")
-                .map(str::trim)
-                .unwrap_or(GZIP_TYPES);
-            if !types.split_whitespace().all(|t| {
-                t.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"/+-.*".contains(&b))
-            }) {
-                return Err(DetectError::Invalid {
-                    variable: "GZIP_TYPES".into(),
-                    value: types.into(),
-                    valid: "MIME types separated by spaces, e.g. `text/plain application/json`"
-                        .into(),
-                });
-            }
-            Some(types.split_whitespace().collect::<Vec<_>>().join(" "))
-        }
+    let ok = value.split_whitespace().count() == count
+        && value.split_whitespace().all(|w| {
+            let digits = w.trim_end_matches(['k', 'K', 'm', 'M']);
+            !digits.is_empty()
+                && digits.bytes().all(|b| b.is_ascii_digit())
+                && w.len() - digits.len() <= 1
+        });
+    if !ok {
+        return Err(DetectError::Invalid {
+            variable: name.into(),
+            value: value.into(),
+            valid: format!("an Nginx size, e.g. `{example}`"),
+        });
+    }
+    Ok(Some(value.split_whitespace().collect::<Vec<_>>().join(" ")))
+}
+
+/// The MIME types Nginx compresses (`GZIP_TYPES`, or the platform's), when
+/// `ENABLE_GZIP_COMPRESSION` is set. They go into Nginx's configuration too.
+fn gzip_types(env: &Env) -> Result<Option<String>, DetectError> {
+    if !flag(env, "ENABLE_GZIP_COMPRESSION") {
+        return Ok(None);
+    }
+    let types = env
+        .non_empty("GZIP_TYPES")
+        .map(str::trim)
+        .unwrap_or(GZIP_TYPES);
+    let valid = |t: &str| {
+        t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/+-.*".contains(&b))
     };
-    Ok(Nginx {
-        static_files,
-        read_timeout: number_or(env, "NGINX_READ_TIMEOUT", NGINX_READ_TIMEOUT)?,
-        gzip_types,
-        basic_auth_env,
-        proxy_buffers: size("CC_NGINX_PROXY_BUFFERS", 2, "8 16k")?,
-        proxy_buffer_size: size("CC_NGINX_PROXY_BUFFER_SIZE", 1, "16k")?,
-        intercept_errors: flag(env, "UWSGI_INTERCEPT_ERRORS"),
-    })
+    if !types.split_whitespace().all(valid) {
+        return Err(DetectError::Invalid {
+            variable: "GZIP_TYPES".into(),
+            value: types.into(),
+            valid: "MIME types separated by spaces, e.g. `text/plain application/json`".into(),
+        });
+    }
+    Ok(Some(types.split_whitespace().collect::<Vec<_>>().join(" ")))
 }
 
 #[cfg(test)]

@@ -14,9 +14,9 @@ pub use error::DetectError;
 pub use flow::request_flow;
 pub use health::health_check;
 
-use plan::command::{self, CommandError};
 pub use plan::PortSettings;
 use plan::{Build, Env, Environment, Mode, Plan, Run, RunSource, Source, SourceKind, SCHEMA};
+use process::command::{self, CommandError};
 use std::path::{Path, PathBuf};
 
 /// Makes the plan for the repository at `repo_dir` (the application is its `APP_FOLDER`).

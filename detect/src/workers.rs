@@ -3,9 +3,9 @@
 //! `CC_WORKER_RESTART_DELAY` say, for all of them.
 
 use crate::DetectError;
-use plan::command::{self, CommandError};
 use plan::worker::{parse_restart_delay, Restart, Worker};
 use plan::Env;
+use process::command::{self, CommandError};
 
 const SINGLE: &str = "CC_WORKER_COMMAND";
 const NUMBERED_PREFIX: &str = "CC_WORKER_COMMAND_";

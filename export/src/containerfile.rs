@@ -129,7 +129,7 @@ fn command(plan: &Plan) -> String {
     let words: Vec<String> = match plan.run.as_ref() {
         Some(run) => match &run.argv {
             Some(argv) => argv.clone(),
-            None => plan::command::shell_argv(&run.command),
+            None => process::command::shell_argv(&run.command),
         },
         None => Vec::new(),
     }
@@ -140,7 +140,7 @@ fn command(plan: &Plan) -> String {
     // (the pod's Secret): the shell expands it, since the exec form expands nothing.
     let words = if !words.iter().any(|w| w.contains("${{")) {
         words
-    } else if plan::command::shell_stays(&words) || words.len() == 3 && words[0] == "/bin/sh" {
+    } else if process::command::shell_stays(&words) || words.len() == 3 && words[0] == "/bin/sh" {
         vec![
             words[0].clone(),
             words[1].clone(),

@@ -15,10 +15,10 @@
 use crate::scaling::{self, Flavor, Instances};
 use crate::ExportError;
 use flowctl::{Layout, Programs};
-use plan::command::shell_argv;
 use plan::cron::Cron;
 use plan::secret::{holds_a_secret, is_secret_variable};
 use plan::{Env, EnvValue, Hop, HopKind, Mode, Plan, PortSettings, Run};
+use process::command::shell_argv;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 

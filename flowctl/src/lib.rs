@@ -12,9 +12,9 @@ pub mod text;
 pub mod varnish;
 
 pub use layout::Layout;
-use plan::command::shell_argv;
 use plan::report::{exit, Failure};
 use plan::{EnvValue, Hop, HopFile, HopPorts, LayoutError, Legacy, Middleware, Mode, Plan};
+use process::command::shell_argv;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

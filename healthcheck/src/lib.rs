@@ -6,8 +6,8 @@
 //! owners (the deployment's PIDs), only an answer from a port their processes listen on is.
 
 use otoroshi_challenge::token::{new_state, Otoroshi, STATE_TTL};
-use plan::process::{listeners, listening_sockets_of, Listener};
 use plan::{Middleware, Plan};
+use process::{listeners, listening_sockets_of, Listener};
 use serde::Serialize;
 use std::time::{Duration, Instant};
 
@@ -268,7 +268,7 @@ fn owned_by(check: &Check, table: Option<&[Listener]>) -> Result<(), Vec<String>
             "Cannot tell which processes listen (no /proc/net/tcp): no answer can be trusted to be the deployment's.".into(),
         ]);
     };
-    let tree = plan::process::trees_of(&check.owners);
+    let tree = process::trees_of(&check.owners);
     let theirs = listening_sockets_of(&tree, table);
     let owners = check
         .owners
@@ -285,7 +285,7 @@ fn owned_by(check: &Check, table: Option<&[Listener]>) -> Result<(), Vec<String>
         if foreign.is_empty() {
             continue;
         }
-        let who = match plan::process::holder_of_sockets(&foreign) {
+        let who = match process::holder_of_sockets(&foreign) {
             Some((pid, command)) => format!("another program (PID {pid}: {command})"),
             None => "a process this user cannot see".into(),
         };
@@ -306,7 +306,7 @@ fn accepts(host: &str, port: u16) -> bool {
 
 /// The sockets the app's process tree (`pid` and its descendants) listens on.
 fn app_sockets(pid: i32, table: &[Listener]) -> Vec<Listener> {
-    let mut tree = plan::process::descendants(pid);
+    let mut tree = process::descendants(pid);
     tree.push(pid);
     listening_sockets_of(&tree, table)
 }
@@ -351,7 +351,7 @@ pub fn diagnose(check: &Check, table: &[Listener], app: Option<&[Listener]>) -> 
         if app_holds {
             return None;
         }
-        plan::process::holder_of(port, table).map(|(pid, command)| {
+        process::holder_of(port, table).map(|(pid, command)| {
             format!("Port {port} is taken by another program (PID {pid}: {command}).")
         })
     };

@@ -1,8 +1,8 @@
 use clap::Parser;
 use healthcheck::{render, run, Check};
 use otoroshi_challenge::token::Otoroshi;
+use plan::cli::parse_duration;
 use plan::cli::{port_value, EnvArgs, PlanArgs};
-use plan::command::parse_duration;
 use plan::report::{exit, say, Fault, Message, WriteError};
 use plan::secret::MissingSecret;
 use plan::{read_plan, Env};

@@ -36,7 +36,7 @@ fn an_answer_from_a_process_that_is_not_the_deployment_is_refused_at_once() {
             1,
             format!(
                 "Port {port} is held by another program (PID {me}: {}), not by this deployment (PID {owner} and its children): its answers would not be the deployment's.\n",
-                plan::process::command_line(me)
+                process::command_line(me)
             )
         )
     );

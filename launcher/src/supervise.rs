@@ -21,7 +21,7 @@ use std::time::Duration;
 
 /// How long what the shell left behind has to stop after TERM, before KILL: half the
 /// deployment's grace, so that the launcher is done before its supervisor gives up on it.
-pub const GRACE: Duration = Duration::from_millis(plan::process::STOP_GRACE.as_millis() as u64 / 2);
+pub const GRACE: Duration = Duration::from_millis(process::STOP_GRACE.as_millis() as u64 / 2);
 
 const FORWARDED: [Signal; 4] = [
     Signal::SIGTERM,
@@ -37,9 +37,9 @@ pub fn run(program: &Path, launch: &Launch) -> u8 {
     // Children this process had before it became the launcher are not the command's: a
     // shell's `cmd > >(prefixer) &` forks the prefixer from the very process that then execs
     // us. Only what appears from now on is supervised.
-    let before = plan::process::descendants(me);
+    let before = process::descendants(me);
     let ours = move || -> Vec<i32> {
-        plan::process::descendants(me)
+        process::descendants(me)
             .into_iter()
             .filter(|pid| !before.contains(pid))
             .collect()
@@ -56,7 +56,7 @@ pub fn run(program: &Path, launch: &Launch) -> u8 {
     if let Err(e) = mask.thread_block() {
         return fail(&format!("cannot block signals: {}", e.desc()), launch);
     }
-    let shell = match plan::process::with_default_signals(&mut Command::new(program))
+    let shell = match process::with_default_signals(&mut Command::new(program))
         .args(&launch.argv[1..])
         .current_dir(&launch.cwd)
         .env_clear()
@@ -137,7 +137,7 @@ fn settled_command_line(pid: i32) -> String {
         let settled =
             std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|raw| !raw.is_empty());
         if settled || std::time::Instant::now() >= deadline {
-            return plan::process::command_line(pid);
+            return process::command_line(pid);
         }
         std::thread::sleep(Duration::from_millis(1));
     }

@@ -159,9 +159,9 @@ fn term_stops_a_supervised_list_and_everything_it_started() {
     assert_eq!(line, "started");
     assert!(
         testkit::wait_until(Duration::from_secs(10), || {
-            plan::process::descendants(guard.pid())
+            process::descendants(guard.pid())
                 .iter()
-                .any(|&p| plan::process::command_line(p) == "sleep 300")
+                .any(|&p| process::command_line(p) == "sleep 300")
         }),
         "the sleep runs under the launcher"
     );

@@ -1,8 +1,8 @@
 use clap::{Parser, Subcommand};
 use otoroshi_challenge::proxy::{self, serve, Limits, Proxy};
 use otoroshi_challenge::token::{new_state, Otoroshi, STATE_TTL};
+use plan::cli::parse_duration;
 use plan::cli::port_value;
-use plan::command::parse_duration;
 use plan::report::{report, Message};
 use plan::Env;
 use std::process::ExitCode;

@@ -1,5 +1,5 @@
-//! What every tool's command line shares: the environment flags, the port flags and the plan
-//! flag. (How a tool ends with an error is [`crate::report`].)
+//! What every tool's command line shares: the environment flags, the port flags, the plan
+//! flag and durations. (How a tool ends with an error is [`crate::report`].)
 
 use crate::env::{Env, EnvError};
 use crate::model::{DEFAULT_APP_PORT, DEFAULT_PUBLIC_PORT};
@@ -187,5 +187,42 @@ pub fn main<C: clap::Parser>(
     match run(&cli, &env) {
         Ok(code) => code,
         Err(e) => crate::report::report(&*e, &env),
+    }
+}
+
+/// Durations as people write them: `60s`, `500ms`, `2m`, `1m 30s`, or plain seconds; at most
+/// a day, so that a deadline never overflows.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    const MAX: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+    let text = text.trim();
+    let too_long = || format!("`{text}` is longer than a day (the longest wait is `24h`)");
+    let duration = match text.parse::<u64>() {
+        Ok(seconds) => std::time::Duration::from_secs(seconds),
+        Err(_) => humantime::parse_duration(text).map_err(|e| match e {
+            humantime::DurationError::NumberOverflow => too_long(),
+            e => format!("`{text}` is not a duration ({e}; e.g. `60s`, `500ms`, `2m`)"),
+        })?,
+    };
+    if duration > MAX {
+        return Err(too_long());
+    }
+    Ok(duration)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("60s"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1m 30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("99999999999999999999s").is_err());
+        assert!(parse_duration("25h").is_err());
     }
 }

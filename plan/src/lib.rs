@@ -11,14 +11,15 @@
 //! - [`instance`]: the variables the platform sets in every process (`INSTANCE_ID`, `APP_ID`, ...).
 //! - [`env`]: the environment a tool sees: the process's, plus `--env-file` and `--env`.
 //! - [`secret`]: which variables are secrets, and redaction.
-//! - [`cli`]: flags every tool shares.
-//! - [`report`]: errors as data, and the one way every tool prints them.
-//! - [`process`]: what `/proc` says of processes and listening sockets.
-//! - [`command`]: how a run command is split into words, or left to the shell.
+//! - [`cli`]: flags every tool shares, and durations as people write them.
+//! - [`report`]: errors as data, and the one way every tool prints them (`env` and `secret`
+//!   know nothing of it).
+//!
+//! How a command is split, found and started, and what `/proc` says of processes, is the
+//! `process` crate's: nothing there knows the plan.
 
 pub mod basic_auth;
 pub mod cli;
-pub mod command;
 pub mod cron;
 pub mod env;
 pub mod hook;
@@ -26,7 +27,6 @@ pub mod instance;
 pub mod io;
 pub mod legacy;
 pub mod model;
-pub mod process;
 pub mod report;
 pub mod secret;
 pub mod worker;

@@ -9,9 +9,13 @@
 //! hint: ...
 //! ```
 //!
-//! Every line goes through the one redaction ([`crate::secret::redact`]), by value.
+//! Every line goes through the one redaction ([`crate::secret::redact`]), by value. The
+//! environment and the secrets know nothing of reporting: what their errors say to the user
+//! beyond their one line is here, so that `env` and `secret` come before `report` and no
+//! module of the plan needs the one that needs it.
 
-use crate::env::Env;
+use crate::env::{Env, EnvError};
+use crate::secret::MissingSecret;
 use std::fmt::Display;
 use std::process::ExitCode;
 
@@ -95,6 +99,30 @@ impl Failure for Message {
     }
     fn hint(&self) -> Option<String> {
         self.hint.clone()
+    }
+}
+
+impl Failure for EnvError {
+    fn exit_code(&self) -> u8 {
+        exit::USAGE
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            EnvError::TooLong { key, .. } => Some(format!(
+                "put the value in a file of the app and have {key} name that file"
+            )),
+            _ => None,
+        }
+    }
+}
+
+impl Failure for MissingSecret {
+    fn hint(&self) -> Option<String> {
+        Some(format!(
+            "set {} (or pass the env file that sets it)",
+            self.0
+        ))
     }
 }
 
@@ -182,6 +210,28 @@ mod tests {
             "error: the VCL `v.vcl` does not compile with ***\n  line 1\n  line 2\n\nhint: fix it\n"
         );
         assert_eq!(Broken.exit_code(), 2);
+    }
+
+    #[test]
+    fn environment_and_secret_errors_say_what_to_do() {
+        let long = EnvError::TooLong {
+            key: "BIG".into(),
+            size: 200_000,
+        };
+        assert_eq!(long.exit_code(), exit::USAGE);
+        assert_eq!(
+            long.hint().as_deref(),
+            Some("put the value in a file of the app and have BIG name that file")
+        );
+        let bad = EnvError::BadAssignment { given: "=x".into() };
+        assert_eq!((bad.exit_code(), bad.hint()), (exit::USAGE, None));
+        let missing = MissingSecret("API_TOKEN".into());
+        assert_eq!(
+            render(&missing, &Env::default()),
+            "error: the plan refers to the secret API_TOKEN, which is not set in the environment\n\
+             \nhint: set API_TOKEN (or pass the env file that sets it)\n"
+        );
+        assert_eq!(missing.exit_code(), exit::FAILED);
     }
 
     #[test]

@@ -3,10 +3,10 @@
 
 use crate::env::Env;
 
-/// Variables the platform documents as secrets.
-const NAMED_SECRETS: [&str; 2] = ["OTOROSHI_CHALLENGE_SECRET", "CC_REDIRECTIONIO_PROJECT_KEY"];
-/// Any variable whose name contains one of these is a secret too (`BASIC_AUTH`: legacy mode's
-/// `CC_HTTP_BASIC_AUTH`, `CC_HTTP_BASIC_AUTH_n`, `login:password` pairs).
+/// A variable whose name contains one of these is a secret: the ones the platform documents as
+/// secrets among them (`OTOROSHI_CHALLENGE_SECRET`, `CC_REDIRECTIONIO_PROJECT_KEY`), and
+/// (`BASIC_AUTH`) legacy mode's `CC_HTTP_BASIC_AUTH`, `CC_HTTP_BASIC_AUTH_n`, `login:password`
+/// pairs.
 const SECRET_WORDS: [&str; 5] = ["SECRET", "KEY", "TOKEN", "PASSWORD", "BASIC_AUTH"];
 /// Shorter values are not redacted: replacing every `1` or `yes` in a log would hide more
 /// than it protects.
@@ -16,7 +16,7 @@ pub const REDACTED: &str = "***";
 
 pub fn is_secret(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
-    NAMED_SECRETS.contains(&name) || SECRET_WORDS.iter().any(|w| upper.contains(w))
+    SECRET_WORDS.iter().any(|w| upper.contains(w))
 }
 
 /// The password of a URL with credentials (`postgresql://user:PASSWORD@host/db`, any
@@ -33,8 +33,6 @@ pub fn url_password(value: &str) -> Option<&str> {
     (scheme_ok && !password.is_empty()).then_some(password)
 }
 
-/// A variable whose value is a secret: by its name ([`is_secret`]), or by its value (a URL
-/// with a password: `POSTGRESQL_ADDON_URI` and the like).
 /// Whether `name` is one of the variables an add-on gives the app (`POSTGRESQL_ADDON_URI`,
 /// `MYSQL_ADDON_HOST`, `REDIS_URL`, ...): a connection to a service, which manifests take from
 /// a Secret as a whole, password or not.
@@ -49,6 +47,8 @@ pub fn is_addon_variable(name: &str) -> bool {
     PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
+/// A variable whose value is a secret: by its name ([`is_secret`]), or by its value (a URL
+/// with a password: `POSTGRESQL_ADDON_URI` and the like).
 pub fn is_secret_variable(name: &str, value: &str) -> bool {
     is_secret(name) || url_password(value).is_some()
 }
@@ -327,15 +327,6 @@ pub fn reveal_in_shell(text: &str, env: &Env) -> Result<String, MissingSecret> {
 #[error("the plan refers to the secret {0}, which is not set in the environment")]
 pub struct MissingSecret(pub String);
 
-impl crate::report::Failure for MissingSecret {
-    fn hint(&self) -> Option<String> {
-        Some(format!(
-            "set {} (or pass the env file that sets it)",
-            self.0
-        ))
-    }
-}
-
 /// Puts back the secrets [`hide`] took out, from `env`.
 pub fn reveal(text: &str, env: &Env) -> Result<String, MissingSecret> {
     map_references(text, |name| {
@@ -351,6 +342,7 @@ mod tests {
 
     #[test]
     fn secret_names() {
+        // The platform's documented secrets are found by the words, like any other.
         for name in [
             "OTOROSHI_CHALLENGE_SECRET",
             "CC_REDIRECTIONIO_PROJECT_KEY",

@@ -160,7 +160,7 @@ impl Children {
     ) -> std::io::Result<usize> {
         let me = self.me;
         command.process_group(0);
-        plan::process::with_default_signals(command);
+        process::with_default_signals(command);
         // SAFETY: only async-signal-safe calls (prctl, getppid, _exit) between fork and exec.
         unsafe {
             command.pre_exec(move || {
@@ -493,7 +493,7 @@ impl Children {
         for pid in self.adopted() {
             say(&format!(
                 "PID {pid} ({}) did not stop within {grace}: killing it",
-                plan::process::command_line(pid)
+                process::command_line(pid)
             ));
             signal_orphan(pid, Signal::SIGKILL);
         }

@@ -91,8 +91,8 @@ impl Front {
         std::fs::write(&config, config_text(port, dir))
             .map_err(|e| format!("cannot write {}: {e}", config.display()))?;
         if TcpListener::bind(("0.0.0.0", port)).is_err() {
-            let holder = plan::process::listeners()
-                .and_then(|table| plan::process::holder_of(port, &table))
+            let holder = process::listeners()
+                .and_then(|table| process::holder_of(port, &table))
                 .map(|(pid, command)| format!(" by PID {pid} ({command})"))
                 .unwrap_or_default();
             return Err(format!("the public port {port} is taken{holder}"));
@@ -125,7 +125,7 @@ impl Front {
 
     /// Whether it listens yet.
     pub fn listening(&self) -> bool {
-        plan::process::listeners().is_some_and(|table| table.iter().any(|l| l.port == self.port))
+        process::listeners().is_some_and(|table| table.iter().any(|l| l.port == self.port))
     }
 
     /// What it said, for a failure.

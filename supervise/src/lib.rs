@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// How long the processes have to stop after TERM, before KILL, unless `--grace` says.
-pub const DEFAULT_GRACE: Duration = plan::process::STOP_GRACE;
+pub const DEFAULT_GRACE: Duration = process::STOP_GRACE;
 
 /// The tools a deployment runs.
 const TOOLS: [&str; 6] = [
@@ -126,7 +126,7 @@ pub enum FrontChoice {
 }
 
 fn duration(text: &str) -> Result<Duration, String> {
-    plan::command::parse_duration(text)
+    plan::cli::parse_duration(text)
 }
 
 fn grace_seconds(text: &str) -> Result<Duration, String> {

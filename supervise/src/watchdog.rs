@@ -26,7 +26,7 @@ impl Watchdog {
     pub fn start(grace: Duration, hold: Option<std::os::fd::RawFd>) -> std::io::Result<Self> {
         use std::os::unix::process::CommandExt;
         let mut command = Command::new(std::env::current_exe()?);
-        plan::process::with_default_signals(&mut command);
+        process::with_default_signals(&mut command);
         if let Some(fd) = hold {
             // SAFETY: fcntl is async-signal-safe; `fd` stays open in this process meanwhile.
             unsafe {
@@ -118,7 +118,7 @@ pub fn run(grace: Duration) -> u8 {
     // The supervisor is gone. A group is still ours while it has members and its leader, if
     // alive, is the process we were told of (a group ID is not reused while it has members).
     let ours = |(&pgid, &start): (&i32, &u64)| {
-        let members = plan::process::processes_in_group(pgid);
+        let members = process::processes_in_group(pgid);
         let leader_ok = !members.contains(&pgid) || start_time(pgid) == Some(start);
         (!members.is_empty() && leader_ok).then_some(pgid)
     };

@@ -130,7 +130,7 @@ impl ProcessGuard {
         // A test runner started as a background job inherits SIGINT and SIGQUIT ignored, and
         // a shell cannot trap a signal ignored at its start: give the child the defaults, so
         // that what a test proves does not depend on how the runner was started.
-        plan::process::with_default_signals(command);
+        process::with_default_signals(command);
         let child = command
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
@@ -437,5 +437,28 @@ pub fn custom_proxy_command() -> String {
 /// A VCL as users write it on the platform, marking cache hits in `X-Cache`.
 pub const HIT_MARKING_VCL: &str = "sub vcl_deliver {\n    if (obj.hits > 0) {\n        set resp.http.X-Cache = \"HIT\";\n    } else {\n        set resp.http.X-Cache = \"MISS\";\n    }\n}\n";
 
+/// Every file of a tree, links as their targets, byte for byte, but the entries named `skip`.
+pub fn every_byte(dir: &Path, skip: &[&str]) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().map(Result::unwrap) {
+            if skip.iter().any(|s| entry.file_name() == *s) {
+                continue;
+            }
+            let kind = entry.file_type().unwrap();
+            if kind.is_symlink() {
+                let target = std::fs::read_link(entry.path()).unwrap();
+                files.insert(entry.path(), target.into_os_string().into_encoded_bytes());
+            } else if kind.is_dir() {
+                stack.push(entry.path());
+            } else {
+                files.insert(entry.path(), std::fs::read(entry.path()).unwrap());
+            }
+        }
+    }
+    files
+}
+
 /// The PIDs of the live processes whose process group is `pgid`.
-pub use plan::process::processes_in_group;
+pub use process::processes_in_group;

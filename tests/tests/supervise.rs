@@ -351,7 +351,7 @@ fn a_daemon_left_by_a_hook_is_stopped_with_the_deployment() {
     let daemons = || {
         marked_processes(&deployment.mark)
             .into_iter()
-            .map(plan::process::command_line)
+            .map(process::command_line)
             .filter(|c| c.starts_with("sleep 55"))
             .collect::<Vec<_>>()
     };

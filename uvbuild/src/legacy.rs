@@ -50,7 +50,7 @@ pub fn build(plan: &mut Plan, env: &Env) -> Result<(), BuildError> {
     for need in &legacy.needs {
         let in_venv = venv.join("bin").join(&need.program).is_file();
         let provided = need.or_provided.as_ref().is_some_and(|program| {
-            plan::command::find_program(program, env.get("PATH").unwrap_or(""), &app_dir).is_ok()
+            process::command::find_program(program, env.get("PATH").unwrap_or(""), &app_dir).is_ok()
         });
         if !in_venv && !provided {
             return Err(BuildError::MissingPackage {
@@ -69,7 +69,7 @@ pub fn build(plan: &mut Plan, env: &Env) -> Result<(), BuildError> {
 fn interpreter(version: &str, env: &Env, app_dir: &Path) -> Result<PathBuf, BuildError> {
     let program = format!("python{version}");
     let path = env.get("PATH").unwrap_or("");
-    if let Ok(found) = plan::command::find_program(&program, path, app_dir) {
+    if let Ok(found) = process::command::find_program(&program, path, app_dir) {
         // Asked, not assumed: a pyenv shim for a version pyenv lacks still "exists", and the
         // interpreter behind a shim or a link is what a venv records.
         let real = Command::new(&found)

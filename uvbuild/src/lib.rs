@@ -186,7 +186,7 @@ fn run_step(
         format_args!("running `{command}` in {}{shown}", app_dir.display()),
         env,
     );
-    let program = plan::command::find_program(&argv[0], env.get("PATH").unwrap_or(""), app_dir)
+    let program = process::command::find_program(&argv[0], env.get("PATH").unwrap_or(""), app_dir)
         .map_err(|_| BuildError::UvNotFound(argv[0].clone()))?;
     let mut child = Command::new(program)
         .args(&argv[1..])

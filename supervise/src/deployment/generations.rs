@@ -259,7 +259,7 @@ impl Deployment<'_> {
         let ports: Vec<u16> = old.instances.iter().map(|i| i.public).collect();
         let deadline = Instant::now() + self.children.grace();
         let mut kept = Vec::new();
-        while plan::process::connections_to(&ports) > 0 && Instant::now() < deadline {
+        while process::connections_to(&ports) > 0 && Instant::now() < deadline {
             // The kernel says nothing when a connection ends: look again soon.
             let soon = (Instant::now() + std::time::Duration::from_millis(50)).min(deadline);
             if let Some(event) = self.next_event(Some(soon)) {

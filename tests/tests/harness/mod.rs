@@ -316,7 +316,7 @@ impl Deployment {
             "processes left: {:?}\n{}",
             left()
                 .iter()
-                .map(|&p| format!("{p}: {}", plan::process::command_line(p)))
+                .map(|&p| format!("{p}: {}", process::command_line(p)))
                 .collect::<Vec<_>>(),
             self.output()
         );

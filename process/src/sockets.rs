@@ -1,12 +1,13 @@
-//! What `/proc` tells about processes and their sockets: who listens where
-//! (`/proc/net/tcp{,6}`), which process holds a socket (`/proc/PID/fd`), a process's
-//! descendants and process group. The platform checks that the app listens publicly, and a
+//! Who listens where: the listening TCP sockets of this machine (netlink `sock_diag`, or
+//! `/proc/net/tcp{,6}`), the connections established to a port, and which process holds a
+//! socket (`/proc/PID/fd`). The platform checks that the app listens publicly, and a
 //! loopback-only socket still accepts our own connections, so a successful connect to
 //! 127.0.0.1 proves nothing.
 //!
 //! A parser of our own rather than the `procfs` crate: these few fields are all we read, the
 //! parser is some sixty lines with tests, and `procfs` would bring a dozen crates to every tool.
 
+use crate::tree::{command_line, processes};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// One listening TCP socket.
@@ -178,83 +179,6 @@ fn sockets_in_state(text: &str, v6: bool, wanted: &str) -> Vec<Listener> {
         .collect()
 }
 
-/// The live processes of this machine, as (pid, parent pid, process group).
-fn processes() -> Vec<(i32, i32, i32)> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter_map(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            // `pid (comm) state ppid pgrp ...`: comm may hold spaces, so split after the `)`.
-            let (_, rest) = stat.rsplit_once(')')?;
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            if fields.first() == Some(&"Z") {
-                return None;
-            }
-            Some((
-                pid,
-                fields.get(1)?.parse().ok()?,
-                fields.get(2)?.parse().ok()?,
-            ))
-        })
-        .collect()
-}
-
-/// The live processes whose process group is `pgid`.
-pub fn processes_in_group(pgid: i32) -> Vec<i32> {
-    processes()
-        .into_iter()
-        .filter(|&(_, _, group)| group == pgid)
-        .map(|(pid, _, _)| pid)
-        .collect()
-}
-
-/// How long the processes of a deployment have to stop after TERM, before KILL: the one owner
-/// of the number (`uvsupervise --grace` overrides it; launcher gives what a shell left behind
-/// half of it, so that it is done before its own supervisor gives up on it).
-pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_millis(10_000);
-
-/// Makes `command` start its program with the default disposition of the stop signals and
-/// nothing blocked, whatever this process set for itself: a supervisor that blocks signals to
-/// read them in a loop, or that was started with INT ignored (a background job of a script),
-/// must not hand that on. (Rust's `Command` resets only SIGPIPE.)
-pub fn with_default_signals(command: &mut std::process::Command) -> &mut std::process::Command {
-    use nix::sys::signal::{signal, SigHandler, SigSet, SigmaskHow, Signal};
-    use std::os::unix::process::CommandExt;
-    // SAFETY: sigprocmask and signal are async-signal-safe, as pre_exec requires.
-    unsafe {
-        command.pre_exec(|| {
-            for sig in [
-                Signal::SIGTERM,
-                Signal::SIGINT,
-                Signal::SIGHUP,
-                Signal::SIGQUIT,
-                Signal::SIGPIPE,
-            ] {
-                signal(sig, SigHandler::SigDfl)?;
-            }
-            nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
-            Ok(())
-        })
-    }
-}
-
-/// The live descendants of `pid` (children, their children, ...), `pid` left out.
-pub fn descendants(pid: i32) -> Vec<i32> {
-    let all = processes();
-    let mut found = vec![pid];
-    let mut i = 0;
-    while i < found.len() {
-        let parent = found[i];
-        found.extend(all.iter().filter(|p| p.1 == parent).map(|p| p.0));
-        i += 1;
-    }
-    found.remove(0);
-    found
-}
-
 /// The inodes of the sockets `pid` holds open.
 fn socket_inodes(pid: i32) -> Vec<u64> {
     let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
@@ -304,39 +228,6 @@ pub fn holder_of_sockets(inodes: &[u64]) -> Option<(i32, String)> {
             .any(|i| inodes.contains(i))
             .then(|| (pid, command_line(pid)))
     })
-}
-
-/// `pids` and all their live descendants.
-pub fn trees_of(pids: &[i32]) -> Vec<i32> {
-    let all = processes();
-    let mut found = pids.to_vec();
-    let mut i = 0;
-    while i < found.len() {
-        let parent = found[i];
-        found.extend(
-            all.iter()
-                .filter(|p| p.1 == parent && !pids.contains(&p.0))
-                .map(|p| p.0),
-        );
-        i += 1;
-    }
-    found
-}
-
-/// The command line of `pid`, words joined by spaces (its name when it has none).
-pub fn command_line(pid: i32) -> String {
-    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    let words: Vec<String> = raw
-        .split(|&b| b == 0)
-        .filter(|w| !w.is_empty())
-        .map(|w| String::from_utf8_lossy(w).into_owned())
-        .collect();
-    if words.is_empty() {
-        return std::fs::read_to_string(format!("/proc/{pid}/comm"))
-            .map(|c| c.trim().to_string())
-            .unwrap_or_default();
-    }
-    words.join(" ")
 }
 
 fn parse_v4(hex: &str) -> Option<Ipv4Addr> {
@@ -455,32 +346,5 @@ mod tests {
         assert_eq!(listening_sockets_of(&[me], &all), [*ours]);
         assert_eq!(holder_of(port, &all).map(|h| h.0), Some(me));
         drop(listener);
-    }
-
-    #[test]
-    fn descendants_and_groups() {
-        let mut child = std::process::Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .unwrap();
-        let me = std::process::id() as i32;
-        assert!(descendants(me).contains(&(child.id() as i32)));
-        let tree = trees_of(&[me, child.id() as i32]);
-        assert_eq!(tree[..2], [me, child.id() as i32]);
-        assert_eq!(tree.iter().filter(|&&p| p == child.id() as i32).count(), 1);
-        // The child's command line is `sleep 30` once its exec is through: on a loaded machine
-        // that can be a moment after spawn returns, so wait for it, with a deadline.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !command_line(child.id() as i32).starts_with("sleep 30") {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "`{}`",
-                command_line(child.id() as i32)
-            );
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        child.kill().unwrap();
-        child.wait().unwrap();
-        assert!(!descendants(me).contains(&(child.id() as i32)));
     }
 }

@@ -40,25 +40,6 @@ fn is_executable(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
 }
 
-/// Durations as people write them: `60s`, `500ms`, `2m`, `1m 30s`, or plain seconds; at most
-/// a day, so that a deadline never overflows.
-pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    const MAX: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
-    let text = text.trim();
-    let too_long = || format!("`{text}` is longer than a day (the longest wait is `24h`)");
-    let duration = match text.parse::<u64>() {
-        Ok(seconds) => std::time::Duration::from_secs(seconds),
-        Err(_) => humantime::parse_duration(text).map_err(|e| match e {
-            humantime::DurationError::NumberOverflow => too_long(),
-            e => format!("`{text}` is not a duration ({e}; e.g. `60s`, `500ms`, `2m`)"),
-        })?,
-    };
-    if duration > MAX {
-        return Err(too_long());
-    }
-    Ok(duration)
-}
-
 /// Why a command cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CommandError {
@@ -306,19 +287,6 @@ mod tests {
             find_program("tool", "/nonexistent", Path::new("/")),
             Err(ProgramError::NotFound)
         );
-    }
-
-    #[test]
-    fn durations() {
-        use std::time::Duration;
-        assert_eq!(parse_duration("60s"), Ok(Duration::from_secs(60)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1m 30s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("99999999999999999999s").is_err());
-        assert!(parse_duration("25h").is_err());
     }
 
     #[test]
