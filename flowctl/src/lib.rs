@@ -250,20 +250,13 @@ pub fn needs_state_dir(plan: &Plan) -> bool {
 /// `--state-dir` (`scripts/deploy` makes its own): unpredictable, so that no other user can
 /// prepare it, and open for reading, since `varnishd` reads its files as its own user.
 pub fn new_state_dir(plan: &Plan) -> Result<PathBuf, FlowError> {
-    use std::os::unix::fs::PermissionsExt;
     let name = plan
         .app_dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "app".into());
-    let err = |e: std::io::Error| FlowError::StateDir(e.to_string());
-    let dir = tempfile::Builder::new()
-        .prefix(&format!("uvdeploy-{name}."))
-        .tempdir()
-        .map_err(err)?
-        .keep();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).map_err(err)?;
-    Ok(dir)
+    plan::io::new_state_dir(&name, &std::env::temp_dir())
+        .map_err(|e| FlowError::StateDir(e.to_string()))
 }
 
 fn middleware_hop<'a>(

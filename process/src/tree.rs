@@ -1,6 +1,14 @@
 //! The processes of this machine as `/proc` shows them (parent, process group, command
 //! line), and how a child is started and given time to stop.
 
+/// The fields of `/proc/PID/stat` after the command name, from the state (field 3) on: the
+/// name (field 2) may hold spaces and parentheses, so they are counted from its end.
+fn stat_fields(pid: i32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    Some(rest.split_whitespace().map(str::to_string).collect())
+}
+
 /// The live processes of this machine, as (pid, parent pid, process group).
 pub(crate) fn processes() -> Vec<(i32, i32, i32)> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -9,11 +17,8 @@ pub(crate) fn processes() -> Vec<(i32, i32, i32)> {
     entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
         .filter_map(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            // `pid (comm) state ppid pgrp ...`: comm may hold spaces, so split after the `)`.
-            let (_, rest) = stat.rsplit_once(')')?;
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            if fields.first() == Some(&"Z") {
+            let fields = stat_fields(pid)?;
+            if fields.first().map(String::as_str) == Some("Z") {
                 return None;
             }
             Some((
@@ -23,6 +28,12 @@ pub(crate) fn processes() -> Vec<(i32, i32, i32)> {
             ))
         })
         .collect()
+}
+
+/// When process `pid` started, in clock ticks since boot (field 22): with the PID, it names
+/// one process, never a later one that reused the PID.
+pub fn start_time(pid: i32) -> Option<u64> {
+    stat_fields(pid)?.get(19)?.parse().ok()
 }
 
 /// The live processes whose process group is `pgid`.

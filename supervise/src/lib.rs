@@ -229,22 +229,12 @@ fn state_dir(
         }
         None => {
             let tmp = PathBuf::from(env.non_empty("TMPDIR").unwrap_or("/tmp"));
-            // Short enough for any file system, whatever the app is called.
-            let short: String = name.chars().take(40).collect();
-            let dir = tempfile::Builder::new()
-                .prefix(&format!("uvdeploy-{short}."))
-                .tempdir_in(&tmp)
-                .map_err(|e| err(&tmp, e))?
-                .keep();
+            let dir = plan::io::new_state_dir(name, &tmp).map_err(|e| err(&tmp, e))?;
             (dir, true)
         }
     };
     if dir.starts_with(app) || app.starts_with(&dir) {
         return Err(inside_app(&dir, app));
-    }
-    if made {
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
-            .map_err(|e| err(&dir, e))?;
     }
     let lock = lock::StateLock::take(&dir).map_err(|e| {
         Message::usage(format!("the state directory `{}` {e}", dir.display()))

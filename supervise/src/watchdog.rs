@@ -63,7 +63,7 @@ impl Watchdog {
 
     /// A new process group, led by `pid`.
     pub fn watch(&mut self, pid: i32) {
-        let start = start_time(pid).unwrap_or(0);
+        let start = process::tree::start_time(pid).unwrap_or(0);
         self.tell(&format!("+{pid} {start}\n"));
     }
 
@@ -80,15 +80,6 @@ impl Watchdog {
         drop(self.child.stdin.take());
         let _ = self.child.wait();
     }
-}
-
-/// When the process started, in clock ticks since boot (`/proc/PID/stat`, field 22): with the
-/// PID, it names one process, never a later one that reused the PID.
-fn start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces and parentheses: count from its end.
-    let after = &stat[stat.rfind(')')? + 2..];
-    after.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// The watchdog itself: reads `+PID START`, `-PID` and `done` lines on stdin.
@@ -119,7 +110,7 @@ pub fn run(grace: Duration) -> u8 {
     // alive, is the process we were told of (a group ID is not reused while it has members).
     let ours = |(&pgid, &start): (&i32, &u64)| {
         let members = process::processes_in_group(pgid);
-        let leader_ok = !members.contains(&pgid) || start_time(pgid) == Some(start);
+        let leader_ok = !members.contains(&pgid) || process::tree::start_time(pgid) == Some(start);
         (!members.is_empty() && leader_ok).then_some(pgid)
     };
     let stop = |sig: Signal| -> usize {
