@@ -255,7 +255,11 @@ fn owned(check: &Check) -> Result<(), Vec<String>> {
     if check.owners.is_empty() {
         return Ok(());
     }
-    owned_by(check, listeners().as_deref())
+    // The socket table and the processes' files are read one after the other, not at once: a
+    // socket closed in between (a daemon that binds, closes and binds again as it starts, as
+    // varnishd does) would look held by nobody we know. A foreign holder is still there when
+    // both are read again.
+    owned_by(check, listeners().as_deref()).or_else(|_| owned_by(check, listeners().as_deref()))
 }
 
 /// [`owned`], on a socket table already read.
