@@ -77,18 +77,19 @@ fn toml_string(text: &str) -> String {
 }
 
 impl Front {
-    /// Starts Sōzu on `port`, its files in `dir`, and waits until it listens.
-    /// Starts Sōzu on `port`, its files in `dir`. It takes a moment to listen ([`Front::listening`]):
-    /// the build goes on meanwhile.
+    /// Starts Sōzu on `port`, its files in `dir`. It takes a moment to listen
+    /// ([`Front::listening`]): the build goes on meanwhile. `socket`: its command socket's
+    /// path (short: a Unix socket's path has 108 bytes at most).
     pub fn start(
         sozu: &Path,
         port: u16,
         dir: &Path,
+        socket: &Path,
         children: &mut Children,
     ) -> Result<Front, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("cannot make {}: {e}", dir.display()))?;
         let config = dir.join("sozu.toml");
-        std::fs::write(&config, config_text(port, dir))
+        std::fs::write(&config, self::config(port, socket))
             .map_err(|e| format!("cannot write {}: {e}", config.display()))?;
         if TcpListener::bind(("0.0.0.0", port)).is_err() {
             let holder = process::listeners()
@@ -188,10 +189,6 @@ impl Front {
             ))
         }
     }
-}
-
-fn config_text(port: u16, dir: &Path) -> String {
-    config(port, &dir.join("sozu.sock"))
 }
 
 /// Ports for an instance's chain when the front holds the public port: a block of ten free

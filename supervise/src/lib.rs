@@ -313,7 +313,12 @@ pub fn deploy(options: &Options, env: &Env) -> Result<std::process::ExitCode, pl
             "{name} is set in your environment: replaced by this deployment's, as the platform does"
         ));
     }
-    let control = match redeploy::listen(&state) {
+    let (sockets, own_sockets_dir) = redeploy::sockets_dir(&state).map_err(|e| {
+        Message::failed(format!(
+            "cannot make a directory for the sockets under /tmp: {e}"
+        ))
+    })?;
+    let control = match redeploy::listen(&state, &sockets) {
         Ok(listener) => {
             use std::os::fd::AsRawFd;
             children.watch(listener.as_raw_fd());
@@ -350,6 +355,7 @@ pub fn deploy(options: &Options, env: &Env) -> Result<std::process::ExitCode, pl
         front: None,
         no_front: None,
         control,
+        sockets: sockets.clone(),
         caller: None,
         ports_taken: Default::default(),
         accepting: false,
@@ -361,6 +367,9 @@ pub fn deploy(options: &Options, env: &Env) -> Result<std::process::ExitCode, pl
     children.finish();
     addon::forget_secrets(&state);
     let _ = std::fs::remove_file(state.join(redeploy::SOCKET));
+    if own_sockets_dir {
+        let _ = std::fs::remove_dir_all(&sockets);
+    }
     if code == 0 && made && !options.keep_state {
         let _ = std::fs::remove_dir_all(&state);
     } else {

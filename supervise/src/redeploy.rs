@@ -47,14 +47,43 @@ impl Request {
     }
 }
 
-/// The control socket, made in `state`: only its owner may connect (mode 0600).
-pub fn listen(state: &Path) -> std::io::Result<UnixListener> {
+/// The longest path a Unix socket may have, its final NUL included (`sun_path`).
+const SOCKET_PATH_MAX: usize = 108;
+
+/// Where a deployment's sockets go: `state`, unless a socket's path there would be too long
+/// (a deep TMPDIR): then a new private directory under /tmp, which the caller removes at the
+/// end (`true`).
+pub fn sockets_dir(state: &Path) -> std::io::Result<(PathBuf, bool)> {
+    // The longest name: the front's `front/sozu.sock`... in the state directory itself.
+    let longest = state
+        .join("sozu.sock")
+        .as_os_str()
+        .len()
+        .max(state.join(SOCKET).as_os_str().len());
+    if longest < SOCKET_PATH_MAX {
+        return Ok((state.to_path_buf(), false));
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("uvdeploy-sockets.")
+        .tempdir_in("/tmp")?
+        .keep();
+    Ok((dir, true))
+}
+
+/// The control socket, made in `sockets` (linked from `state` when that is elsewhere): only
+/// its owner may connect (mode 0600).
+pub fn listen(state: &Path, sockets: &Path) -> std::io::Result<UnixListener> {
     use std::os::unix::fs::PermissionsExt;
-    let path = state.join(SOCKET);
+    let path = sockets.join(SOCKET);
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path)?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     listener.set_nonblocking(true)?;
+    if sockets != state {
+        let link = state.join(SOCKET);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&path, &link)?;
+    }
     Ok(listener)
 }
 
@@ -112,7 +141,9 @@ fn frame(out: &mut impl Write, kind: u8, bytes: &[u8]) -> std::io::Result<()> {
 /// The caller's side: sends `request` to the deployment whose state directory is `state`,
 /// shows what it says on stderr, and returns its verdict (1 when it ended without one).
 pub fn ask(state: &Path, request: &Request) -> Result<u8, String> {
+    // A link to where it is, when the state directory's path is too long for a socket's.
     let path = state.join(SOCKET);
+    let path = std::fs::read_link(&path).unwrap_or(path);
     let mut stream = UnixStream::connect(&path).map_err(|e| {
         format!(
             "cannot reach the running deployment through `{}`: {e}",

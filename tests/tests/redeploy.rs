@@ -516,3 +516,103 @@ fn crons_run_on_every_instance_each_with_its_number() {
     deployment.stop();
     deployment.nothing_left();
 }
+
+/// The verdict is known once the front has moved: a caller that goes while the succeeded hook
+/// runs changes nothing; the new version serves on.
+#[test]
+fn a_caller_gone_during_the_succeeded_hook_changes_nothing() {
+    let mut deployment = start(setup());
+    let go = deployment.tmp.path().join("go");
+    version(&deployment.app_dir, "two");
+    let hook = format!(
+        "CC_RUN_SUCCEEDED_HOOK=echo hook waits; while [ ! -e '{}' ]; do sleep 0.05; done",
+        go.display()
+    );
+    let mut caller = redeploy_command(&deployment, &["--env", &hook]);
+    caller.stdout(Stdio::null()).stderr(Stdio::null());
+    let mut caller = testkit::ProcessGuard::spawn(&mut caller);
+    assert!(
+        deployment.wait_for("hook waits", Duration::from_secs(120)),
+        "{}",
+        deployment.output()
+    );
+    caller.signal(nix::sys::signal::Signal::SIGKILL);
+    caller
+        .wait_timeout(Duration::from_secs(10))
+        .expect("the caller is gone");
+    std::fs::write(&go, "").unwrap();
+    assert!(
+        deployment.wait_for(
+            "generation 1 finishes its requests and stops",
+            Duration::from_secs(30)
+        ) || deployment
+            .output()
+            .contains("generation 1 finishes its requests and stops"),
+        "{}",
+        deployment.output()
+    );
+    assert_eq!(get(deployment.public), "two 0\n");
+    assert!(
+        deployment.guard.child.try_wait().unwrap().is_none(),
+        "{}",
+        deployment.output()
+    );
+    deployment.stop();
+    deployment.nothing_left();
+}
+
+/// A state directory whose path is too long for a Unix socket's (a deep TMPDIR): the sockets go
+/// to a short directory of their own, linked from it, and redeploys work.
+#[test]
+fn a_deep_tmpdir_still_gives_a_front_and_redeploys() {
+    let (tmp, app) = testkit::copy_example("hello");
+    let deep = tmp.path().join("d".repeat(90));
+    std::fs::create_dir_all(&deep).unwrap();
+    std::fs::write(app.join("versioned.py"), APP).unwrap();
+    for args in [
+        &["init", "-q"][..],
+        &["add", "-A"],
+        &[
+            "-c",
+            "user.name=Test",
+            "-c",
+            "user.email=test@example.com",
+            "commit",
+            "-qm",
+            "one",
+        ],
+    ] {
+        assert!(Command::new("git")
+            .args(args)
+            .current_dir(&app)
+            .status()
+            .unwrap()
+            .success());
+    }
+    let mut setup = setup().var("TMPDIR", deep.display().to_string());
+    setup.own_state_dir = true;
+    let mut deployment = setup.launch(tmp, app);
+    deployment.deployed();
+    assert_eq!(get(deployment.public), "one 0\n");
+    version(&deployment.app_dir, "two");
+    let (code, said) = finished(redeploy(&deployment, &[]));
+    assert_eq!(code, 0, "{said}");
+    assert_eq!(get(deployment.public), "two 0\n");
+    deployment.stop();
+    deployment.nothing_left();
+    // Its sockets' directory went with it.
+    let left: Vec<_> = std::fs::read_dir("/tmp")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("uvdeploy-sockets.")
+        })
+        .filter(|e| {
+            std::fs::read_link(e.path().join("control.sock")).is_ok()
+                || e.path().join("control.sock").exists()
+        })
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

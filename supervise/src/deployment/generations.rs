@@ -278,6 +278,14 @@ impl Deployment<'_> {
         }
     }
 
+    /// The redeploy's caller is gone: nothing more is said to it.
+    pub(super) fn caller_left(&mut self) {
+        crate::prefix::tee(None);
+        if let Some(caller) = self.caller.take() {
+            self.children.unwatch(caller.stream.as_raw_fd());
+        }
+    }
+
     /// The verdict to the redeploy's caller, who then exits.
     pub(super) fn answer(&mut self, code: u8) {
         crate::prefix::tee(None);

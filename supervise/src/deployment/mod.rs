@@ -122,6 +122,8 @@ pub(crate) struct Deployment<'a> {
     pub no_front: Option<String>,
     /// Redeploys are asked for here.
     pub control: Option<UnixListener>,
+    /// Where the sockets are (the state directory, unless its path is too long for them).
+    pub sockets: PathBuf,
     /// The caller of the redeploy under way.
     pub caller: Option<Caller>,
     /// Ports given to instances, not to be given twice.

@@ -135,7 +135,14 @@ impl Deployment<'_> {
             .public_port
             .unwrap_or(plan::PortSettings::default().public);
         phase(&format!("front: Sōzu on port {port}"));
-        match Front::start(&sozu, port, &self.state.join("front"), self.children) {
+        let socket = self.sockets.join("sozu.sock");
+        match Front::start(
+            &sozu,
+            port,
+            &self.state.join("front"),
+            &socket,
+            self.children,
+        ) {
             Ok(front) => {
                 let pid = self.children.procs[front.index].pid;
                 self.gen.summary.processes.insert("front".into(), pid);

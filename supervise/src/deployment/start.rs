@@ -116,7 +116,9 @@ impl Deployment<'_> {
                 }
                 // An add-on's end is said as in every other wait.
                 Err(Event::Exited(i, status)) => self.other_exited(i, status),
-                Err(Event::Ready(_)) => return Err(Halt::Cancelled),
+                // The redeploy's caller went away while a hook runs: the verdict is known by
+                // then (the front moved, or the redeploy failed); the hook runs to its end.
+                Err(Event::Ready(_)) => self.caller_left(),
                 Err(Event::OrphanReaped) => {}
             }
         };
