@@ -187,6 +187,22 @@ pub fn write_plan(plan: &Plan, pretty: bool, out: &mut impl Write) -> std::io::R
     out.flush()
 }
 
+/// A new state directory for a deployment of app `name` under `tmp`: private by its name,
+/// which cannot be guessed (no other user can prepare it), and readable by others (0755):
+/// varnishd drops to its own user and reads its files there. The one place it is made, for
+/// `uvdeploy deploy` and for `flowctl` on its own.
+pub fn new_state_dir(name: &str, tmp: &Path) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    // Short enough for any file system (and a Unix socket's path), whatever the app is called.
+    let short: String = name.chars().take(40).collect();
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("uvdeploy-{short}."))
+        .tempdir_in(tmp)?
+        .keep();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
+    Ok(dir)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,20 +302,4 @@ mod tests {
             PlanSource::File("p.json".into())
         );
     }
-}
-
-/// A new state directory for a deployment of app `name` under `tmp`: private by its name,
-/// which cannot be guessed (no other user can prepare it), and readable by others (0755):
-/// varnishd drops to its own user and reads its files there. The one place it is made, for
-/// `uvdeploy deploy` and for `flowctl` on its own.
-pub fn new_state_dir(name: &str, tmp: &Path) -> std::io::Result<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    // Short enough for any file system (and a Unix socket's path), whatever the app is called.
-    let short: String = name.chars().take(40).collect();
-    let dir = tempfile::Builder::new()
-        .prefix(&format!("uvdeploy-{short}."))
-        .tempdir_in(tmp)?
-        .keep();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
-    Ok(dir)
 }
