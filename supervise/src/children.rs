@@ -391,6 +391,23 @@ impl Children {
             .collect()
     }
 
+    /// TERM to the orphans we adopted (a daemon a hook or a worker left) that run in `dir`
+    /// (their working directory is in it): a generation's, when it stops. They are reaped as
+    /// they end; one that ignores TERM is stopped with the rest at the end.
+    pub fn stop_orphans_in(&self, dir: &std::path::Path) {
+        for pid in self.adopted() {
+            let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_default();
+            // A copy removed under it reads `... (deleted)`: still in it.
+            let cwd = cwd.to_string_lossy();
+            if cwd
+                .trim_end_matches(" (deleted)")
+                .starts_with(&*dir.to_string_lossy())
+            {
+                signal_orphan(pid, Signal::SIGTERM);
+            }
+        }
+    }
+
     fn live(&self) -> Vec<usize> {
         (0..self.procs.len())
             .filter(|&i| self.procs[i].status.is_none())

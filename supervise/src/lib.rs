@@ -360,6 +360,7 @@ pub fn deploy(options: &Options, env: &Env) -> Result<std::process::ExitCode, pl
         ports_taken: Default::default(),
         accepting: false,
         pending: None,
+        last_generation: 1,
         redeploy_started: 0,
         serving_died: None,
     };
@@ -436,6 +437,12 @@ fn ask_redeploy(
         holder.app_dir.display(),
         holder.pid
     ));
+    // Its INT (Ctrl-C), TERM or HUP gives the redeploy up (the deployment sees the caller
+    // go): also when they were ignored when it started, as in a script's background job.
+    for sig in children::STOP_SIGNALS {
+        // SAFETY: no handler is installed, only the default disposition restored.
+        let _ = unsafe { nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigDfl) };
+    }
     let app_dir = options.app_dir.clone().unwrap_or_else(|| ".".into());
     let request = request_of(options, env, &app_dir);
     let code = redeploy::ask(&holder.state_dir, &request).map_err(|e| {

@@ -242,9 +242,13 @@ fn a_redeploy_whose_health_check_fails_leaves_the_old_version_serving_and_exits_
         text.replace("VERSION = \"one\"", "VERSION = \"broken\"")
             .replace("HEALTH = 200", "HEALTH = 500")
     });
+    // The failed hook leaves a daemon behind, in the new generation's copy.
     let (code, said) = finished(redeploy(
         &deployment,
-        &["--env", "CC_RUN_FAILED_HOOK=echo failed-hook-ran"],
+        &[
+            "--env",
+            "CC_RUN_FAILED_HOOK=echo failed-hook-ran; setsid sleep 300 >/dev/null 2>&1 &",
+        ],
     ));
     assert_eq!(code, 1, "{said}");
     for line in [
@@ -265,7 +269,28 @@ fn a_redeploy_whose_health_check_fails_leaves_the_old_version_serving_and_exits_
     .unwrap();
     assert_eq!(failed["status"], "unhealthy");
     let generation_2 = deployment.tmp.path().join("state/generation-2");
-    assert_eq!(running_in(&deployment, &generation_2), Vec::<i32>::new());
+    // Its daemon too.
+    assert!(
+        testkit::wait_until(Duration::from_secs(10), || running_in(
+            &deployment,
+            &generation_2
+        )
+        .is_empty()),
+        "{:?}",
+        running_in(&deployment, &generation_2)
+    );
+    // Its record stays, its copy goes; the next attempt is generation 3.
+    assert!(!generation_2.join("copy").exists());
+    commit(&deployment.app_dir, |text| {
+        text.replace("VERSION = \"broken\"", "VERSION = \"three\"")
+            .replace("HEALTH = 500", "HEALTH = 200")
+    });
+    let (code, said) = finished(redeploy(&deployment, &[]));
+    assert_eq!(code, 0, "{said}");
+    assert!(said.contains("==> redeploy: generation 3"), "{said}");
+    assert_eq!(get(deployment.public), "three 0\n");
+    assert!(generation_2.join("deploy.json").is_file());
+    assert_eq!(summary(&deployment)["generation"], 3);
     deployment.stop();
     deployment.nothing_left();
 }
@@ -339,7 +364,26 @@ fn a_second_redeploy_while_one_is_under_way_is_refused_and_a_caller_that_leaves_
     let wait_for = format!("WAIT_FOR={}", go.display());
     version(&deployment.app_dir, "two");
     // The first redeploy's app does not listen until `go` exists: it is under way meanwhile.
+    // Its caller starts with INT ignored, as a script's background job does.
     let mut first = redeploy_command(&deployment, &["--env", &wait_for]);
+    let script = root().join("scripts/deploy");
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "-c".into(),
+        "trap '' INT; exec bash \"$0\" \"$@\"".into(),
+        script.into(),
+    ];
+    args.extend(first.get_args().skip(1).map(|a| a.to_os_string()));
+    let mut first = {
+        // The same command and environment (a cleared one), behind the trap.
+        let mut wrapped = Command::new("bash");
+        wrapped.args(args).env_clear().stdin(Stdio::null());
+        for (key, value) in first.get_envs() {
+            if let Some(value) = value {
+                wrapped.env(key, value);
+            }
+        }
+        wrapped
+    };
     first.stdout(Stdio::null()).stderr(Stdio::piped());
     let mut first = testkit::ProcessGuard::spawn(&mut first);
     assert!(

@@ -80,7 +80,9 @@ impl Deployment<'_> {
     pub(super) fn redeploy(&mut self, request: Request) -> Result<(), Halt> {
         let started = Instant::now();
         self.redeploy_started = self.children.procs.len();
-        let number = self.gen.number + 1;
+        // Each attempt its own number: a failed one's record is not overwritten.
+        self.last_generation += 1;
+        let number = self.last_generation;
         let old_number = self.gen.number;
         phase(&format!(
             "redeploy: generation {number}, asked by PID {}; generation {old_number} serves meanwhile",
@@ -224,7 +226,11 @@ impl Deployment<'_> {
                 .filter(|i| !self.cron_runs.iter().any(|(run, _)| run == i)),
         );
         self.children.stop(&processes, &|line| say(line));
+        self.children.stop_orphans_in(&new.dir.join("copy"));
         self.release_ports(&new);
+        // Its record stays for a look (`generation-N/deploy.json`, the plans); its copy and
+        // venv go.
+        let _ = std::fs::remove_dir_all(new.dir.join("copy"));
         let mut secrets = self.gen.env.clone();
         if let Some(file) = &self.addons.env_file {
             let _ = secrets.load_file(file);
@@ -237,6 +243,7 @@ impl Deployment<'_> {
     pub(super) fn retire(&mut self, old: Generation) {
         self.drain(&old);
         self.children.stop(&old.processes(), &|line| say(line));
+        self.children.stop_orphans_in(&old.dir.join("copy"));
         self.release_ports(&old);
         if old.number > 1 {
             let _ = std::fs::remove_dir_all(&old.dir);

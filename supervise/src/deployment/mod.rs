@@ -132,6 +132,8 @@ pub(crate) struct Deployment<'a> {
     pub accepting: bool,
     /// The redeploy asked for, not started yet.
     pub pending: Option<Request>,
+    /// The number of the last generation started (failed ones count).
+    pub last_generation: u32,
     /// The index of the first process the redeploy under way started.
     pub redeploy_started: usize,
     /// A process of the generation serving that ended during the redeploy: when the redeploy
