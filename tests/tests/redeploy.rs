@@ -365,7 +365,7 @@ fn a_second_redeploy_while_one_is_under_way_is_refused_and_a_caller_that_leaves_
     version(&deployment.app_dir, "two");
     // The first redeploy's app does not listen until `go` exists: it is under way meanwhile.
     // Its caller starts with INT ignored, as a script's background job does.
-    let mut first = redeploy_command(&deployment, &["--env", &wait_for]);
+    let first = redeploy_command(&deployment, &["--env", &wait_for]);
     let script = root().join("scripts/deploy");
     let mut args: Vec<std::ffi::OsString> = vec![
         "-c".into(),
