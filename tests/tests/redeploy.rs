@@ -343,10 +343,15 @@ fn instances_share_the_front_round_robin_each_with_its_number() {
             .count(),
         2
     );
-    // A redeploy keeps the number of instances unless told.
+    // A redeploy keeps the number of instances unless told; it takes its own environment,
+    // here without CC_WORKER_COMMAND, and says what that changes.
     version(&deployment.app_dir, "two");
     let (code, said) = finished(redeploy(&deployment, &[]));
     assert_eq!(code, 0, "{said}");
+    assert!(
+        said.contains("the workers change: worker-0 run, none come (a redeploy takes this command's environment"),
+        "{said}"
+    );
     let answers: std::collections::BTreeSet<String> =
         (0..4).map(|_| get(deployment.public)).collect();
     assert_eq!(

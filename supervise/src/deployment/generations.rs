@@ -54,6 +54,8 @@ impl Deployment<'_> {
                 },
                 ports,
                 public: 0,
+                chain: String::new(),
+                worker_names: Vec::new(),
                 services: Vec::new(),
                 workers: Vec::new(),
                 crons: None,

@@ -40,6 +40,9 @@ pub(crate) struct InstanceRun {
     pub ports: Option<(u16, u16)>,
     /// Where its chain listens, once planned.
     pub public: u16,
+    /// Its chain as the plan says it (`otoroshi → varnish → app`), and its workers' names.
+    pub chain: String,
+    pub worker_names: Vec<String>,
     /// The app and the hops: what must keep running.
     pub services: Vec<usize>,
     /// Started beside the app, restarted as the platform does; their end never stops the

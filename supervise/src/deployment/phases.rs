@@ -171,7 +171,17 @@ impl Deployment<'_> {
             match plan::read_plan(&PlanSource::File(path.clone()), "uvsupervise") {
                 Ok(plan) => {
                     self.gen.instances[n].instance.app_home = plan.app_dir.display().to_string();
-                    self.gen.instances[n].public = plan.ports.public;
+                    let inst = &mut self.gen.instances[n];
+                    inst.public = plan.ports.public;
+                    inst.chain = plan
+                        .hops
+                        .iter()
+                        .flatten()
+                        .map(|h| h.name.as_str())
+                        .chain(["app"])
+                        .collect::<Vec<_>>()
+                        .join(" → ");
+                    inst.worker_names = plan.workers.iter().map(|w| w.name.clone()).collect();
                     plans.push(plan);
                 }
                 Err(e) => {
@@ -180,6 +190,7 @@ impl Deployment<'_> {
                 }
             }
         }
+        self.say_what_changes();
         // Every name to come, so that all lines align from the first.
         let mut names = Vec::new();
         for (inst, plan) in self.gen.instances.iter().zip(&plans) {
@@ -281,6 +292,39 @@ impl Deployment<'_> {
                 self.write_summary();
                 Err(Halt::Said(plan::report::Failure::exit_code(&e)))
             }
+        }
+    }
+
+    /// A redeploy takes the redeploying command's environment: what that changes in the chain
+    /// and the workers, against what serves, is said (a secret left out of the environment
+    /// drops its hop).
+    fn say_what_changes(&self) {
+        let (Some(old), Some(new)) = (
+            self.serving.as_ref().and_then(|g| g.instances.first()),
+            self.gen.instances.first(),
+        ) else {
+            return;
+        };
+        let why = "a redeploy takes this command's environment, not the one serving's";
+        if old.chain != new.chain {
+            say(&format!(
+                "the chain changes: `{}` serves, `{}` comes ({why})",
+                old.chain, new.chain
+            ));
+        }
+        if old.worker_names != new.worker_names {
+            let list = |names: &[String]| {
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                }
+            };
+            say(&format!(
+                "the workers change: {} run, {} come ({why})",
+                list(&old.worker_names),
+                list(&new.worker_names)
+            ));
         }
     }
 }

@@ -61,7 +61,7 @@ impl Deployment<'_> {
         let count = self.gen.instances.len();
         if n == 0 && count > 1 {
             say(&format!(
-                "crons run on every instance ({count}), as on the platform: test INSTANCE_NUMBER=0 in a cron to run it once"
+"crons run on every instance ({count}), as on the platform: to run one once, test INSTANCE_NUMBER=0 in it (a `#!/bin/bash -l` script has the app's variables)"
             ));
         }
         say(&format!(
