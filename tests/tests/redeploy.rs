@@ -665,3 +665,51 @@ fn a_deep_tmpdir_still_gives_a_front_and_redeploys() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// Among several instances, one whose app dies leaves the front; the others serve on, and a
+/// redeploy starts them all again. The last one's death ends the deployment.
+#[test]
+fn an_instance_that_dies_leaves_the_front_and_the_others_serve_on() {
+    let mut deployment = start(setup().args(&["--instances", "2"]));
+    let state = deployment.tmp.path().join("state");
+    let plan: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state.join("instance-1/plan.json")).unwrap())
+            .unwrap();
+    let app_port = plan["ports"]["app"].as_u64().unwrap();
+    let pid = summary(&deployment)["processes"]["app.1"].as_i64().unwrap() as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(
+        deployment.wait_for(
+            "instance 1 leaves the front and stops; 1 instance(s) serve on",
+            Duration::from_secs(30)
+        ),
+        "{}",
+        deployment.output()
+    );
+    let answers: std::collections::BTreeSet<String> =
+        (0..4).map(|_| get(deployment.public)).collect();
+    assert_eq!(
+        answers,
+        ["one 0\n".to_string()].into(),
+        "{}",
+        deployment.output()
+    );
+    assert!(std::net::TcpStream::connect(("127.0.0.1", app_port as u16)).is_err());
+    assert!(summary(&deployment)["processes"].get("app.1").is_none());
+    // A redeploy brings both back.
+    version(&deployment.app_dir, "two");
+    let (code, said) = finished(redeploy(&deployment, &[]));
+    assert_eq!(code, 0, "{said}");
+    let answers: std::collections::BTreeSet<String> =
+        (0..4).map(|_| get(deployment.public)).collect();
+    assert_eq!(
+        answers,
+        ["two 0\n".to_string(), "two 1\n".to_string()].into()
+    );
+    deployment.stop();
+    deployment.nothing_left();
+}

@@ -75,7 +75,9 @@ impl Deployment<'_> {
             match event {
                 Some(Event::Stop(_)) => return Err(Halt::Stop),
                 Some(Event::Exited(i, status)) if self.is_service(i) => {
-                    return Err(Halt::Died(i, status))
+                    if !self.instance_out(i, status) {
+                        return Err(Halt::Died(i, status));
+                    }
                 }
                 Some(Event::Exited(i, status)) => self.other_exited(i, status),
                 _ => {}
@@ -326,5 +328,67 @@ impl Deployment<'_> {
                 list(&new.worker_names)
             ));
         }
+    }
+
+    /// Process `index`, a service, ended while the deployment serves. Among several instances
+    /// behind the front, its instance leaves the front and stops, and the others serve on:
+    /// `true`. Alone (or the front itself), the deployment ends: `false`.
+    fn instance_out(&mut self, index: usize, status: i32) -> bool {
+        let Some(n) = self
+            .gen
+            .instances
+            .iter()
+            .position(|inst| inst.services.contains(&index))
+        else {
+            return false;
+        };
+        let serving = self
+            .gen
+            .instances
+            .iter()
+            .filter(|inst| !inst.services.is_empty())
+            .count();
+        if self.front.is_none() || serving < 2 {
+            return false;
+        }
+        self.children.drain(index);
+        let number = self.gen.number;
+        let inst = &self.gen.instances[n];
+        let name = self.children.procs[index].name.clone();
+        say(&format!(
+            "{name} exited with status {status}: instance {} leaves the front and stops; {} instance(s) serve on (redeploy to start it again)",
+            inst.instance.instance_number,
+            serving - 1
+        ));
+        let backend = inst.backend(number);
+        if let Some(front) = &mut self.front {
+            if let Err(e) = front.remove(&backend) {
+                say(&format!("the front still sends to it: {e}"));
+            }
+        }
+        let processes: Vec<usize> = {
+            let inst = &self.gen.instances[n];
+            inst.services
+                .iter()
+                .copied()
+                .chain(inst.workers.iter().filter_map(|w| w.running))
+                .collect()
+        };
+        self.children.stop(&processes, &|line| say(line));
+        let gone: Vec<String> = processes
+            .iter()
+            .map(|&i| self.children.procs[i].name.clone())
+            .collect();
+        let inst = &mut self.gen.instances[n];
+        inst.services.clear();
+        inst.workers.clear();
+        inst.crons = None;
+        self.gen
+            .summary
+            .processes
+            .retain(|name, _| !gone.contains(name));
+        self.gen.summary.instances = (serving - 1) as u32;
+        self.write_summary();
+        true
     }
 }
