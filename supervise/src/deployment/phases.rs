@@ -74,10 +74,12 @@ impl Deployment<'_> {
             self.accepting = false;
             match event {
                 Some(Event::Stop(_)) => return Err(Halt::Stop),
-                Some(Event::Exited(i, status)) if self.is_service(i) => {
-                    if !self.instance_out(i, status) {
-                        return Err(Halt::Died(i, status));
-                    }
+                // (An instance that left the front is handled in the guard; its end then
+                // falls to the next arm, which has nothing to say of it.)
+                Some(Event::Exited(i, status))
+                    if self.is_service(i) && !self.instance_out(i, status) =>
+                {
+                    return Err(Halt::Died(i, status))
                 }
                 Some(Event::Exited(i, status)) => self.other_exited(i, status),
                 _ => {}
