@@ -247,6 +247,13 @@ impl Children {
         }
     }
 
+    /// What runs in `dir` is the deployment's too, should we be killed ([`Watchdog::dir`]).
+    pub fn watch_dir(&mut self, dir: &std::path::Path) {
+        if let Some(watchdog) = &mut self.watchdog {
+            watchdog.dir(dir);
+        }
+    }
+
     /// Process `index` is to be stopped after all the others.
     pub fn stop_last(&mut self, index: usize) {
         self.procs[index].last = true;

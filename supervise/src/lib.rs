@@ -304,6 +304,8 @@ pub fn deploy(options: &Options, env: &Env) -> Result<std::process::ExitCode, pl
         &app_path,
         env,
     )?;
+    // What runs in the copy is the deployment's (not a shell of yours in the state directory).
+    children.watch_dir(&state.join("copy"));
     // What an earlier deployment in this directory said is not this one's.
     let _ = std::fs::remove_file(state.join("deploy.json"));
     lock.record(&state)

@@ -74,6 +74,20 @@ impl Watchdog {
         }
     }
 
+    /// What runs in `dir` (its working directory is in it: a generation's copy) is the
+    /// deployment's too: a daemon a hook or a worker left with a session of its
+    /// own (`setsid`) is in no group we know, and is stopped all the same.
+    pub fn dir(&mut self, dir: &std::path::Path) {
+        // In hex: a path may hold a newline, which ends a line here.
+        let hex: String = dir
+            .as_os_str()
+            .as_encoded_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        self.tell(&format!("={hex}\n"));
+    }
+
     /// Everything is stopped: the watchdog ends, and is reaped.
     pub fn done(mut self) {
         self.tell("done\n");
@@ -89,6 +103,7 @@ pub fn run(grace: Duration) -> u8 {
         let _ = unsafe { signal(sig, SigHandler::SigIgn) };
     }
     let mut groups: BTreeMap<i32, u64> = BTreeMap::new();
+    let mut dirs: Vec<std::path::PathBuf> = Vec::new();
     for line in std::io::stdin().lock().lines() {
         let Ok(line) = line else { break };
         if line == "done" {
@@ -104,6 +119,17 @@ pub fn run(grace: Duration) -> u8 {
             }
         } else if let Some(Ok(pid)) = line.strip_prefix('-').map(str::parse::<i32>) {
             groups.remove(&pid);
+        } else if let Some(hex) = line.strip_prefix('=') {
+            let bytes: Option<Vec<u8>> = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+                .collect();
+            if let Some(bytes) = bytes {
+                use std::os::unix::ffi::OsStringExt;
+                dirs.push(std::path::PathBuf::from(std::ffi::OsString::from_vec(
+                    bytes,
+                )));
+            }
         }
     }
     // The supervisor is gone. A group is still ours while it has members and its leader, if
@@ -118,12 +144,16 @@ pub fn run(grace: Duration) -> u8 {
         for &pgid in &live {
             let _ = killpg(Pid::from_raw(pgid), sig);
         }
-        live.len()
+        let strays = running_in(&dirs);
+        for &pid in &strays {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), sig);
+        }
+        live.len() + strays.len()
     };
     stop(Signal::SIGTERM);
     let deadline = Instant::now() + grace;
     while Instant::now() < deadline {
-        if groups.iter().filter_map(ours).next().is_none() {
+        if groups.iter().filter_map(ours).next().is_none() && running_in(&dirs).is_empty() {
             return 0;
         }
         // Nothing to wait on but time: the processes are not our children.
@@ -131,4 +161,38 @@ pub fn run(grace: Duration) -> u8 {
     }
     stop(Signal::SIGKILL);
     0
+}
+
+/// The live processes (but this one) whose working directory is in one of `dirs` (also when
+/// it was removed under them: `... (deleted)`).
+fn running_in(dirs: &[std::path::PathBuf]) -> Vec<i32> {
+    if dirs.is_empty() {
+        return Vec::new();
+    }
+    let me = std::process::id() as i32;
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid != me)
+        .filter(|pid| {
+            let Ok(cwd) = std::fs::read_link(format!("/proc/{pid}/cwd")) else {
+                return false;
+            };
+            let cwd = cwd.to_string_lossy();
+            let cwd = std::path::Path::new(cwd.trim_end_matches(" (deleted)"));
+            dirs.iter().any(|dir| cwd.starts_with(dir))
+        })
+        .filter(|pid| {
+            // Not a zombie: it is gone, only not reaped by its new parent yet.
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    stat.rsplit_once(')')
+                        .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
+                })
+                .unwrap_or(false)
+        })
+        .collect()
 }

@@ -22,8 +22,22 @@ fn sigint_stops_a_chain_of_varnish_and_the_app() {
 
 #[test]
 fn killing_deploy_outright_leaves_no_orphan() {
-    let mut deployment = Setup::new("hello").start_with(with_vcl);
+    // A daemon the succeeded hook leaves, in a session of its own: in no group deploy knows.
+    let mut deployment = Setup::new("hello")
+        .var(
+            "CC_RUN_SUCCEEDED_HOOK",
+            "setsid sleep 300 >/dev/null 2>&1 &",
+        )
+        .start_with(with_vcl);
     deployment.deployed();
+    assert!(
+        testkit::wait_until(Duration::from_secs(10), || marked_processes(
+            &deployment.mark
+        )
+        .iter()
+        .any(|&p| process::command_line(p).contains("sleep 300"))),
+        "the daemon started"
+    );
     let running = marked_processes(&deployment.mark);
     assert!(
         running

@@ -93,6 +93,7 @@ impl Deployment<'_> {
         let dir = self.state.join(format!("generation-{number}"));
         let _ = std::fs::remove_dir_all(&dir);
         let made = std::fs::create_dir_all(&dir).map_err(|e| e.to_string());
+        self.children.watch_dir(&dir.join("copy"));
         let new = made.and_then(|()| self.generation(number, dir, request, true));
         let mut new = match new {
             Ok(new) => new,
