@@ -85,6 +85,9 @@ pub struct Children {
     painted: usize,
     /// The names' column: 8, or the longest name to come ([`Children::align`]).
     label_width: usize,
+    /// The generation the processes started from now on belong to (their lines reach a
+    /// redeploy's caller only when it is the one it asked for: [`prefix::tee`]).
+    pub tag: u32,
     /// The secret values no process's output may show.
     secrets: std::sync::Arc<Vec<Vec<u8>>>,
     me: i32,
@@ -141,6 +144,7 @@ impl Children {
             pending_stdout: None,
             painted: 0,
             label_width: 8,
+            tag: 1,
             secrets: Default::default(),
             me: std::process::id() as i32,
             watched: Vec::new(),
@@ -218,13 +222,14 @@ impl Children {
             let done = self.relays_done.0.clone();
             self.relayed.insert(index);
             let secrets = self.secrets.clone();
+            let tag = self.tag;
             std::thread::spawn(move || {
                 prefix::relay(
                     std::fs::File::from(read),
                     &label,
                     style,
                     &secrets,
-                    prefix::to_stderr,
+                    move |block: &[u8]| prefix::to_stderr_from(tag, block),
                 );
                 let _ = done.send(index);
             });

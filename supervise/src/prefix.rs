@@ -95,7 +95,21 @@ pub fn relay(
 /// Writes one whole block to stderr, and to the caller of a redeploy while there is one
 /// ([`tee`]).
 pub fn to_stderr(block: &[u8]) {
+    to_stderr_from(0, block)
+}
+
+/// The generation whose processes' lines reach the caller of a redeploy (0: every line).
+static TEED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// [`to_stderr`] for a process of generation `tag`: its lines reach a redeploy's caller only
+/// when it is the generation that caller asked for (tag 0, what uvsupervise says itself,
+/// always does): not the serving generation's request log.
+pub fn to_stderr_from(tag: u32, block: &[u8]) {
     let _ = std::io::stderr().lock().write_all(block);
+    let teed = TEED.load(std::sync::atomic::Ordering::Relaxed);
+    if tag != 0 && teed != 0 && tag != teed {
+        return;
+    }
     let mut tee = TEE.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(out) = tee.as_mut() {
         if out(block).is_err() {
@@ -129,8 +143,10 @@ type Sink = Box<dyn FnMut(&[u8]) -> std::io::Result<()> + Send>;
 
 static TEE: std::sync::Mutex<Option<Sink>> = std::sync::Mutex::new(None);
 
-/// Everything written to stderr goes to `sink` too, until `tee(None)` (or its first error).
-pub fn tee(sink: Option<Sink>) {
+/// Everything written to stderr goes to `sink` too (of the processes, those of generation
+/// `tag` only), until `tee(None, _)` (or its first error).
+pub fn tee(sink: Option<Sink>, tag: u32) {
+    TEED.store(tag, std::sync::atomic::Ordering::Relaxed);
     *TEE.lock().unwrap_or_else(|e| e.into_inner()) = sink;
 }
 
@@ -279,17 +295,23 @@ mod tests {
     fn what_the_supervisor_says_itself_hides_secrets_too_and_reaches_a_tee() {
         let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let into = seen.clone();
-        tee(Some(Box::new(move |bytes: &[u8]| {
-            into.lock().unwrap().extend_from_slice(bytes);
-            Ok(())
-        })));
+        tee(
+            Some(Box::new(move |bytes: &[u8]| {
+                into.lock().unwrap().extend_from_slice(bytes);
+                Ok(())
+            })),
+            2,
+        );
         set_secrets(std::sync::Arc::new(vec![b"hunter2".to_vec()]));
         say("deploy: cannot use /srv/hunter2/app\n");
-        tee(None);
+        // The serving generation's lines stay on the deployment's own stderr.
+        to_stderr_from(1, b"app | GET / 200\n");
+        to_stderr_from(2, b"app | listening\n");
+        tee(None, 0);
         set_secrets(std::sync::Arc::new(Vec::new()));
         assert_eq!(
             String::from_utf8(seen.lock().unwrap().clone()).unwrap(),
-            "deploy: cannot use /srv/***/app\n"
+            "deploy: cannot use /srv/***/app\napp | listening\n"
         );
     }
 

@@ -29,6 +29,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+        if self.path == "/":
+            print(f"served {VERSION}", flush=True)
 
     def log_message(self, *args):
         pass
@@ -212,6 +214,9 @@ fn a_good_redeploy_under_load_loses_no_request_and_then_the_new_version_answers(
     ] {
         assert!(said.contains(line), "{line:?} not in:\n{said}");
     }
+    // Not the serving generation's log, though it served all along (its terminal has it).
+    assert!(!said.contains("served one"), "{said}");
+    assert!(deployment.output().contains("app      | served one"));
     assert_eq!(get(deployment.public), "two 0\n");
     let requests = no_failed_request(&load.report());
     assert!(requests > 0);

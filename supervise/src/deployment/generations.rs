@@ -85,6 +85,7 @@ impl Deployment<'_> {
         // Each attempt its own number: a failed one's record is not overwritten.
         self.last_generation += 1;
         let number = self.last_generation;
+        self.children.tag = number;
         let old_number = self.gen.number;
         phase(&format!(
             "redeploy: generation {number}, asked by PID {}; generation {old_number} serves meanwhile",
@@ -290,7 +291,7 @@ impl Deployment<'_> {
 
     /// The redeploy's caller is gone: nothing more is said to it.
     pub(super) fn caller_left(&mut self) {
-        crate::prefix::tee(None);
+        crate::prefix::tee(None, 0);
         if let Some(caller) = self.caller.take() {
             self.children.unwatch(caller.stream.as_raw_fd());
         }
@@ -298,7 +299,7 @@ impl Deployment<'_> {
 
     /// The verdict to the redeploy's caller, who then exits.
     pub(super) fn answer(&mut self, code: u8) {
-        crate::prefix::tee(None);
+        crate::prefix::tee(None, 0);
         if let Some(caller) = self.caller.take() {
             self.children.unwatch(caller.stream.as_raw_fd());
             caller.finish(code);

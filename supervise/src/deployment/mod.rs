@@ -184,7 +184,7 @@ impl Deployment<'_> {
             Err(Halt::Cancelled) => 1,
         };
         if let Some(caller) = self.caller.take() {
-            crate::prefix::tee(None);
+            crate::prefix::tee(None, 0);
             caller.finish(exit::FAILED);
         }
         self.children.stop_all(&|line| say(line));
@@ -426,7 +426,7 @@ impl Deployment<'_> {
             }
             (None, Ok(request)) => {
                 if let Ok(sink) = caller.sink() {
-                    crate::prefix::tee(Some(Box::new(sink)));
+                    crate::prefix::tee(Some(Box::new(sink)), self.last_generation + 1);
                 }
                 self.children.watch(caller.stream.as_raw_fd());
                 self.caller = Some(caller);
