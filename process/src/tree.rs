@@ -30,6 +30,28 @@ pub(crate) fn processes() -> Vec<(i32, i32, i32)> {
         .collect()
 }
 
+/// Whether process `pid` works in `dir`: its working directory is `dir` or below it, also
+/// when it was removed under it (the kernel then says `... (deleted)`).
+pub fn works_in(pid: i32, dir: &std::path::Path) -> bool {
+    let Ok(cwd) = std::fs::read_link(format!("/proc/{pid}/cwd")) else {
+        return false;
+    };
+    let cwd = cwd.to_string_lossy();
+    std::path::Path::new(cwd.trim_end_matches(" (deleted)")).starts_with(dir)
+}
+
+/// The live processes (not zombies) that work in one of `dirs` ([`works_in`]).
+pub fn working_in(dirs: &[std::path::PathBuf]) -> Vec<i32> {
+    if dirs.is_empty() {
+        return Vec::new();
+    }
+    processes()
+        .into_iter()
+        .map(|(pid, _, _)| pid)
+        .filter(|&pid| dirs.iter().any(|dir| works_in(pid, dir)))
+        .collect()
+}
+
 /// When process `pid` started, in clock ticks since boot (field 22): with the PID, it names
 /// one process, never a later one that reused the PID.
 pub fn start_time(pid: i32) -> Option<u64> {

@@ -408,13 +408,7 @@ impl Children {
     /// they end; one that ignores TERM is stopped with the rest at the end.
     pub fn stop_orphans_in(&self, dir: &std::path::Path) {
         for pid in self.adopted() {
-            let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_default();
-            // A copy removed under it reads `... (deleted)`: still in it.
-            let cwd = cwd.to_string_lossy();
-            if cwd
-                .trim_end_matches(" (deleted)")
-                .starts_with(&*dir.to_string_lossy())
-            {
+            if process::tree::works_in(pid, dir) {
                 signal_orphan(pid, Signal::SIGTERM);
             }
         }

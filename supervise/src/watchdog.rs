@@ -139,12 +139,19 @@ pub fn run(grace: Duration) -> u8 {
         let leader_ok = !members.contains(&pgid) || process::tree::start_time(pgid) == Some(start);
         (!members.is_empty() && leader_ok).then_some(pgid)
     };
+    // What works in a copy, but this watchdog (started wherever the supervisor was).
+    let me = std::process::id() as i32;
+    let strays = || -> Vec<i32> {
+        let mut pids = process::tree::working_in(&dirs);
+        pids.retain(|&pid| pid != me);
+        pids
+    };
     let stop = |sig: Signal| -> usize {
         let live: Vec<i32> = groups.iter().filter_map(ours).collect();
         for &pgid in &live {
             let _ = killpg(Pid::from_raw(pgid), sig);
         }
-        let strays = running_in(&dirs);
+        let strays = strays();
         for &pid in &strays {
             let _ = nix::sys::signal::kill(Pid::from_raw(pid), sig);
         }
@@ -153,7 +160,7 @@ pub fn run(grace: Duration) -> u8 {
     stop(Signal::SIGTERM);
     let deadline = Instant::now() + grace;
     while Instant::now() < deadline {
-        if groups.iter().filter_map(ours).next().is_none() && running_in(&dirs).is_empty() {
+        if groups.iter().filter_map(ours).next().is_none() && strays().is_empty() {
             return 0;
         }
         // Nothing to wait on but time: the processes are not our children.
@@ -161,38 +168,4 @@ pub fn run(grace: Duration) -> u8 {
     }
     stop(Signal::SIGKILL);
     0
-}
-
-/// The live processes (but this one) whose working directory is in one of `dirs` (also when
-/// it was removed under them: `... (deleted)`).
-fn running_in(dirs: &[std::path::PathBuf]) -> Vec<i32> {
-    if dirs.is_empty() {
-        return Vec::new();
-    }
-    let me = std::process::id() as i32;
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| pid != me)
-        .filter(|pid| {
-            let Ok(cwd) = std::fs::read_link(format!("/proc/{pid}/cwd")) else {
-                return false;
-            };
-            let cwd = cwd.to_string_lossy();
-            let cwd = std::path::Path::new(cwd.trim_end_matches(" (deleted)"));
-            dirs.iter().any(|dir| cwd.starts_with(dir))
-        })
-        .filter(|pid| {
-            // Not a zombie: it is gone, only not reaped by its new parent yet.
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|stat| {
-                    stat.rsplit_once(')')
-                        .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
-                })
-                .unwrap_or(false)
-        })
-        .collect()
 }
