@@ -137,16 +137,7 @@ impl Front {
 
     /// Sends traffic to `port` too, as backend `id`.
     pub fn add(&mut self, id: &str, port: u16) -> Result<(), String> {
-        self.ctl(&[
-            "backend",
-            "add",
-            "--id",
-            CLUSTER,
-            "--backend-id",
-            id,
-            "--address",
-            &format!("127.0.0.1:{port}"),
-        ])?;
+        self.backend("add", id, port)?;
         self.backends.push((id.to_string(), port));
         Ok(())
     }
@@ -156,19 +147,24 @@ impl Front {
         let Some(at) = self.backends.iter().position(|(b, _)| b == id) else {
             return Ok(());
         };
-        let port = self.backends[at].1;
+        self.backend("remove", id, self.backends[at].1)?;
+        self.backends.remove(at);
+        Ok(())
+    }
+
+    /// `sozu backend add|remove` of backend `id` on `port`, in the app's cluster.
+    fn backend(&self, action: &str, id: &str, port: u16) -> Result<(), String> {
+        let address = format!("127.0.0.1:{port}");
         self.ctl(&[
             "backend",
-            "remove",
+            action,
             "--id",
             CLUSTER,
             "--backend-id",
             id,
             "--address",
-            &format!("127.0.0.1:{port}"),
-        ])?;
-        self.backends.remove(at);
-        Ok(())
+            &address,
+        ])
     }
 
     fn ctl(&self, args: &[&str]) -> Result<(), String> {

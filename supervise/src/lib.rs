@@ -333,7 +333,7 @@ pub fn deploy(options: &Options, env: &Env) -> Result<std::process::ExitCode, pl
             None
         }
     };
-    let request = request_of(options, env, &app_dir);
+    let request = request_of(options, env);
     let placeholder = deployment::Generation {
         number: 0,
         dir: state.clone(),
@@ -385,9 +385,8 @@ pub fn deploy(options: &Options, env: &Env) -> Result<std::process::ExitCode, pl
 }
 
 /// What this command asks of a deployment: its environment and options.
-fn request_of(options: &Options, env: &Env, app_dir: &Path) -> redeploy::Request {
+fn request_of(options: &Options, env: &Env) -> redeploy::Request {
     let absolute = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
-    let _ = app_dir;
     redeploy::Request {
         pid: std::process::id(),
         env: env
@@ -445,8 +444,7 @@ fn ask_redeploy(
         // SAFETY: no handler is installed, only the default disposition restored.
         let _ = unsafe { nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigDfl) };
     }
-    let app_dir = options.app_dir.clone().unwrap_or_else(|| ".".into());
-    let request = request_of(options, env, &app_dir);
+    let request = request_of(options, env);
     let code = redeploy::ask(&holder.state_dir, &request).map_err(|e| {
         Message::failed(e).with_hint("stop the running deployment first (`uvdeploy stop`)")
     })?;

@@ -22,7 +22,6 @@ impl Deployment<'_> {
                 // What was timed and started before it is its own.
                 first.summary.timings_ms = std::mem::take(&mut self.gen.summary.timings_ms);
                 first.summary.processes = std::mem::take(&mut self.gen.summary.processes);
-                first.env = self.gen.env.clone();
                 self.gen = first;
             }
             Err(e) => {
