@@ -31,13 +31,6 @@ fn notes(data: &Path, clock: &Path) -> Setup {
     .var("UVDEPLOY_CLOCK", clock.display().to_string())
 }
 
-/// Sets the test clock to `time` (written whole, then renamed: never read half-written).
-fn set_clock(file: &Path, time: &str) {
-    let tmp = file.with_extension("tmp");
-    std::fs::write(&tmp, time).unwrap();
-    std::fs::rename(&tmp, file).unwrap();
-}
-
 /// The JSON an endpoint answers with, and its status; `None` while it does not answer.
 fn json(deployment: &Deployment, method: &str, path: &str) -> Option<(u16, serde_json::Value)> {
     let response = http_request(method, deployment.public, path, &[]).ok()?;

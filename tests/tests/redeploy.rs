@@ -186,9 +186,7 @@ fn no_failed_request(report: &str) -> u64 {
 fn running_in(deployment: &Deployment, dir: &Path) -> Vec<i32> {
     marked_processes(&deployment.mark)
         .into_iter()
-        .filter(|pid| {
-            std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(dir))
-        })
+        .filter(|&pid| process::tree::works_in(pid, dir))
         .collect()
 }
 
@@ -518,12 +516,7 @@ fn instances_without_the_front_and_a_taken_public_port_are_said_before_anything_
 fn crons_run_on_every_instance_each_with_its_number() {
     let tmp = tempfile::tempdir().unwrap();
     let clock = tmp.path().join("clock");
-    let set_clock = |time: &str| {
-        let next = clock.with_extension("next");
-        std::fs::write(&next, time).unwrap();
-        std::fs::rename(&next, &clock).unwrap();
-    };
-    set_clock("2026-01-01T00:00:30Z");
+    set_clock(&clock, "2026-01-01T00:00:30Z");
     let mut deployment = setup()
         .args(&["--instances", "2"])
         .var("UVDEPLOY_CLOCK", clock.display().to_string())
@@ -557,7 +550,7 @@ fn crons_run_on_every_instance_each_with_its_number() {
         "{}",
         deployment.output()
     );
-    set_clock("2026-01-01T00:01:00Z");
+    set_clock(&clock, "2026-01-01T00:01:00Z");
     for line in ["cron-0.0 | on instance 0", "cron-0.1 | on instance 1"] {
         assert!(
             testkit::wait_until(Duration::from_secs(10), || deployment
@@ -623,26 +616,7 @@ fn a_deep_tmpdir_still_gives_a_front_and_redeploys() {
     let deep = tmp.path().join("d".repeat(90));
     std::fs::create_dir_all(&deep).unwrap();
     std::fs::write(app.join("versioned.py"), APP).unwrap();
-    for args in [
-        &["init", "-q"][..],
-        &["add", "-A"],
-        &[
-            "-c",
-            "user.name=Test",
-            "-c",
-            "user.email=test@example.com",
-            "commit",
-            "-qm",
-            "one",
-        ],
-    ] {
-        assert!(Command::new("git")
-            .args(args)
-            .current_dir(&app)
-            .status()
-            .unwrap()
-            .success());
-    }
+    git_repo(&app);
     let mut setup = setup().var("TMPDIR", deep.display().to_string());
     setup.own_state_dir = true;
     let mut deployment = setup.launch(tmp, app);

@@ -472,13 +472,6 @@ fn a_legacy_mode_worker_runs_in_the_venv() {
     deployment.nothing_left();
 }
 
-/// Sets the test clock to `time` (written whole, then renamed: never read half-written).
-fn set_clock(file: &Path, time: &str) {
-    let tmp = file.with_extension("tmp");
-    std::fs::write(&tmp, time).unwrap();
-    std::fs::rename(&tmp, file).unwrap();
-}
-
 fn executable(path: &Path, text: &str) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::write(path, text).unwrap();

@@ -119,27 +119,7 @@ impl Setup {
     ) -> Deployment {
         let (tmp, app_dir) = copy_example(self.example);
         committed(&app_dir);
-        for args in [
-            &["init", "-q"][..],
-            &["add", "-A"],
-            &[
-                "-c",
-                "user.name=Test",
-                "-c",
-                "user.email=test@example.com",
-                "commit",
-                "-q",
-                "-m",
-                "The app as pushed",
-            ],
-        ] {
-            let status = Command::new("git")
-                .args(args)
-                .current_dir(&app_dir)
-                .status()
-                .unwrap();
-            assert!(status.success(), "git {args:?}");
-        }
+        git_repo(&app_dir);
         uncommitted(&app_dir);
         self.launch(tmp, app_dir)
     }
@@ -337,6 +317,39 @@ impl Drop for Deployment {
             );
         }
     }
+}
+
+/// Makes `app_dir` a git repository with one commit of everything in it.
+pub fn git_repo(app_dir: &Path) {
+    for args in [
+        &["init", "-q"][..],
+        &["add", "-A"],
+        &[
+            "-c",
+            "user.name=Test",
+            "-c",
+            "user.email=test@example.com",
+            "commit",
+            "-q",
+            "-m",
+            "The app as pushed",
+        ],
+    ] {
+        let status = Command::new("git")
+            .args(args)
+            .current_dir(app_dir)
+            .status()
+            .unwrap();
+        assert!(status.success(), "git {args:?}");
+    }
+}
+
+/// Sets the test clock (`UVDEPLOY_CLOCK`'s file) to `time`: written whole, then renamed, so
+/// that it is never read half-written.
+pub fn set_clock(file: &Path, time: &str) {
+    let tmp = file.with_extension("tmp");
+    std::fs::write(&tmp, time).unwrap();
+    std::fs::rename(&tmp, file).unwrap();
 }
 
 /// A mark no other deployment carries.
